@@ -1,0 +1,59 @@
+// The two admission entry points. Each takes a request whose envelope is
+// already checked and returns a Decision, or says why the request is not one
+// this webhook can judge (the server answers that with a 400).
+
+import type { AdmissionConfig } from '../config.ts';
+import type { Pod } from '../kube-types.ts';
+import { allow, type Decision } from './decision.ts';
+import { admitPodCreate } from './pod-create.ts';
+import { admitPodUpdate } from './pod-update.ts';
+import { validatePodUpdate } from './pod-validate.ts';
+import type { AdmissionRequest } from './request.ts';
+
+export type Invalid = { type: 'invalid'; message: string };
+export type Judgement = Decision | Invalid;
+
+export function mutate(req: AdmissionRequest, config: AdmissionConfig, now: Date): Judgement {
+  const pods = podsOf(req);
+  if (pods.type !== 'pods') return pods;
+  if (req.subResource) return allow('subresource');
+  if (pods.old === undefined) return admitPodCreate(pods.req, pods.object, config);
+  return admitPodUpdate(pods.req, pods.object, pods.old, config, now);
+}
+
+export function validate(req: AdmissionRequest, config: AdmissionConfig): Judgement {
+  const pods = podsOf(req);
+  if (pods.type !== 'pods') return pods;
+  if (pods.old === undefined) return allow('create');
+  return validatePodUpdate(pods.req, pods.object, pods.old, config);
+}
+
+type PodRequest = { type: 'pods'; req: AdmissionRequest<Pod>; object: Pod; old: Pod | undefined };
+
+/** The request's pods, `allow` for operations no rule is about, or why it is not a Pod review. */
+function podsOf(req: AdmissionRequest): PodRequest | Decision | Invalid {
+  if (req.kind.group !== '' || req.kind.kind !== 'Pod') {
+    const kind = req.kind.group === '' ? req.kind.kind : `${req.kind.kind}.${req.kind.group}`;
+    return invalid(`request.kind is ${kind}: this endpoint judges Pods only (check the webhook configuration's rules)`);
+  }
+  if (req.operation !== 'CREATE' && req.operation !== 'UPDATE') return allow('operation-not-handled');
+  if (!isPodShaped(req.object)) return invalid('request.object is not a Pod: it needs metadata and spec.containers');
+  if (req.operation === 'CREATE') return { type: 'pods', req: req as AdmissionRequest<Pod>, object: req.object, old: undefined };
+  if (!isPodShaped(req.oldObject)) {
+    return invalid('request.oldObject is not a Pod: an UPDATE review carries the stored pod in oldObject');
+  }
+  return { type: 'pods', req: req as AdmissionRequest<Pod>, object: req.object, old: req.oldObject };
+}
+
+function invalid(message: string): Invalid {
+  return { type: 'invalid', message };
+}
+
+function isPodShaped(value: unknown): value is Pod {
+  if (typeof value !== 'object' || value === null) return false;
+  const { metadata, spec } = value as { metadata?: unknown; spec?: unknown };
+  return (
+    typeof metadata === 'object' && metadata !== null && !Array.isArray(metadata) &&
+    typeof spec === 'object' && spec !== null && Array.isArray((spec as { containers?: unknown }).containers)
+  );
+}

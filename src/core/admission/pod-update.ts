@@ -1,0 +1,133 @@
+// UPDATE pods, mutating: an image change of a managed pod never reaches the
+// kubelet straight away. The webhook keeps the running images in the spec and
+// records the request as Pending; the watcher drains the pod, then writes the
+// images. Pods without the gate, and immediate mode, get the images at once.
+
+import type { AdmissionConfig } from '../config.ts';
+import { imageChanges, isEmpty, specImages, withImages, type ImageMap } from '../containers.ts';
+import type { ContainerStatus, Pod } from '../kube-types.ts';
+import { READINESS_GATE, UPDATE_ANNOTATION } from '../names.ts';
+import { hasReadinessGate, isExcludedNamespace, isManaged, matchesIdentity } from '../scope.ts';
+import { changedPaths } from '../spec-diff.ts';
+import { encodeUpdateState, parseUpdateState, type ContainerRecord, type UpdateState } from '../state.ts';
+import { allow, patch, type Decision } from './decision.ts';
+import type { AdmissionRequest } from './request.ts';
+
+export function admitPodUpdate(
+  req: AdmissionRequest<Pod>,
+  pod: Pod,
+  old: Pod,
+  config: AdmissionConfig,
+  now: Date,
+): Decision {
+  if (matchesIdentity(req.userInfo, config.watcher)) return allow('watcher');
+  if (matchesIdentity(req.userInfo, config.exempt)) return allow('exempt');
+  if (!isManaged(old) || isExcludedNamespace(req.namespace, config)) return allow('not-managed');
+
+  const parsed = parseUpdateState(old.metadata.annotations?.[UPDATE_ANNOTATION]);
+  const current = parsed.ok ? parsed.state : undefined;
+  const warnings = parsed.ok ? [] : [`inplace-gate: the stored ${UPDATE_ANNOTATION} was unreadable (${parsed.error}) and is replaced`];
+  // Compared with the stored spec: while Pending or Draining that is what runs.
+  const changes = imageChanges(old.spec, pod.spec);
+
+  if (isEmpty(changes)) {
+    // Re-asserting the object as stored (a GitOps sync of the running images)
+    // is a change back to the running images: it cancels a request not yet
+    // written. Any other write (labels from a controller) leaves it alone.
+    if ((current?.phase === 'Pending' || current?.phase === 'Draining') && isReassertion(old, pod)) {
+      return patch(withState(pod, undefined), 'cancelled', [
+        ...warnings,
+        `inplace-gate: the pending image change (${describe(current.images)}) was cancelled: the pod keeps its running images`,
+      ]);
+    }
+    return allow('no-image-change', warnings);
+  }
+
+  const request = {
+    images: changes,
+    requestedBy: req.userInfo.username ?? '',
+    ...(req.options?.fieldManager === undefined ? {} : { fieldManager: req.options.fieldManager }),
+    requestedAt: now.toISOString(),
+  };
+
+  if (!hasReadinessGate(old) || config.mode === 'immediate') {
+    const state: UpdateState = {
+      phase: 'Updating',
+      ...request,
+      immediate: true,
+      ...(old.metadata.generation === undefined ? {} : { generation: old.metadata.generation + 1 }),
+      updatedAt: request.requestedAt,
+      before: { ...carriedRecords(current, changes), ...recordsOf(old, changes) },
+    };
+    const why = hasReadinessGate(old) ? 'immediate mode is on' : `the pod has no ${READINESS_GATE} readiness gate`;
+    return patch(withState(pod, state), 'immediate', [
+      ...warnings,
+      `inplace-gate: images applied at once because ${why}: traffic was not drained first`,
+    ]);
+  }
+
+  // Latest request wins: it replaces what was pending. While Draining the
+  // drain already under way goes on; after Updating or Stalled the pod is
+  // already out of endpoints and needs no new drain.
+  const draining = current?.phase === 'Draining';
+  const drained = current?.phase === 'Updating' || current?.phase === 'Stalled' || (current?.drained ?? false);
+  const before = carriedRecords(current, changes);
+  const state: UpdateState = {
+    phase: draining ? 'Draining' : 'Pending',
+    ...request,
+    ...(drained ? { drained: true } : {}),
+    ...(draining && current.drainDeadline !== undefined ? { drainDeadline: current.drainDeadline } : {}),
+    ...(isEmpty(before) ? {} : { before }),
+  };
+  const deferred: Pod = { ...withState(pod, state), spec: withImages(pod.spec, specImages(old.spec)) };
+  return patch(deferred, current === undefined ? 'deferred' : 'deferred-replaced', [
+    ...warnings,
+    `inplace-gate: image change deferred (${describe(changes)}): the pod leaves its Service endpoints first, then restarts in place`,
+  ]);
+}
+
+/** The pod as stored, written again: equal but for server-managed metadata. */
+function isReassertion(old: Pod, pod: Pod): boolean {
+  const strip = ({ metadata, status: _status, ...rest }: Pod) => {
+    const { managedFields: _m, resourceVersion: _r, generation: _g, ...meta } = metadata;
+    return { ...rest, metadata: meta };
+  };
+  return changedPaths(strip(old), strip(pod), [], () => false, 1).length === 0;
+}
+
+/** Baselines of containers an earlier Updating has not proven yet, and that this request does not touch again. */
+function carriedRecords(current: UpdateState | undefined, changes: ImageMap): Record<string, ContainerRecord> {
+  const out: Record<string, ContainerRecord> = {};
+  if (current?.phase !== 'Updating' && current?.phase !== 'Stalled' && !current?.drained) return out;
+  for (const [name, record] of Object.entries(current.before ?? {})) if (!(name in changes)) out[name] = record;
+  return out;
+}
+
+function recordsOf(pod: Pod, changes: ImageMap): Record<string, ContainerRecord> {
+  const statuses = new Map<string, ContainerStatus>();
+  for (const s of [...(pod.status?.containerStatuses ?? []), ...(pod.status?.initContainerStatuses ?? [])]) statuses.set(s.name, s);
+  const running = specImages(pod.spec);
+  const out: Record<string, ContainerRecord> = {};
+  for (const name of Object.keys(changes)) {
+    const s = statuses.get(name);
+    out[name] = {
+      image: running[name] ?? '',
+      ...(s?.containerID ? { containerID: s.containerID } : {}),
+      ...(s?.imageID ? { imageID: s.imageID } : {}),
+      ...(s ? { restartCount: s.restartCount } : {}),
+    };
+  }
+  return out;
+}
+
+function withState(pod: Pod, state: UpdateState | undefined): Pod {
+  const { [UPDATE_ANNOTATION]: _previous, ...others } = pod.metadata.annotations ?? {};
+  const annotations = state === undefined ? others : { ...others, [UPDATE_ANNOTATION]: encodeUpdateState(state) };
+  return { ...pod, metadata: { ...pod.metadata, annotations } };
+}
+
+function describe(images: ImageMap): string {
+  return Object.entries(images)
+    .map(([name, image]) => `${name}=${image}`)
+    .join(', ');
+}

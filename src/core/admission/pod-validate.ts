@@ -1,0 +1,112 @@
+// UPDATE pods, validating: a managed pod's spec may change only in container
+// images. Its lifecycle label and annotation change only through the
+// webhook's own transitions and the watcher. Subresources by policy.
+
+import type { AdmissionConfig } from '../config.ts';
+import type { Pod } from '../kube-types.ts';
+import { ENABLED_LABEL, MANAGED_LABEL, UPDATE_ANNOTATION } from '../names.ts';
+import { isExcludedNamespace, isManaged, matchesIdentity } from '../scope.ts';
+import { changedPaths, formatPath, type PathSegment } from '../spec-diff.ts';
+import { parseUpdateState } from '../state.ts';
+import { allow, deny, type Decision } from './decision.ts';
+import type { AdmissionRequest } from './request.ts';
+
+const MAX_PATHS_LISTED = 20;
+
+/** Image fields are what in-place updates change; scheduling gates can only be removed, before the pod runs. */
+function isAllowedSpecChange(path: readonly PathSegment[]): boolean {
+  const [, list, index, field] = path;
+  if ((list === 'containers' || list === 'initContainers') && typeof index === 'number' && field === 'image') {
+    return path.length === 4;
+  }
+  return list === 'schedulingGates';
+}
+
+export function validatePodUpdate(req: AdmissionRequest<Pod>, pod: Pod, old: Pod, config: AdmissionConfig): Decision {
+  if (matchesIdentity(req.userInfo, config.exempt)) return allow('exempt');
+  if (isExcludedNamespace(req.namespace, config)) return allow('excluded-namespace');
+  const watcher = matchesIdentity(req.userInfo, config.watcher);
+
+  switch (req.subResource ?? '') {
+    case '':
+      break;
+    case 'resize':
+      if (!isManaged(old) || config.allowResize || watcher) return allow('resize-allowed');
+      return deny(
+        'resize-denied',
+        `inplace-gate: resizing pod ${name(req)} in place is turned off for pods it manages. ` +
+          `Change the resources in the pod's owner (Deployment, StatefulSet) instead, or have the operator start the webhook with --allow-resize.`,
+      );
+    case 'ephemeralcontainers':
+      if (!isManaged(old) || config.allowEphemeralContainers) return allow('ephemeral-allowed');
+      return deny(
+        'ephemeral-denied',
+        `inplace-gate: ephemeral containers (kubectl debug) are turned off for pods it manages. ` +
+          `Debug a copy instead (kubectl debug --copy-to), or have the operator start the webhook with --allow-ephemeral-containers.`,
+      );
+    case 'status':
+      return watcher ? allow('watcher') : checkLifecycleKeys(req, pod, old);
+    default:
+      return allow('other-subresource');
+  }
+
+  if (!isManaged(old)) return allow('not-managed');
+
+  const paths = changedPaths(old.spec, pod.spec, ['spec'], isAllowedSpecChange, MAX_PATHS_LISTED + 1);
+  if (paths.length > 0) {
+    const listed = paths.slice(0, MAX_PATHS_LISTED).map(formatPath);
+    const more = paths.length > MAX_PATHS_LISTED ? ' and more' : '';
+    return deny(
+      'spec-change-denied',
+      `inplace-gate: pod ${name(req)} may change only container images in place, but this update also changes ` +
+        `${listed.join(', ')}${more}. Make the change in the pod's owner (Deployment, StatefulSet, Job) so it ` +
+        `replaces the pod, or delete and recreate the pod; to change images, change only the image fields.`,
+    );
+  }
+  return watcher ? allow('watcher') : checkLifecycleKeys(req, pod, old);
+}
+
+/**
+ * The managed label and the state annotation belong to inplace-gate. A user's
+ * request may change the annotation only as the mutating webhook does
+ * (a request recorded under the user's own name, or a cancellation), since
+ * that webhook sees, and rewrites, every request that changes images.
+ */
+function checkLifecycleKeys(req: AdmissionRequest<Pod>, pod: Pod, old: Pod): Decision {
+  const oldLabel = old.metadata.labels?.[MANAGED_LABEL];
+  const newLabel = pod.metadata.labels?.[MANAGED_LABEL];
+  if (oldLabel !== newLabel) {
+    return deny(
+      'lifecycle-label-denied',
+      `inplace-gate: the label ${MANAGED_LABEL} on pod ${name(req)} is set by inplace-gate and cannot be changed. ` +
+        `To keep new pods out, label them (or their namespace) ${ENABLED_LABEL}="false" in the pod template.`,
+    );
+  }
+  const oldRaw = old.metadata.annotations?.[UPDATE_ANNOTATION];
+  const newRaw = pod.metadata.annotations?.[UPDATE_ANNOTATION];
+  if (oldRaw === newRaw) return allow('valid');
+
+  const previous = parseUpdateState(oldRaw);
+  const next = parseUpdateState(newRaw);
+  const user = req.userInfo.username ?? '';
+  const webhookTransition =
+    req.subResource === undefined &&
+    next.ok &&
+    (next.state === undefined
+      ? previous.ok && (previous.state?.phase === 'Pending' || previous.state?.phase === 'Draining')
+      : next.state.requestedBy === user &&
+        (next.state.phase === 'Pending' ||
+          next.state.phase === 'Draining' ||
+          (next.state.phase === 'Updating' && next.state.immediate === true)));
+  if (webhookTransition) return allow('valid');
+  return deny(
+    'lifecycle-annotation-denied',
+    `inplace-gate: the annotation ${UPDATE_ANNOTATION} on pod ${name(req)} records an image change in progress and ` +
+      `only inplace-gate writes it. To change images, set the container images; to cancel a pending change, ` +
+      `set them back to the running ones.`,
+  );
+}
+
+function name(req: AdmissionRequest): string {
+  return `${req.namespace ?? ''}/${req.name ?? ''}`;
+}

@@ -1,0 +1,30 @@
+// The public contract of DESIGN.md: users put these names into manifests,
+// dashboards and alerts, so once released they never change.
+
+export const READINESS_GATE = 'InPlaceUpdateReady';
+
+const PREFIX = 'inplace-gate.dev';
+
+/** Namespace opt-in (`"true"`) and pod or namespace opt-out (`"false"`). */
+export const ENABLED_LABEL = `${PREFIX}/enabled`;
+/** Put on every pod the webhook took in; the watcher selects on it. */
+export const MANAGED_LABEL = `${PREFIX}/managed`;
+/** JSON lifecycle state of one image change (see core/state.ts). */
+export const UPDATE_ANNOTATION = `${PREFIX}/update`;
+/** Grace period between the condition going False and the image write. */
+export const GRACE_PERIOD_ANNOTATION = `${PREFIX}/grace-period-seconds`;
+/** `recreate` keeps a workload's native rollout. */
+export const ROLLOUT_ANNOTATION = `${PREFIX}/rollout`;
+export const ROLLOUT_STATE_ANNOTATION = `${PREFIX}/rollout-state`;
+export const PARTITION_ANNOTATION = `${PREFIX}/partition`;
+
+/** Set by the kubelet on the API copy of a static pod. */
+export const MIRROR_POD_ANNOTATION = 'kubernetes.io/config.mirror';
+/** Pods of OpenKruise workloads already have an in-place lifecycle of their own. */
+export const KRUISE_API_GROUP = 'apps.kruise.io';
+
+/** Namespaces never in scope, whatever the webhook configuration's selectors say. */
+export const SYSTEM_NAMESPACES: readonly string[] = ['kube-system', 'kube-public', 'kube-node-lease'];
+
+export const DEFAULT_NAMESPACE = 'inplace-gate';
+export const DEFAULT_WATCHER_USER = `system:serviceaccount:${DEFAULT_NAMESPACE}:inplace-gate-watcher`;

@@ -1,0 +1,83 @@
+// The lifecycle state of one image change, stored as JSON in the pod's
+// `inplace-gate.dev/update` annotation. Everything the watcher knows lives
+// here and in the pod's status, so any replica can resume after a crash.
+
+import type { ImageMap } from './containers.ts';
+
+export type UpdatePhase = 'Pending' | 'Draining' | 'Updating' | 'Stalled';
+
+/** What a changed container ran before the images were written: the baseline of the completion proof. */
+export interface ContainerRecord {
+  image: string;
+  containerID?: string;
+  imageID?: string;
+  restartCount?: number;
+}
+
+export interface UpdateState {
+  phase: UpdatePhase;
+  /** Requested images, by container name. */
+  images: ImageMap;
+  /** Username of the request that asked for the images. */
+  requestedBy: string;
+  /** The request's field manager; the watcher writes the images under it. */
+  fieldManager?: string;
+  /** RFC 3339. */
+  requestedAt: string;
+  /** The pod is already out of endpoints (a request made while Updating or Stalled): no new drain. */
+  drained?: boolean;
+  /** Written by immediate mode: the images went through with no drain. */
+  immediate?: boolean;
+  /** Draining: when the images may be written (RFC 3339). */
+  drainDeadline?: string;
+  /** Updating: the pod generation that carries the requested images. */
+  generation?: number;
+  /** Updating: when the images were written (RFC 3339), the start of the progress deadline. */
+  updatedAt?: string;
+  /** Per changed container, what ran before; carried into a new request until proven. */
+  before?: Record<string, ContainerRecord>;
+  /** Stalled: why. */
+  stalled?: { reason: string; message: string; since: string };
+}
+
+const PHASES: readonly string[] = ['Pending', 'Draining', 'Updating', 'Stalled'];
+
+export type ParseResult = { ok: true; state: UpdateState | undefined } | { ok: false; error: string };
+
+/** Decodes the annotation; a value that is present but unreadable is an error, never "no state". */
+export function parseUpdateState(raw: string | undefined): ParseResult {
+  if (raw === undefined || raw === '') return { ok: true, state: undefined };
+  let value: unknown;
+  try {
+    value = JSON.parse(raw);
+  } catch (err) {
+    return { ok: false, error: `not JSON: ${(err as Error).message}` };
+  }
+  const problem = checkState(value);
+  return problem === undefined ? { ok: true, state: value as UpdateState } : { ok: false, error: problem };
+}
+
+export function encodeUpdateState(state: UpdateState): string {
+  return JSON.stringify(state);
+}
+
+function isRecord(value: unknown): value is Record<string, unknown> {
+  return typeof value === 'object' && value !== null && !Array.isArray(value);
+}
+
+function checkState(value: unknown): string | undefined {
+  if (!isRecord(value)) return 'not a JSON object';
+  if (typeof value.phase !== 'string' || !PHASES.includes(value.phase)) return `phase must be one of ${PHASES.join(', ')}`;
+  if (!isRecord(value.images) || !Object.values(value.images).every((v) => typeof v === 'string')) {
+    return 'images must map container names to images';
+  }
+  if (typeof value.requestedBy !== 'string') return 'requestedBy must be a string';
+  if (typeof value.requestedAt !== 'string' || Number.isNaN(Date.parse(value.requestedAt))) return 'requestedAt must be a timestamp';
+  for (const key of ['drainDeadline', 'updatedAt'] as const) {
+    const v = value[key];
+    if (v !== undefined && (typeof v !== 'string' || Number.isNaN(Date.parse(v)))) return `${key} must be a timestamp`;
+  }
+  if (value.generation !== undefined && !Number.isInteger(value.generation)) return 'generation must be an integer';
+  if (value.before !== undefined && !isRecord(value.before)) return 'before must be an object';
+  return undefined;
+}

@@ -1,0 +1,148 @@
+// Every setting, once: its flag, environment variable, default and help line.
+// `--help` and the README's configuration table are both made from this list.
+
+import { parseArgs } from 'node:util';
+import { defaultAdmissionConfig, type AdmissionConfig } from './core/config.ts';
+import { DEFAULT_NAMESPACE, DEFAULT_WATCHER_USER } from './core/names.ts';
+
+export interface Settings {
+  port: number;
+  host: string;
+  certDir: string;
+  tlsCertFile: string | undefined;
+  tlsKeyFile: string | undefined;
+  dnsNames: string[];
+  gracePeriodSeconds: number;
+  shutdownDelaySeconds: number;
+  logLevel: string;
+  admission: AdmissionConfig;
+}
+
+type Kind = 'string' | 'int' | 'list' | 'bool';
+
+interface SettingSpec {
+  flag: string;
+  kind: Kind;
+  default: string;
+  help: string;
+}
+
+export const SETTINGS = {
+  port: { flag: 'port', kind: 'int', default: '9443', help: 'HTTPS port of the webhook' },
+  host: { flag: 'host', kind: 'string', default: '0.0.0.0', help: 'address the webhook listens on' },
+  certDir: {
+    flag: 'cert-dir',
+    kind: 'string',
+    default: 'certs',
+    help: 'where ca.crt, tls.crt and tls.key are generated (when absent) and watched for changes',
+  },
+  tlsCertFile: { flag: 'tls-cert-file', kind: 'string', default: '', help: 'serving certificate to use instead of generating one' },
+  tlsKeyFile: { flag: 'tls-key-file', kind: 'string', default: '', help: 'private key of --tls-cert-file' },
+  dnsNames: {
+    flag: 'dns-names',
+    kind: 'list',
+    default: '',
+    help: 'extra DNS names for a generated serving certificate (localhost and 127.0.0.1 are always in it)',
+  },
+  gracePeriodSeconds: {
+    flag: 'grace-period-seconds',
+    kind: 'int',
+    default: '10',
+    help: 'drain time between InPlaceUpdateReady=False and the image write, unless the pod or its namespace says otherwise',
+  },
+  mode: { flag: 'mode', kind: 'string', default: 'drain', help: '`drain` defers image changes until the pod is drained; `immediate` lets them through' },
+  namespace: { flag: 'namespace', kind: 'string', default: DEFAULT_NAMESPACE, help: 'the namespace inplace-gate runs in (never in scope)' },
+  watcherUsers: { flag: 'watcher-users', kind: 'list', default: DEFAULT_WATCHER_USER, help: "usernames of the watcher, whose writes pass untouched" },
+  watcherGroups: { flag: 'watcher-groups', kind: 'list', default: '', help: 'groups of the watcher' },
+  exemptUsers: { flag: 'exempt-users', kind: 'list', default: '', help: 'usernames whose pod updates pass both webhooks untouched (break-glass)' },
+  exemptGroups: { flag: 'exempt-groups', kind: 'list', default: '', help: 'groups whose pod updates pass both webhooks untouched' },
+  allowResize: { flag: 'allow-resize', kind: 'bool', default: 'false', help: 'let pods/resize through on managed pods' },
+  allowEphemeralContainers: {
+    flag: 'allow-ephemeral-containers',
+    kind: 'bool',
+    default: 'true',
+    help: 'let pods/ephemeralcontainers (kubectl debug) through on managed pods',
+  },
+  shutdownDelaySeconds: {
+    flag: 'shutdown-delay-seconds',
+    kind: 'int',
+    default: '5',
+    help: 'on SIGTERM, how long /readyz fails before the server stops taking connections',
+  },
+  logLevel: { flag: 'log-level', kind: 'string', default: 'info', help: 'pino level: debug logs every admission, info the ones that change or deny something' },
+} as const satisfies Record<string, SettingSpec>;
+
+type Name = keyof typeof SETTINGS;
+
+export function envName(spec: SettingSpec): string {
+  return `INPLACE_GATE_${spec.flag.toUpperCase().replaceAll('-', '_')}`;
+}
+
+export class SettingsError extends Error {}
+
+/** Flags win over environment variables, which win over defaults. */
+export function loadSettings(argv: string[], env: Record<string, string | undefined>): Settings {
+  const options = Object.fromEntries(
+    Object.values(SETTINGS).map((s) => [s.flag, { type: 'string' as const }]),
+  );
+  let values: Record<string, string | boolean | undefined>;
+  try {
+    ({ values } = parseArgs({ args: argv, options, strict: true, allowPositionals: false }));
+  } catch (err) {
+    throw new SettingsError(`${(err as Error).message} (see --help)`);
+  }
+  const raw = (name: Name): string => {
+    const spec: SettingSpec = SETTINGS[name];
+    const flag = values[spec.flag];
+    return typeof flag === 'string' ? flag : (env[envName(spec)] ?? spec.default);
+  };
+  const int = (name: Name): number => {
+    const text = raw(name);
+    const n = Number(text);
+    if (!Number.isInteger(n) || n < 0) throw new SettingsError(`--${SETTINGS[name].flag} must be a whole number ≥ 0, not "${text}"`);
+    return n;
+  };
+  const list = (name: Name): string[] => raw(name).split(',').map((s) => s.trim()).filter((s) => s !== '');
+  const bool = (name: Name): boolean => {
+    const text = raw(name).toLowerCase();
+    if (text === 'true' || text === '1' || text === 'yes') return true;
+    if (text === 'false' || text === '0' || text === 'no') return false;
+    throw new SettingsError(`--${SETTINGS[name].flag} must be true or false, not "${text}"`);
+  };
+  const mode = raw('mode');
+  if (mode !== 'drain' && mode !== 'immediate') throw new SettingsError(`--mode must be drain or immediate, not "${mode}"`);
+  const port = int('port');
+  if (port < 1 || port > 65535) throw new SettingsError(`--port must be between 1 and 65535, not ${port}`);
+  const tlsCertFile = raw('tlsCertFile') || undefined;
+  const tlsKeyFile = raw('tlsKeyFile') || undefined;
+  if ((tlsCertFile === undefined) !== (tlsKeyFile === undefined)) {
+    throw new SettingsError('--tls-cert-file and --tls-key-file go together: give both or neither');
+  }
+  return {
+    port,
+    host: raw('host'),
+    certDir: raw('certDir'),
+    tlsCertFile,
+    tlsKeyFile,
+    dnsNames: list('dnsNames'),
+    gracePeriodSeconds: int('gracePeriodSeconds'),
+    shutdownDelaySeconds: int('shutdownDelaySeconds'),
+    logLevel: raw('logLevel'),
+    admission: {
+      ...defaultAdmissionConfig,
+      ownNamespace: raw('namespace'),
+      mode,
+      watcher: { users: list('watcherUsers'), groups: list('watcherGroups') },
+      exempt: { users: list('exemptUsers'), groups: list('exemptGroups') },
+      allowResize: bool('allowResize'),
+      allowEphemeralContainers: bool('allowEphemeralContainers'),
+    },
+  };
+}
+
+/** One line per setting, for --help and the README. */
+export function settingsHelp(): string {
+  return Object.values(SETTINGS)
+    .map((s: SettingSpec) => `  --${s.flag.padEnd(28)} ${envName(s).padEnd(40)} ${s.help}${s.default === '' ? '' : ` (default: ${s.default})`}`)
+    .join('\n');
+}

@@ -1,0 +1,157 @@
+// The webhook's HTTPS server: one fastify plugin per concern (admission,
+// health, metrics). Only the admission plugin sees AdmissionReviews; the
+// decisions themselves are the pure functions of src/core.
+
+import fastify, { LogController, type FastifyError, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
+import type { Server as HttpsServer } from 'node:https';
+import { mutate, validate, type Judgement } from '../core/admission/index.ts';
+import type { AdmissionConfig } from '../core/config.ts';
+import type { Logger } from '../log.ts';
+import type { WebhookMetrics } from './metrics.ts';
+import {
+  ADMISSION_API_VERSION,
+  admissionReviewResponseSchema,
+  admissionReviewSchema,
+  completeResponse,
+  type AdmissionReview,
+} from './review.ts';
+import type { KeyPair } from './certs.ts';
+
+/** Above the apiserver's largest review (object and oldObject of a 1.5 MiB etcd object, plus options). */
+export const BODY_LIMIT_BYTES = 8 * 1024 * 1024;
+/** Longer than the apiserver's 90 s idle timeout, so the apiserver, not us, closes idle connections. */
+export const KEEP_ALIVE_TIMEOUT_MS = 120_000;
+
+export interface ServerOptions {
+  tls: KeyPair;
+  admission: AdmissionConfig;
+  metrics: WebhookMetrics;
+  logger: Logger;
+  clock?: () => Date;
+}
+
+export interface WebhookServer {
+  app: FastifyInstance<HttpsServer>;
+  /** Swap the serving certificate; new connections use it at once, open ones keep theirs. */
+  setCertificate(pair: KeyPair): void;
+  /** Readiness drops first, then the server stops taking connections and lets in-flight requests finish. */
+  shutdown(delayMs: number): Promise<void>;
+}
+
+type Judge = (review: AdmissionReview, now: Date) => Judgement;
+
+export function buildWebhookServer(options: ServerOptions): WebhookServer {
+  const { admission, metrics, logger } = options;
+  const clock = options.clock ?? (() => new Date());
+  const tlsOptions = { minVersion: 'TLSv1.2' as const };
+  const app = fastify({
+    https: { ...options.tls, ...tlsOptions },
+    loggerInstance: logger,
+    // One line per admission comes from the route; fastify's own request lines would double it.
+    logController: new LogController({ disableRequestLogging: true }),
+    bodyLimit: BODY_LIMIT_BYTES,
+    keepAliveTimeout: KEEP_ALIVE_TIMEOUT_MS,
+    return503OnClosing: true,
+    ajv: { customOptions: { coerceTypes: false, removeAdditional: false, allErrors: false } },
+  }) as unknown as FastifyInstance<HttpsServer>;
+
+  let ready = true;
+
+  app.register((scope, _opts, done) => {
+    scope.register(admissionRoutes('mutate', (r, now) => mutate(r.request, admission, now)));
+    scope.register(admissionRoutes('validate', (r) => validate(r.request, admission)));
+    done();
+  });
+
+  function admissionRoutes(name: 'mutate' | 'validate', judge: Judge) {
+    const webhook = `/${name}`;
+    return (scope: FastifyInstance, _opts: unknown, done: (err?: Error) => void) => {
+      const started = new WeakMap<FastifyRequest, bigint>();
+      scope.addHook('onRequest', (request, _reply, next) => {
+        started.set(request, process.hrtime.bigint());
+        metrics.inFlight.inc({ webhook });
+        next();
+      });
+      scope.addHook('onResponse', (request, reply, next) => {
+        const t0 = started.get(request);
+        if (t0 !== undefined) metrics.latency.observe({ webhook }, Number(process.hrtime.bigint() - t0) / 1e9);
+        metrics.inFlight.dec({ webhook });
+        metrics.requests.inc({ webhook, code: String(reply.statusCode) });
+        next();
+      });
+      // Reviews are JSON; anything else is refused with a 415 before a handler runs.
+      scope.removeContentTypeParser(['text/plain']);
+      scope.setSchemaErrorFormatter((errors, dataVar) => {
+        const e = errors[0];
+        const where = `${dataVar}${e?.instancePath ?? ''}`;
+        const allowed = e?.keyword === 'const' ? ` "${String((e.params as { allowedValue?: unknown }).allowedValue)}"` : '';
+        const hint = e?.instancePath === '/apiVersion' ? ` (this webhook speaks ${ADMISSION_API_VERSION}: list it in admissionReviewVersions)` : '';
+        return new Error(`not an AdmissionReview: ${where} ${e?.message ?? 'is invalid'}${allowed}${hint}`);
+      });
+      scope.setErrorHandler((error: FastifyError, request, reply) => {
+        const code = error.statusCode ?? 500;
+        if (code < 500) {
+          if (error.code === 'FST_ERR_CTP_INVALID_MEDIA_TYPE') {
+            error.message = `content-type ${request.headers['content-type'] ?? '(none)'} is not accepted: send application/json`;
+          }
+          request.log.debug({ webhook, code, err: error.message }, 'bad admission request');
+          return reply.code(code).send({ statusCode: code, error: error.code, message: error.message });
+        }
+        metrics.panics.inc();
+        request.log.error({ webhook, err: error }, 'admission failed unexpectedly');
+        return reply.code(500).send({ statusCode: 500, error: 'Internal Server Error', message: `inplace-gate: ${error.message}` });
+      });
+      scope.post(
+        webhook,
+        { schema: { body: admissionReviewSchema, response: { 200: admissionReviewResponseSchema } } },
+        (request: FastifyRequest<{ Body: AdmissionReview }>, reply: FastifyReply) => {
+          const review = request.body;
+          const req = review.request;
+          const judgement = judge(review, clock());
+          if (judgement.type === 'invalid') {
+            request.log.debug({ webhook, uid: req.uid, err: judgement.message }, 'bad admission request');
+            return reply.code(400).send({ statusCode: 400, error: 'Bad Request', message: `not a review this webhook judges: ${judgement.message}` });
+          }
+          const response = completeResponse(req.uid, judgement, req.object);
+          metrics.decisions.inc({ webhook, decision: judgement.type, reason: judgement.reason });
+          const t0 = started.get(request);
+          const line = {
+            webhook,
+            uid: req.uid,
+            operation: req.subResource ? `${req.operation} ${req.subResource}` : req.operation,
+            object: `${req.namespace ?? ''}/${req.name ?? ''}`,
+            user: req.userInfo.username,
+            dryRun: req.dryRun === true,
+            decision: judgement.type,
+            reason: judgement.reason,
+            latencyMs: t0 === undefined ? undefined : Number(process.hrtime.bigint() - t0) / 1e6,
+          };
+          // What a person acts on (a deferral, a denial) at info; routine allows at debug.
+          if (judgement.type === 'allow') request.log.debug(line, 'admission');
+          else request.log.info(line, 'admission');
+          return { apiVersion: ADMISSION_API_VERSION, kind: 'AdmissionReview', response };
+        },
+      );
+      done();
+    };
+  }
+
+  app.get('/healthz', (_request, reply) => reply.send('ok'));
+  app.get('/readyz', (_request, reply) => (ready ? reply.send('ok') : reply.code(503).send('shutting down')));
+  app.get('/metrics', async (_request, reply) => {
+    const body = await metrics.registry.metrics();
+    return reply.type(metrics.registry.contentType).send(body);
+  });
+
+  return {
+    app,
+    setCertificate(pair) {
+      app.server.setSecureContext({ ...pair, ...tlsOptions });
+    },
+    async shutdown(delayMs) {
+      ready = false;
+      if (delayMs > 0) await new Promise((resolve) => setTimeout(resolve, delayMs));
+      await app.close();
+    },
+  };
+}

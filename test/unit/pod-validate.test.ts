@@ -1,0 +1,154 @@
+import { describe, expect, it } from 'vitest';
+import { validate } from '../../src/core/admission/index.ts';
+import { defaultAdmissionConfig } from '../../src/core/config.ts';
+import type { Pod } from '../../src/core/kube-types.ts';
+import { MANAGED_LABEL, UPDATE_ANNOTATION } from '../../src/core/names.ts';
+import type { UpdateState } from '../../src/core/state.ts';
+import { expectDecision } from '../support/apply.ts';
+import { USER, buildPod, updateRequest, withSpecImages } from '../support/pods.ts';
+
+const config = defaultAdmissionConfig;
+const WATCHER = { username: 'system:serviceaccount:inplace-gate:inplace-gate-watcher', groups: ['system:serviceaccounts'] };
+
+function edit(pod: Pod, change: (p: Pod) => void): Pod {
+  const copy = structuredClone(pod);
+  change(copy);
+  return copy;
+}
+
+const judge = (old: Pod, pod: Pod, extra = {}, cfg = config) => expectDecision(validate(updateRequest(old, pod, extra), cfg));
+
+describe('UPDATE pods, validating: only images may change in the spec', () => {
+  const old = buildPod({
+    containers: [{ name: 'app', image: 'web:1' }, { name: 'istio-proxy', image: 'proxy:1' }],
+    initContainers: [{ name: 'log-shipper', image: 'fluent-bit:3.2', restartPolicy: 'Always' }],
+  });
+
+  it('allows image changes of containers and init containers', () => {
+    expect(judge(old, withSpecImages(old, { app: 'web:2', 'log-shipper': 'fluent-bit:3.3' }))).toMatchObject({ type: 'allow' });
+  });
+
+  it.each([
+    ['an env var', (p: Pod) => { (p.spec.containers[0] as unknown as { env: { value?: string }[] }).env[1]!.value = 'debug'; }, ['spec.containers[0].env[1].value']],
+    ['resources', (p: Pod) => { p.spec.containers[1]!.resources = { limits: { memory: '1Gi' } }; }, ['spec.containers[1].resources.limits.memory', 'spec.containers[1].resources.requests']],
+    ['a toleration added', (p: Pod) => { (p.spec.tolerations as unknown[]).push({ key: 'x', operator: 'Exists' }); }, ['spec.tolerations']],
+    ['activeDeadlineSeconds', (p: Pod) => { p.spec.activeDeadlineSeconds = 60; }, ['spec.activeDeadlineSeconds']],
+    ['a container added', (p: Pod) => { p.spec.containers.push({ name: 'debug', image: 'busybox' }); }, ['spec.containers']],
+    ['a native sidecar restart policy', (p: Pod) => { delete p.spec.initContainers![0]!.restartPolicy; }, ['spec.initContainers[0].restartPolicy']],
+    ['an image and an env var together', (p: Pod) => { p.spec.containers[0]!.image = 'web:2'; p.spec.terminationGracePeriodSeconds = 5; }, ['spec.terminationGracePeriodSeconds']],
+  ])('denies %s, naming every field path it touched', (_what, change, paths) => {
+    const decision = judge(old, edit(old, change));
+    expect(decision).toMatchObject({ type: 'deny', code: 403, reason: 'spec-change-denied' });
+    if (decision.type !== 'deny') return;
+    for (const path of paths) expect(decision.message).toContain(path);
+    expect(decision.message).not.toContain('.image');
+    expect(decision.message).toMatch(/Deployment, StatefulSet/);
+    expect(decision.message).toContain('shop/web-7d9c6b5f4-x2x8q');
+  });
+
+  it('caps a long list of paths', () => {
+    const pod = edit(old, (p) => {
+      (p.spec.containers[0] as unknown as { env: unknown[] }).env = Array.from({ length: 2 }, (_, i) => ({ name: `A${i}`, value: String(i) }));
+      p.spec.containers[0]!.ports = Array.from({ length: 30 }, (_, i) => ({ containerPort: i }));
+      for (let i = 0; i < 30; i++) (p.spec as Record<string, unknown>)[`x${i}`] = i;
+    });
+    const decision = judge(old, pod);
+    expect(decision.type === 'deny' && decision.message.endsWith('change only the image fields.')).toBe(true);
+    expect(decision.type === 'deny' && decision.message).toContain(' and more');
+  });
+
+  it('allows scheduling gates to be removed (they can only be removed, before the pod runs)', () => {
+    const gated = edit(old, (p) => { p.spec.schedulingGates = [{ name: 'kueue.x-k8s.io/admission' }]; });
+    expect(judge(gated, edit(gated, (p) => { p.spec.schedulingGates = []; }))).toMatchObject({ type: 'allow' });
+  });
+
+  it('lets metadata change freely: labels, finalizers, owner references', () => {
+    const pod = edit(old, (p) => {
+      p.metadata.labels = { ...p.metadata.labels, team: 'shop' };
+      p.metadata.finalizers = ['example.com/protect'];
+      p.metadata.ownerReferences = [];
+      p.metadata.annotations = { note: 'hi' };
+    });
+    expect(judge(old, pod)).toMatchObject({ type: 'allow' });
+  });
+
+  it('applies the same rule to the watcher', () => {
+    expect(judge(old, edit(old, (p) => { p.spec.activeDeadlineSeconds = 1; }), { userInfo: WATCHER })).toMatchObject({ type: 'deny' });
+  });
+
+  it('leaves unmanaged pods, excluded namespaces and exempt users alone', () => {
+    const unmanaged = buildPod({ managed: false });
+    const change = (p: Pod) => { p.spec.activeDeadlineSeconds = 1; };
+    expect(judge(unmanaged, edit(unmanaged, change))).toMatchObject({ type: 'allow', reason: 'not-managed' });
+    const system = buildPod({ namespace: 'kube-system' });
+    expect(judge(system, edit(system, change))).toMatchObject({ type: 'allow' });
+    const exempt = { ...config, exempt: { users: [], groups: ['platform-team'] } };
+    expect(judge(old, edit(old, change), {}, exempt)).toMatchObject({ type: 'allow', reason: 'exempt' });
+  });
+});
+
+describe('UPDATE pods, validating: the lifecycle label and annotation', () => {
+  const pending: UpdateState = { phase: 'Pending', images: { app: 'web:2' }, requestedBy: USER.username, requestedAt: '2026-11-28T12:00:00Z' };
+  const withState = (p: Pod, s: UpdateState | undefined) =>
+    edit(p, (x) => {
+      x.metadata.annotations = { ...x.metadata.annotations };
+      if (s) x.metadata.annotations[UPDATE_ANNOTATION] = JSON.stringify(s);
+      else delete x.metadata.annotations[UPDATE_ANNOTATION];
+    });
+  const old = buildPod();
+
+  it('denies removing or changing the managed label', () => {
+    const decision = judge(old, edit(old, (p) => { delete p.metadata.labels![MANAGED_LABEL]; }));
+    expect(decision).toMatchObject({ type: 'deny', reason: 'lifecycle-label-denied' });
+    expect(decision.type === 'deny' && decision.message).toContain('inplace-gate.dev/enabled="false"');
+  });
+
+  it("allows the mutating webhook's transitions: a request under the user's own name, a cancellation", () => {
+    expect(judge(old, withState(old, pending))).toMatchObject({ type: 'allow' });
+    expect(judge(old, withState(old, { ...pending, phase: 'Updating', immediate: true }))).toMatchObject({ type: 'allow' });
+    expect(judge(withState(old, pending), old)).toMatchObject({ type: 'allow' });
+  });
+
+  it.each([
+    ['a state under someone else’s name', undefined, { ...pending, requestedBy: 'bob' }],
+    ['a forged Updating', undefined, { ...pending, phase: 'Updating' as const }],
+    ['a forged Draining with an early deadline', { ...pending, phase: 'Draining' as const, requestedBy: 'bob' }, { ...pending, phase: 'Updating' as const }],
+    ['removing a state while Updating', { ...pending, phase: 'Updating' as const }, undefined],
+  ])('denies %s', (_what, before, after) => {
+    const decision = judge(withState(old, before), withState(old, after));
+    expect(decision).toMatchObject({ type: 'deny', reason: 'lifecycle-annotation-denied' });
+  });
+
+  it('denies garbage in the annotation', () => {
+    const pod = edit(old, (p) => { p.metadata.annotations = { [UPDATE_ANNOTATION]: 'nope' }; });
+    expect(judge(old, pod)).toMatchObject({ type: 'deny' });
+  });
+
+  it('lets the watcher change both through pods and pods/status', () => {
+    const updating = withState(old, { ...pending, phase: 'Updating' });
+    expect(judge(old, updating, { userInfo: WATCHER })).toMatchObject({ type: 'allow' });
+    expect(judge(old, updating, { userInfo: WATCHER, subResource: 'status' })).toMatchObject({ type: 'allow' });
+  });
+
+  it('denies the annotation through pods/status to anyone else', () => {
+    const decision = judge(old, withState(old, pending), { subResource: 'status' });
+    expect(decision).toMatchObject({ type: 'deny', reason: 'lifecycle-annotation-denied' });
+  });
+});
+
+describe('subresources', () => {
+  const old = buildPod();
+  it('denies pods/resize on managed pods by default, allows it when configured', () => {
+    const decision = judge(old, old, { subResource: 'resize' });
+    expect(decision).toMatchObject({ type: 'deny', reason: 'resize-denied' });
+    expect(decision.type === 'deny' && decision.message).toContain('--allow-resize');
+    expect(judge(old, old, { subResource: 'resize' }, { ...config, allowResize: true })).toMatchObject({ type: 'allow' });
+    expect(judge(buildPod({ managed: false }), buildPod({ managed: false }), { subResource: 'resize' })).toMatchObject({ type: 'allow' });
+  });
+
+  it('allows pods/ephemeralcontainers by default, denies it when configured', () => {
+    expect(judge(old, old, { subResource: 'ephemeralcontainers' })).toMatchObject({ type: 'allow' });
+    const decision = judge(old, old, { subResource: 'ephemeralcontainers' }, { ...config, allowEphemeralContainers: false });
+    expect(decision).toMatchObject({ type: 'deny', reason: 'ephemeral-denied' });
+  });
+});
