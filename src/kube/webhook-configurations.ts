@@ -1,0 +1,126 @@
+// The one source of the webhook registrations: the shipped manifests, the
+// end-to-end tests and `npm start` all build them here, so they cannot drift.
+// matchConditions keep the apiserver from calling the webhook for requests no
+// rule is about (most pod writes are status and label updates).
+
+import { ENABLED_LABEL, KRUISE_API_GROUP, MANAGED_LABEL, MIRROR_POD_ANNOTATION, SYSTEM_NAMESPACES, UPDATE_ANNOTATION } from '../core/names.ts';
+
+export type ClientConfig =
+  | { url: string; caBundle?: string }
+  | { service: { namespace: string; name: string; path: string; port?: number }; caBundle?: string };
+
+export interface RegistrationOptions {
+  /** Where the apiserver finds a webhook path (`/mutate`, `/validate`). */
+  clientConfig: (path: '/mutate' | '/validate') => ClientConfig;
+  /** `opt-in`: namespaces labelled enabled=true; `cluster-wide`: every namespace not labelled enabled=false. */
+  scope: 'opt-in' | 'cluster-wide';
+  ownNamespace: string;
+  /** The watcher's usernames: its own writes skip both webhooks. */
+  watcherUsers: string[];
+  timeoutSeconds?: number;
+}
+
+export const CONFIGURATION_NAME = 'inplace-gate';
+
+const POD_RULE_BASE = { apiGroups: [''], apiVersions: ['v1'], scope: 'Namespaced' } as const;
+
+/** CEL over the annotations or labels map, '' when absent. */
+const celValue = (obj: 'object' | 'oldObject', field: 'labels' | 'annotations', key: string) =>
+  `(has(${obj}.metadata.${field}) && '${key}' in ${obj}.metadata.${field} ? ${obj}.metadata.${field}['${key}'] : '')`;
+const celImages = (obj: 'object' | 'oldObject', list: 'containers' | 'initContainers') =>
+  list === 'containers' ? `${obj}.spec.containers.map(c, c.image)` : `(has(${obj}.spec.initContainers) ? ${obj}.spec.initContainers.map(c, c.image) : [])`;
+
+export function webhookConfigurations(opts: RegistrationOptions) {
+  const excluded = [...new Set([...SYSTEM_NAMESPACES, opts.ownNamespace])];
+  const notExcluded = { key: 'kubernetes.io/metadata.name', operator: 'NotIn', values: excluded };
+  const createNamespaceSelector =
+    opts.scope === 'opt-in'
+      ? { matchLabels: { [ENABLED_LABEL]: 'true' }, matchExpressions: [notExcluded] }
+      : { matchExpressions: [notExcluded, { key: ENABLED_LABEL, operator: 'NotIn', values: ['false'] }] };
+  // Managed pods stay managed until they are replaced, even if their namespace opts out later.
+  const updateNamespaceSelector = { matchExpressions: [notExcluded] };
+  const managedPods = { matchLabels: { [MANAGED_LABEL]: 'true' } };
+  const common = { admissionReviewVersions: ['v1'], sideEffects: 'None', timeoutSeconds: opts.timeoutSeconds ?? 5, matchPolicy: 'Equivalent' };
+  const users = `[${opts.watcherUsers.map((u) => `'${u}'`).join(', ')}]`;
+  const notWatcher = { name: 'not-the-watcher', expression: `!(request.userInfo.username in ${users})` };
+
+  const imagesChanged =
+    `${celImages('object', 'containers')} != ${celImages('oldObject', 'containers')} || ` +
+    `${celImages('object', 'initContainers')} != ${celImages('oldObject', 'initContainers')}`;
+  const pendingState = `${celValue('oldObject', 'annotations', UPDATE_ANNOTATION)}.matches('"phase":"(Pending|Draining)"')`;
+  const lifecycleKeysChanged =
+    `${celValue('object', 'labels', MANAGED_LABEL)} != ${celValue('oldObject', 'labels', MANAGED_LABEL)} || ` +
+    `${celValue('object', 'annotations', UPDATE_ANNOTATION)} != ${celValue('oldObject', 'annotations', UPDATE_ANNOTATION)}`;
+
+  const mutating = {
+    apiVersion: 'admissionregistration.k8s.io/v1',
+    kind: 'MutatingWebhookConfiguration',
+    metadata: { name: CONFIGURATION_NAME, labels: { 'app.kubernetes.io/name': 'inplace-gate' } },
+    webhooks: [
+      {
+        name: 'pod-create.inplace-gate.dev',
+        clientConfig: opts.clientConfig('/mutate'),
+        rules: [{ ...POD_RULE_BASE, operations: ['CREATE'], resources: ['pods'] }],
+        namespaceSelector: createNamespaceSelector,
+        objectSelector: { matchExpressions: [{ key: ENABLED_LABEL, operator: 'NotIn', values: ['false'] }] },
+        matchConditions: [
+          { name: 'not-a-mirror-pod', expression: `!has(object.metadata.annotations) || !('${MIRROR_POD_ANNOTATION}' in object.metadata.annotations)` },
+          {
+            name: 'not-owned-by-kruise',
+            expression: `!has(object.metadata.ownerReferences) || !object.metadata.ownerReferences.exists(o, o.apiVersion.startsWith('${KRUISE_API_GROUP}/'))`,
+          },
+        ],
+        // A pod created while the webhook is down is merely unmanaged.
+        failurePolicy: 'Ignore',
+        reinvocationPolicy: 'IfNeeded',
+        ...common,
+      },
+      {
+        name: 'pod-image-update.inplace-gate.dev',
+        clientConfig: opts.clientConfig('/mutate'),
+        rules: [{ ...POD_RULE_BASE, operations: ['UPDATE'], resources: ['pods'] }],
+        namespaceSelector: updateNamespaceSelector,
+        objectSelector: managedPods,
+        matchConditions: [notWatcher, { name: 'images-changed-or-pending', expression: `${imagesChanged} || ${pendingState}` }],
+        // An outage must not turn a drained update into an undrained one.
+        failurePolicy: 'Fail',
+        reinvocationPolicy: 'IfNeeded',
+        ...common,
+      },
+    ],
+  };
+
+  const validating = {
+    apiVersion: 'admissionregistration.k8s.io/v1',
+    kind: 'ValidatingWebhookConfiguration',
+    metadata: { name: CONFIGURATION_NAME, labels: { 'app.kubernetes.io/name': 'inplace-gate' } },
+    webhooks: [
+      {
+        name: 'pod-update.inplace-gate.dev',
+        clientConfig: opts.clientConfig('/validate'),
+        rules: [{ ...POD_RULE_BASE, operations: ['UPDATE'], resources: ['pods', 'pods/status'] }],
+        namespaceSelector: updateNamespaceSelector,
+        objectSelector: managedPods,
+        matchConditions: [
+          notWatcher,
+          // pods/status never changes the spec; both can change the lifecycle keys.
+          { name: 'spec-or-lifecycle-keys-changed', expression: `object.spec != oldObject.spec || ${lifecycleKeysChanged}` },
+        ],
+        failurePolicy: 'Fail',
+        ...common,
+      },
+      {
+        name: 'pod-subresources.inplace-gate.dev',
+        clientConfig: opts.clientConfig('/validate'),
+        rules: [{ ...POD_RULE_BASE, operations: ['UPDATE'], resources: ['pods/resize', 'pods/ephemeralcontainers'] }],
+        namespaceSelector: updateNamespaceSelector,
+        objectSelector: managedPods,
+        matchConditions: [notWatcher],
+        failurePolicy: 'Fail',
+        ...common,
+      },
+    ],
+  };
+
+  return { mutating, validating };
+}

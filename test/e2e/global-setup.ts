@@ -1,0 +1,99 @@
+// End-to-end set-up: a real control plane (started with test/cluster/cluster.sh
+// unless KUBECONFIG names one), the webhook as a real process over real TLS,
+// and the webhook configurations registered with a `url` clientConfig and the
+// CA in caBundle, built by the same code as the shipped manifests.
+
+import { execFile, spawn, type ChildProcess } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { mkdir, readFile, writeFile, open } from 'node:fs/promises';
+import { createServer } from 'node:net';
+import { join, resolve } from 'node:path';
+import { promisify } from 'node:util';
+import type { TestProject } from 'vitest/node';
+import { webhookConfigurations } from '../../src/kube/webhook-configurations.ts';
+import { DEFAULT_WATCHER_USER } from '../../src/core/names.ts';
+import type { E2EContext } from './support/context.ts';
+
+const run = promisify(execFile);
+const repo = resolve(import.meta.dirname, '../..');
+
+export async function freePort(): Promise<number> {
+  return new Promise((ok, fail) => {
+    const server = createServer();
+    server.listen(0, '127.0.0.1', () => {
+      const address = server.address();
+      server.close(() => { ok(typeof address === 'object' && address ? address.port : 0); });
+    });
+    server.on('error', fail);
+  });
+}
+
+async function waitForHealthy(url: string, caFile: string, timeoutMs: number): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    try {
+      await run('curl', ['-sf', '--cacert', caFile, `${url}/readyz`]);
+      return;
+    } catch (err) {
+      if (Date.now() > deadline) throw new Error(`webhook not healthy at ${url}: ${(err as Error).message}`);
+      await new Promise((r) => setTimeout(r, 200));
+    }
+  }
+}
+
+export default async function setup(project: TestProject) {
+  const clusterDir = process.env.CLUSTER_DIR ?? join(repo, '.cluster');
+  let kubeconfig = process.env.KUBECONFIG;
+  let startedCluster = false;
+  if (kubeconfig === undefined) {
+    const env = { ...process.env, CLUSTER_DIR: clusterDir };
+    const status = await run('bash', [join(repo, 'test/cluster/cluster.sh'), 'status'], { env }).then(() => true, () => false);
+    if (!status) {
+      // Builds the control plane on first use (about 15 minutes cold); its progress goes to stderr.
+      const up = spawn('bash', [join(repo, 'test/cluster/cluster.sh'), 'up'], { env, stdio: ['ignore', 'ignore', 'inherit'] });
+      const code = await new Promise<number | null>((ok) => up.on('exit', ok));
+      if (code !== 0) throw new Error(`cluster.sh up failed (exit ${code}); logs in ${clusterDir}/logs`);
+      startedCluster = true;
+    }
+    kubeconfig = join(clusterDir, 'kubeconfig');
+  }
+  const kubectl = existsSync(join(clusterDir, 'bin', 'kubectl')) ? join(clusterDir, 'bin', 'kubectl') : 'kubectl';
+
+  // The webhook, as users run it, on a free port with certificates of its own.
+  const certDir = join(clusterDir, 'e2e-certs');
+  const logs = join(clusterDir, 'logs');
+  await mkdir(logs, { recursive: true });
+  const port = await freePort();
+  const log = await open(join(logs, 'e2e-webhook.log'), 'a');
+  const webhook: ChildProcess = spawn(
+    process.execPath,
+    [join(repo, 'src/cli.ts'), 'webhook', '--port', String(port), '--host', '127.0.0.1', '--cert-dir', certDir, '--shutdown-delay-seconds', '0', '--log-level', 'debug'],
+    { stdio: ['ignore', log.fd, log.fd] },
+  );
+  const webhookUrl = `https://127.0.0.1:${port}`;
+  const caFile = join(certDir, 'ca.crt');
+  await waitForHealthy(webhookUrl, caFile, 30_000);
+
+  const caBundle = Buffer.from(await readFile(caFile)).toString('base64');
+  const { mutating, validating } = webhookConfigurations({
+    clientConfig: (path) => ({ url: `${webhookUrl}${path}`, caBundle }),
+    scope: 'opt-in',
+    ownNamespace: 'inplace-gate',
+    watcherUsers: [DEFAULT_WATCHER_USER],
+  });
+  const manifest = join(clusterDir, 'e2e-webhooks.json');
+  await writeFile(manifest, JSON.stringify({ apiVersion: 'v1', kind: 'List', items: [mutating, validating] }));
+  await run(kubectl, ['--kubeconfig', kubeconfig, 'apply', '--server-side', '--force-conflicts', '-f', manifest]);
+
+  project.provide('e2e', { kubeconfig, kubectl, clusterDir, webhookUrl, caFile } satisfies E2EContext);
+
+  return async () => {
+    await run(kubectl, ['--kubeconfig', kubeconfig, 'delete', '--ignore-not-found', '-f', manifest]).catch(() => undefined);
+    webhook.kill('SIGTERM');
+    await new Promise((ok) => webhook.once('exit', ok));
+    await log.close();
+    if (startedCluster && process.env.E2E_KEEP_CLUSTER !== '1') {
+      await run('bash', [join(repo, 'test/cluster/cluster.sh'), 'down'], { env: { ...process.env, CLUSTER_DIR: clusterDir } });
+    }
+  };
+}
