@@ -1,13 +1,15 @@
 // inplace-gate's command line: `webhook`, `watcher`, `start`.
 
 import { runWebhook } from './webhook/run.ts';
+import { runWatcher } from './watcher/run.ts';
 import { SettingsError, loadSettings, settingsHelp } from './settings.ts';
 
 const USAGE = `Usage: inplace-gate <command> [flags]
 
 Commands:
   webhook    the HTTPS admission webhook (POST /mutate, /validate; GET /healthz, /readyz, /metrics)
-  start      the main job: for now the webhook, as \`webhook\`
+  watcher    drives InPlaceUpdateReady through each image change (needs a cluster: KUBECONFIG or in-cluster)
+  start      the main job: webhook and watcher together
 
 Flags (each also read from its environment variable):
 ${settingsHelp()}
@@ -20,12 +22,29 @@ async function main(argv: string[]): Promise<number> {
     return command === undefined ? 2 : 0;
   }
   switch (command) {
-    case 'webhook':
-    case 'start': {
+    case 'webhook': {
       const settings = loadSettings(rest, process.env);
       const webhook = await runWebhook(settings);
       await untilSignal();
       await webhook.stop();
+      return 0;
+    }
+    case 'watcher': {
+      const settings = loadSettings(rest, process.env);
+      const watcher = await runWatcher(settings);
+      await untilSignal();
+      await watcher.stop();
+      return 0;
+    }
+    case 'start': {
+      const settings = loadSettings(rest, process.env);
+      const webhook = await runWebhook(settings);
+      const watcher = settings.watcher.kubeconfig || process.env.KUBECONFIG || process.env.KUBERNETES_SERVICE_HOST
+        ? await runWatcher(settings)
+        : undefined;
+      if (!watcher) process.stderr.write('inplace-gate: no cluster configured (KUBECONFIG unset, not in a cluster): running the webhook alone\n');
+      await untilSignal();
+      await Promise.all([webhook.stop(), watcher?.stop()]);
       return 0;
     }
     default:

@@ -1,6 +1,7 @@
 // Every setting, once: its flag, environment variable, default and help line.
 // `--help` and the README's configuration table are both made from this list.
 
+import { hostname } from 'node:os';
 import { parseArgs } from 'node:util';
 import { defaultAdmissionConfig, type AdmissionConfig } from './core/config.ts';
 import { DEFAULT_NAMESPACE, DEFAULT_WATCHER_USER } from './core/names.ts';
@@ -16,6 +17,21 @@ export interface Settings {
   shutdownDelaySeconds: number;
   logLevel: string;
   admission: AdmissionConfig;
+  watcher: WatcherSettings;
+}
+
+export interface WatcherSettings {
+  kubeconfig: string | undefined;
+  progressDeadlineSeconds: number;
+  concurrency: number;
+  healthPort: number;
+  leaderElect: boolean;
+  leaseName: string;
+  identity: string;
+  leaseDurationSeconds: number;
+  renewDeadlineSeconds: number;
+  retryPeriodSeconds: number;
+  resyncSeconds: number;
 }
 
 type Kind = 'string' | 'int' | 'list' | 'bool';
@@ -69,6 +85,22 @@ export const SETTINGS = {
     default: '5',
     help: 'on SIGTERM, how long /readyz fails before the server stops taking connections',
   },
+  kubeconfig: { flag: 'kubeconfig', kind: 'string', default: '', help: 'watcher: kubeconfig to use (else KUBECONFIG, else in-cluster)' },
+  progressDeadlineSeconds: {
+    flag: 'progress-deadline-seconds',
+    kind: 'int',
+    default: '300',
+    help: 'watcher: how long a written image may take to run and be ready before the update is Stalled',
+  },
+  concurrency: { flag: 'concurrency', kind: 'int', default: '16', help: 'watcher: pods reconciled at once' },
+  healthPort: { flag: 'health-port', kind: 'int', default: '8080', help: 'watcher: HTTP port of /healthz, /readyz and /metrics (0 for none)' },
+  leaderElect: { flag: 'leader-elect', kind: 'bool', default: 'true', help: 'watcher: elect a leader on a Lease, so replicas can stand by' },
+  leaseName: { flag: 'lease-name', kind: 'string', default: 'inplace-gate-watcher', help: 'watcher: the Lease, in --namespace' },
+  identity: { flag: 'identity', kind: 'string', default: '', help: 'watcher: this replica in the Lease (default: hostname_pid)' },
+  leaseDurationSeconds: { flag: 'lease-duration-seconds', kind: 'int', default: '10', help: 'watcher: how long a standby waits on a silent leader' },
+  renewDeadlineSeconds: { flag: 'renew-deadline-seconds', kind: 'int', default: '8', help: 'watcher: a leader that cannot renew for this long stops leading' },
+  retryPeriodSeconds: { flag: 'retry-period-seconds', kind: 'int', default: '2', help: 'watcher: how often candidates try the Lease' },
+  resyncSeconds: { flag: 'resync-seconds', kind: 'int', default: '300', help: 'watcher: every managed pod is looked at again this often' },
   logLevel: { flag: 'log-level', kind: 'string', default: 'info', help: 'pino level: debug logs every admission, info the ones that change or deny something' },
 } as const satisfies Record<string, SettingSpec>;
 
@@ -128,6 +160,19 @@ export function loadSettings(argv: string[], env: Record<string, string | undefi
     gracePeriodSeconds: int('gracePeriodSeconds'),
     shutdownDelaySeconds: int('shutdownDelaySeconds'),
     logLevel: raw('logLevel'),
+    watcher: {
+      kubeconfig: raw('kubeconfig') || undefined,
+      progressDeadlineSeconds: int('progressDeadlineSeconds'),
+      concurrency: Math.max(1, int('concurrency')),
+      healthPort: int('healthPort'),
+      leaderElect: bool('leaderElect'),
+      leaseName: raw('leaseName'),
+      identity: raw('identity') || `${hostname()}_${process.pid}`,
+      leaseDurationSeconds: Math.max(1, int('leaseDurationSeconds')),
+      renewDeadlineSeconds: Math.max(1, int('renewDeadlineSeconds')),
+      retryPeriodSeconds: Math.max(1, int('retryPeriodSeconds')),
+      resyncSeconds: Math.max(10, int('resyncSeconds')),
+    },
     admission: {
       ...defaultAdmissionConfig,
       ownNamespace: raw('namespace'),

@@ -1,0 +1,254 @@
+// The lifecycle of one image change, as pure transitions: given a managed pod
+// as it is now (annotation, status, clock), say the one next step. The watcher
+// applies it and comes back when the pod changes or the step's timer fires,
+// so a watcher restarted at any point resumes where it stopped.
+
+import { containerProgress } from './completion.ts';
+import { restartsInPlace, specImages, type ImageMap } from './containers.ts';
+import { sameImageReference } from './images.ts';
+import type { ContainerStatus, Pod } from './kube-types.ts';
+import { GRACE_PERIOD_ANNOTATION, READINESS_GATE, UPDATE_ANNOTATION } from './names.ts';
+import { hasReadinessGate } from './scope.ts';
+import { parseUpdateState, type ContainerRecord, type UpdateState } from './state.ts';
+
+export interface LifecycleConfig {
+  /** Drain time when neither the pod nor its namespace sets one. */
+  defaultGraceSeconds: number;
+  /** How long a written image may take to come up before the update is Stalled. */
+  progressDeadlineSeconds: number;
+}
+
+export interface PodContext {
+  now: Date;
+  /** The namespace's `inplace-gate.dev/grace-period-seconds`, if set. */
+  namespaceGrace?: string | undefined;
+}
+
+/** Condition values the watcher writes, with a reason a person can read. */
+export interface GateCondition {
+  status: 'True' | 'False';
+  reason: string;
+  message: string;
+}
+
+export type Step =
+  | { kind: 'none'; why: string; requeueAfterMs?: number }
+  /** One pods/status patch: the condition only. */
+  | { kind: 'setCondition'; condition: GateCondition; event?: PodEvent }
+  /** One pods/status patch, guarded by resourceVersion: condition and state together. */
+  | { kind: 'transition'; condition: GateCondition; state: UpdateState | undefined; event?: PodEvent; requeueAfterMs?: number; outcome?: Outcome }
+  /** One pods patch, guarded, under the requester's field manager: images and Updating together. */
+  | { kind: 'writeImages'; images: ImageMap; fieldManager: string | undefined; state: UpdateState; event?: PodEvent; requeueAfterMs: number };
+
+export interface PodEvent {
+  type: 'Normal' | 'Warning';
+  reason: string;
+  action: string;
+  note: string;
+}
+
+/** What ended an update, for metrics. */
+export interface Outcome {
+  result: 'succeeded' | 'stalled';
+  /** Request to proven ready, seconds. */
+  durationSeconds: number;
+  /** Condition False to image write, seconds (absent when the update needed no drain). */
+  drainSeconds?: number;
+}
+
+export const WATCHER_FIELD_MANAGER = 'inplace-gate';
+
+const ms = (iso: string | undefined) => (iso === undefined ? NaN : Date.parse(iso));
+
+export function gateCondition(pod: Pod): { status: string; reason?: string } | undefined {
+  return pod.status?.conditions?.find((c) => c.type === READINESS_GATE);
+}
+
+/** Grace period: the pod's annotation, else its namespace's, else the default. Unreadable values fall through. */
+export function graceSeconds(pod: Pod, ctx: PodContext, config: LifecycleConfig): number {
+  for (const raw of [pod.metadata.annotations?.[GRACE_PERIOD_ANNOTATION], ctx.namespaceGrace]) {
+    if (raw === undefined) continue;
+    const n = Number(raw);
+    if (raw.trim() !== '' && Number.isInteger(n) && n >= 0) return n;
+  }
+  return config.defaultGraceSeconds;
+}
+
+function describe(images: ImageMap): string {
+  return Object.entries(images).map(([n, i]) => `${n}=${i}`).join(', ');
+}
+
+function statusesByName(pod: Pod): Map<string, ContainerStatus> {
+  const out = new Map<string, ContainerStatus>();
+  for (const s of pod.status?.containerStatuses ?? []) out.set(s.name, s);
+  for (const s of pod.status?.initContainerStatuses ?? []) out.set(s.name, s);
+  return out;
+}
+
+/**
+ * What each changed container runs now: the baseline its restart is proven
+ * against. A container that already runs the requested image (a change back
+ * before the kubelet acted on the first one) may never restart: it gets no
+ * baseline and is proven by its image and the pod's generation alone.
+ */
+function baseline(pod: Pod, images: ImageMap, carried: Record<string, ContainerRecord> | undefined): Record<string, ContainerRecord> {
+  const statuses = statusesByName(pod);
+  const running = specImages(pod.spec);
+  const out: Record<string, ContainerRecord> = {};
+  for (const [name, record] of Object.entries(carried ?? {})) if (!(name in images)) out[name] = record;
+  for (const [name, requested] of Object.entries(images)) {
+    const s = statuses.get(name);
+    if (s !== undefined && sameImageReference(s.image, requested)) continue;
+    out[name] = {
+      image: running[name] ?? '',
+      ...(s?.containerID ? { containerID: s.containerID } : {}),
+      ...(s?.imageID ? { imageID: s.imageID } : {}),
+      ...(s ? { restartCount: s.restartCount } : {}),
+    };
+  }
+  return out;
+}
+
+export function nextStep(pod: Pod, ctx: PodContext, config: LifecycleConfig): Step {
+  if (!hasReadinessGate(pod)) return { kind: 'none', why: 'no readiness gate' };
+  if (pod.metadata.deletionTimestamp !== undefined) return { kind: 'none', why: 'pod is being deleted' };
+  const parsed = parseUpdateState(pod.metadata.annotations?.[UPDATE_ANNOTATION]);
+  const condition = gateCondition(pod);
+  const now = ctx.now.getTime();
+
+  if (!parsed.ok) {
+    // Only a broken writer gets here (the webhook denies hand edits). Leave the pod as
+    // it is, say so loudly; the next image request replaces the state.
+    return { kind: 'none', why: `unreadable ${UPDATE_ANNOTATION}: ${parsed.error}` };
+  }
+  const state = parsed.state;
+
+  if (state === undefined) {
+    // A new pod, or one whose pending change was cancelled while it drained.
+    if (condition?.status === 'True') return { kind: 'none', why: 'ready' };
+    return {
+      kind: 'setCondition',
+      condition: { status: 'True', reason: condition ? 'UpdateCancelled' : 'PodAdmitted', message: condition ? 'no image change pending' : 'managed by inplace-gate' },
+    };
+  }
+
+  switch (state.phase) {
+    case 'Pending': {
+      if (state.drained === true && condition?.status === 'False') return writeImages(pod, state, ctx);
+      const grace = graceSeconds(pod, ctx, config);
+      const deadline = new Date(now + grace * 1000).toISOString();
+      return {
+        kind: 'transition',
+        condition: { status: 'False', reason: 'Draining', message: `draining for ${grace}s before ${describe(state.images)}` },
+        state: { ...state, phase: 'Draining', drainDeadline: deadline },
+        event: { type: 'Normal', reason: 'InPlaceUpdateStarted', action: 'Drain', note: `Draining for ${grace}s, then updating ${describe(state.images)} in place` },
+        requeueAfterMs: grace * 1000,
+      };
+    }
+    case 'Draining': {
+      if (condition?.status !== 'False') {
+        // The condition is written with the phase; a True here means someone reset it.
+        return { kind: 'setCondition', condition: { status: 'False', reason: 'Draining', message: `draining before ${describe(state.images)}` } };
+      }
+      const left = ms(state.drainDeadline) - now;
+      if (left > 0) return { kind: 'none', why: 'draining', requeueAfterMs: left };
+      return writeImages(pod, state, ctx);
+    }
+    case 'Updating':
+    case 'Stalled':
+      return whileUpdating(pod, state, condition?.status, ctx, config);
+  }
+}
+
+function writeImages(pod: Pod, state: UpdateState, ctx: PodContext): Step {
+  const generation = pod.metadata.generation === undefined ? undefined : pod.metadata.generation + 1;
+  const writtenAt = ctx.now.toISOString();
+  const { drainDeadline: _deadline, ...rest } = state;
+  const next: UpdateState = {
+    ...rest,
+    phase: 'Updating',
+    updatedAt: writtenAt,
+    ...(generation === undefined ? {} : { generation }),
+    before: baseline(pod, state.images, state.before),
+  };
+  return {
+    kind: 'writeImages',
+    images: state.images,
+    fieldManager: state.fieldManager,
+    state: next,
+    event: { type: 'Normal', reason: 'InPlaceUpdateDrained', action: 'Update', note: `Drained; restarting ${describe(state.images)} in place` },
+    requeueAfterMs: 0,
+  };
+}
+
+function whileUpdating(pod: Pod, state: UpdateState, condition: string | undefined, ctx: PodContext, config: LifecycleConfig): Step {
+  const now = ctx.now.getTime();
+  const statuses = statusesByName(pod);
+  const waiting: string[] = [];
+  let failure: { reason: string; message: string } | undefined;
+  // Everything written and not yet proven: this request's images and earlier unproven ones.
+  const pending: ImageMap = { ...state.images };
+  for (const [name, record] of Object.entries(state.before ?? {})) {
+    if (!(name in pending)) pending[name] = specImages(pod.spec)[name] ?? record.image;
+  }
+  for (const [name, requested] of Object.entries(pending)) {
+    if (!restartsInPlace(pod.spec, name)) continue; // ordinary init containers do not rerun
+    const progress = containerProgress({
+      name,
+      requested,
+      before: state.before?.[name],
+      status: statuses.get(name),
+      podStatus: pod.status,
+      generation: state.generation,
+    });
+    if (progress.state === 'failed') failure ??= progress;
+    else if (progress.state === 'waiting') waiting.push(progress.why);
+  }
+
+  const requestedAt = ms(state.requestedAt);
+  if (waiting.length === 0 && failure === undefined) {
+    const outcome: Outcome = {
+      result: 'succeeded',
+      durationSeconds: Math.max(0, (now - requestedAt) / 1000),
+      ...(state.drained || state.immediate || state.updatedAt === undefined ? {} : { drainSeconds: Math.max(0, (ms(state.updatedAt) - requestedAt) / 1000) }),
+    };
+    return {
+      kind: 'transition',
+      condition: { status: 'True', reason: 'InPlaceUpdateSucceeded', message: `running ${describe(state.images)}` },
+      state: undefined,
+      event: { type: 'Normal', reason: 'InPlaceUpdateSucceeded', action: 'Update', note: `Running ${describe(state.images)}, ready` },
+      outcome,
+    };
+  }
+
+  if (state.phase === 'Stalled') {
+    // Loud once; a container that comes back later still completes the update above.
+    return { kind: 'none', why: `stalled: ${state.stalled?.message ?? ''}` };
+  }
+
+  if (condition !== 'False') {
+    // Immediate mode records Updating with the pod still in endpoints: take it out now.
+    return { kind: 'setCondition', condition: { status: 'False', reason: 'Updating', message: `updating ${describe(state.images)}` } };
+  }
+
+  const deadline = ms(state.updatedAt ?? state.requestedAt) + config.progressDeadlineSeconds * 1000;
+  if (failure === undefined && now >= deadline) {
+    failure = { reason: 'ProgressDeadlineExceeded', message: `no progress in ${config.progressDeadlineSeconds}s: ${waiting.join('; ')}` };
+  }
+  if (failure !== undefined) {
+    return {
+      kind: 'transition',
+      condition: { status: 'False', reason: 'InPlaceUpdateStalled', message: failure.message },
+      state: { ...state, phase: 'Stalled', stalled: { reason: failure.reason, message: failure.message, since: ctx.now.toISOString() } },
+      event: {
+        type: 'Warning',
+        reason: 'InPlaceUpdateStalled',
+        action: 'Update',
+        note: `${failure.message}. The pod stays out of endpoints; change the image again (a rollback, say) to start over`,
+      },
+      outcome: { result: 'stalled', durationSeconds: Math.max(0, (now - requestedAt) / 1000) },
+    };
+  }
+  return { kind: 'none', why: waiting.join('; '), requeueAfterMs: Math.max(1000, deadline - now) };
+}
+

@@ -1,0 +1,159 @@
+// The shell around core/lifecycle for one pod: read it from the store, ask
+// for the next step, apply that step as one API write, and say when to look
+// again. Writes that change the lifecycle state carry the resourceVersion they
+// were decided on, so a concurrent change (a new request, the kubelet) makes
+// the write fail with 409 and the pod is decided again from its fresh copy.
+
+import type { ContainerList } from '../core/containers.ts';
+import { eachContainer } from '../core/containers.ts';
+import type { Pod, PodCondition } from '../core/kube-types.ts';
+import { WATCHER_FIELD_MANAGER, gateCondition, nextStep, type GateCondition, type LifecycleConfig, type Step } from '../core/lifecycle.ts';
+import { READINESS_GATE, UPDATE_ANNOTATION } from '../core/names.ts';
+import { encodeUpdateState, parseUpdateState, type UpdateState } from '../core/state.ts';
+import { ApiError, type KubeClient } from '../kube/client.ts';
+import type { Logger } from '../log.ts';
+import type { EventRecorder } from './events.ts';
+import type { Informer } from './informer.ts';
+import type { WatcherMetrics } from './metrics.ts';
+import type { QueueResult } from './queue.ts';
+import type { NamespaceMeta } from './trim.ts';
+import { GRACE_PERIOD_ANNOTATION } from '../core/names.ts';
+
+export interface PodReconcilerDeps {
+  client: KubeClient;
+  pods: Informer<Pod>;
+  namespaces: Informer<NamespaceMeta>;
+  events: EventRecorder;
+  metrics: WatcherMetrics;
+  log: Logger;
+  config: LifecycleConfig;
+  clock: () => Date;
+}
+
+const podPath = (pod: Pod, sub = '') => `/api/v1/namespaces/${pod.metadata.namespace ?? ''}/pods/${pod.metadata.name ?? ''}${sub}`;
+
+function conditionFor(pod: Pod, c: GateCondition, now: Date): PodCondition {
+  const previous = gateCondition(pod) as PodCondition | undefined;
+  const changed = previous?.status !== c.status;
+  return {
+    type: READINESS_GATE,
+    status: c.status,
+    reason: c.reason,
+    message: c.message,
+    lastProbeTime: null,
+    lastTransitionTime: changed ? now.toISOString().replace(/\.\d{3}Z$/, 'Z') : (previous.lastTransitionTime ?? now.toISOString().replace(/\.\d{3}Z$/, 'Z')),
+  };
+}
+
+export class PodReconciler {
+  private readonly d: PodReconcilerDeps;
+
+  constructor(deps: PodReconcilerDeps) {
+    this.d = deps;
+  }
+
+  async reconcile(key: string): Promise<QueueResult> {
+    const { pods, namespaces, metrics, clock } = this.d;
+    const pod = pods.store.get(key);
+    if (!pod) return {};
+    const started = performance.now();
+    const now = clock();
+    const step = nextStep(pod, { now, namespaceGrace: namespaces.store.get(pod.metadata.namespace ?? '')?.metadata.annotations?.[GRACE_PERIOD_ANNOTATION] }, this.d.config);
+    try {
+      const result = await this.apply(pod, step, now);
+      metrics.reconciles.inc({ controller: 'pod', result: result.requeueAfterMs === undefined ? 'success' : 'requeue_after' });
+      return result;
+    } catch (err) {
+      metrics.reconciles.inc({ controller: 'pod', result: 'error' });
+      metrics.reconcileErrors.inc({ controller: 'pod' });
+      if (err instanceof ApiError && err.status === 409) {
+        // Decided on a stale copy: take the fresh one and decide again.
+        await this.refresh(pod);
+      }
+      if (err instanceof ApiError && err.status === 404) return {};
+      throw err;
+    } finally {
+      metrics.reconcileTime.observe({ controller: 'pod' }, (performance.now() - started) / 1000);
+    }
+  }
+
+  private async refresh(pod: Pod): Promise<void> {
+    try {
+      this.d.pods.upsert(await this.d.client.get(podPath(pod)));
+    } catch (err) {
+      this.d.log.debug({ pod: podKey(pod), err: (err as Error).message }, 'could not refresh the pod after a conflict');
+    }
+  }
+
+  private async apply(pod: Pod, step: Step, now: Date): Promise<QueueResult> {
+    const { client, pods, log } = this.d;
+    switch (step.kind) {
+      case 'none':
+        if (step.why.startsWith('unreadable')) log.warn({ pod: podKey(pod), why: step.why }, 'cannot read the lifecycle state');
+        return { requeueAfterMs: step.requeueAfterMs };
+      case 'setCondition': {
+        const body = { status: { conditions: [conditionFor(pod, step.condition, now)] } };
+        pods.upsert(await client.patch(podPath(pod, '/status'), body, 'strategic', WATCHER_FIELD_MANAGER));
+        log.debug({ pod: podKey(pod), condition: step.condition.status, reason: step.condition.reason }, 'condition set');
+        if (step.event) this.d.events.record(pod, step.event, now);
+        return {};
+      }
+      case 'transition': {
+        const body = {
+          metadata: { resourceVersion: pod.metadata.resourceVersion, annotations: { [UPDATE_ANNOTATION]: step.state ? encodeUpdateState(step.state) : null } },
+          status: { conditions: [conditionFor(pod, step.condition, now)] },
+        };
+        pods.upsert(await client.patch(podPath(pod, '/status'), body, 'strategic', WATCHER_FIELD_MANAGER));
+        this.logTransition(pod, step.state, step.condition);
+        if (step.event) this.d.events.record(pod, step.event, now);
+        if (step.outcome) {
+          this.d.metrics.updates.inc({ result: step.outcome.result });
+          if (step.outcome.result === 'succeeded') {
+            this.d.metrics.updateDuration.observe(step.outcome.durationSeconds);
+            if (step.outcome.drainSeconds !== undefined) this.d.metrics.drainDuration.observe(step.outcome.drainSeconds);
+          }
+        }
+        return { requeueAfterMs: step.requeueAfterMs };
+      }
+      case 'writeImages': {
+        const lists: Partial<Record<ContainerList, { name: string; image: string }[]>> = {};
+        for (const { list, container } of eachContainer(pod.spec)) {
+          const image = step.images[container.name];
+          if (image !== undefined) (lists[list] ??= []).push({ name: container.name, image });
+        }
+        const body = {
+          metadata: { resourceVersion: pod.metadata.resourceVersion, annotations: { [UPDATE_ANNOTATION]: encodeUpdateState(step.state) } },
+          spec: lists,
+        };
+        // Under the requester's field manager, so managedFields keep naming the tool that asked.
+        pods.upsert(await client.patch(podPath(pod), body, 'strategic', step.fieldManager ?? WATCHER_FIELD_MANAGER));
+        this.logTransition(pod, step.state, undefined);
+        if (step.event) this.d.events.record(pod, step.event, now);
+        return { requeueAfterMs: step.requeueAfterMs };
+      }
+    }
+  }
+
+  private logTransition(pod: Pod, state: UpdateState | undefined, condition: GateCondition | undefined): void {
+    const from = parseUpdateState(pod.metadata.annotations?.[UPDATE_ANNOTATION]);
+    const line = {
+      pod: podKey(pod),
+      from: from.ok ? (from.state?.phase ?? 'none') : 'unreadable',
+      to: state?.phase ?? 'done',
+      images: state?.images,
+      ...(condition ? { condition: condition.status, reason: condition.reason } : {}),
+    };
+    if (state?.phase === 'Stalled') this.d.log.warn({ ...line, stalled: state.stalled }, 'in-place update stalled');
+    else this.d.log.info(line, 'lifecycle');
+  }
+}
+
+export function podKey(pod: Pod): string {
+  return `${pod.metadata.namespace ?? ''}/${pod.metadata.name ?? ''}`;
+}
+
+/** Phase per managed pod, for the inplace_gate_pods gauge. */
+export function phaseOf(pod: Pod): string {
+  const parsed = parseUpdateState(pod.metadata.annotations?.[UPDATE_ANNOTATION]);
+  return parsed.ok ? (parsed.state?.phase ?? 'Ready') : 'Stalled';
+}

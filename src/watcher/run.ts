@@ -1,0 +1,159 @@
+// `inplace-gate watcher`: informers over managed pods and namespaces, the
+// work queue, leader election, health and metrics. Standbys keep their caches
+// warm; only the leader's queue runs, so failover costs one lease round.
+
+import { createServer, type Server } from 'node:http';
+import { MANAGED_LABEL } from '../core/names.ts';
+import type { Pod } from '../core/kube-types.ts';
+import { KubeClient, loadKubeConfig } from '../kube/client.ts';
+import { createLogger } from '../log.ts';
+import type { Settings } from '../settings.ts';
+import { EventRecorder } from './events.ts';
+import { Informer } from './informer.ts';
+import { LeaderElector } from './leader.ts';
+import { createWatcherMetrics } from './metrics.ts';
+import { PodReconciler, phaseOf } from './pod-reconciler.ts';
+import { WorkQueue } from './queue.ts';
+import { trimNamespace, trimPod, type NamespaceMeta } from './trim.ts';
+
+export interface RunningWatcher {
+  stop(): Promise<void>;
+  isLeader(): boolean;
+  healthUrl: string | undefined;
+}
+
+export async function runWatcher(settings: Settings): Promise<RunningWatcher> {
+  const w = settings.watcher;
+  const log = createLogger('watcher', settings.logLevel);
+  const kc = loadKubeConfig(w.kubeconfig);
+  const client = await KubeClient.create(kc, 'inplace-gate-watcher');
+  const abort = new AbortController();
+
+  // The collect callbacks run at scrape time, after `pods` and `queue` exist.
+  const metrics = createWatcherMetrics(
+    () => {
+      const counts: Record<string, number> = {};
+      for (const pod of pods.store.values()) counts[phaseOf(pod)] = (counts[phaseOf(pod)] ?? 0) + 1;
+      return counts;
+    },
+    () => queue.depth,
+  );
+  client.observer = (verb, code) => { metrics.apiRequests.inc({ verb, code: String(code) }); };
+
+  let leading = !w.leaderElect;
+  const pods: Informer<Pod> = new Informer<Pod>(client, {
+    path: '/api/v1/pods',
+    labelSelector: `${MANAGED_LABEL}=true`,
+    trim: trimPod,
+    log,
+    resyncMs: w.resyncSeconds * 1000,
+    onChange: (key, pod) => {
+      if (pod === undefined) queue.forget(key);
+      else if (leading) queue.add(key);
+    },
+  });
+  const namespaces = new Informer<NamespaceMeta>(client, {
+    path: '/api/v1/namespaces',
+    trim: trimNamespace,
+    log,
+    resyncMs: w.resyncSeconds * 1000,
+    onChange: () => undefined,
+  });
+  const events = new EventRecorder(client, w.identity, log, metrics);
+  const reconciler = new PodReconciler({
+    client,
+    pods,
+    namespaces,
+    events,
+    metrics,
+    log,
+    config: { defaultGraceSeconds: settings.gracePeriodSeconds, progressDeadlineSeconds: w.progressDeadlineSeconds },
+    clock: () => new Date(),
+  });
+  const queue: WorkQueue = new WorkQueue({
+    concurrency: w.concurrency,
+    handler: (key) => reconciler.reconcile(key),
+    onError: (key, err, retryInMs) => {
+      log.warn({ pod: key, err: (err as Error).message, retryInMs }, 'reconcile failed; retrying');
+    },
+  });
+
+  const informersDone = Promise.all([pods.run(abort.signal), namespaces.run(abort.signal)]);
+  await Promise.all([pods.waitForSync(), namespaces.waitForSync()]);
+  log.info({ pods: pods.store.size, namespaces: namespaces.store.size }, 'caches synced');
+
+  const startLeading = () => {
+    leading = true;
+    metrics.leader.set({ name: w.leaseName }, 1);
+    queue.start();
+    // Timers are rebuilt from the annotations: every pod is decided again.
+    for (const key of pods.store.keys()) queue.add(key);
+  };
+  const stopLeading = () => {
+    leading = false;
+    metrics.leader.set({ name: w.leaseName }, 0);
+    queue.stop();
+  };
+
+  let elector: LeaderElector | undefined;
+  let electorDone: Promise<void> = Promise.resolve();
+  if (w.leaderElect) {
+    metrics.leader.set({ name: w.leaseName }, 0);
+    elector = new LeaderElector(client, {
+      namespace: settings.admission.ownNamespace,
+      name: w.leaseName,
+      identity: w.identity,
+      leaseDurationSeconds: w.leaseDurationSeconds,
+      renewDeadlineSeconds: w.renewDeadlineSeconds,
+      retryPeriodSeconds: w.retryPeriodSeconds,
+      onStartedLeading: startLeading,
+      onStoppedLeading: stopLeading,
+      log,
+    });
+    electorDone = elector.run(abort.signal);
+  } else {
+    startLeading();
+  }
+
+  let server: Server | undefined;
+  let healthUrl: string | undefined;
+  if (w.healthPort > 0) {
+    server = createServer((req, res) => {
+      if (req.url === '/healthz') {
+        res.end('ok');
+      } else if (req.url === '/readyz') {
+        const ready = pods.hasSynced && namespaces.hasSynced;
+        res.statusCode = ready ? 200 : 503;
+        res.end(ready ? 'ok' : 'caches not synced');
+      } else if (req.url === '/metrics') {
+        metrics.registry.metrics().then(
+          (body) => { res.setHeader('content-type', metrics.registry.contentType); res.end(body); },
+          (err: unknown) => { res.statusCode = 500; res.end(String(err)); },
+        );
+      } else {
+        res.statusCode = 404;
+        res.end('not found');
+      }
+    });
+    await new Promise<void>((resolve) => server?.listen(w.healthPort, resolve));
+    const address = server.address();
+    healthUrl = `http://127.0.0.1:${typeof address === 'object' && address ? address.port : w.healthPort}`;
+  }
+  log.info({ identity: w.identity, leaderElection: w.leaderElect, health: healthUrl, server: client.server.origin }, 'watcher running');
+
+  return {
+    healthUrl,
+    isLeader: () => leading,
+    async stop() {
+      queue.stop();
+      await elector?.release();
+      abort.abort();
+      await Promise.all([informersDone, electorDone]);
+      server?.closeAllConnections();
+      await new Promise<void>((resolve) => { if (server) server.close(() => { resolve(); }); else resolve(); });
+      client.close();
+      log.info('watcher stopped');
+    },
+  };
+}
+

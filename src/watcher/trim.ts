@@ -1,0 +1,72 @@
+// What the watcher keeps of each object: the fields the decisions read and
+// nothing else (no managedFields, env, volumes), so a cluster of many pods
+// costs little memory.
+
+import type { Container, ContainerStatus, Pod } from '../core/kube-types.ts';
+import { GRACE_PERIOD_ANNOTATION, UPDATE_ANNOTATION } from '../core/names.ts';
+
+export interface NamespaceMeta {
+  metadata: { name?: string; resourceVersion?: string; annotations?: Record<string, string> };
+}
+
+const KEPT_ANNOTATIONS = [UPDATE_ANNOTATION, GRACE_PERIOD_ANNOTATION];
+
+function keepAnnotations(all: Record<string, string> | undefined): Record<string, string> | undefined {
+  if (!all) return undefined;
+  let out: Record<string, string> | undefined;
+  for (const k of KEPT_ANNOTATIONS) if (all[k] !== undefined) (out ??= {})[k] = all[k];
+  return out;
+}
+
+const container = (c: Container): Container => ({ name: c.name, ...(c.image === undefined ? {} : { image: c.image }), ...(c.restartPolicy ? { restartPolicy: c.restartPolicy } : {}) });
+const status = (s: ContainerStatus): ContainerStatus => ({
+  name: s.name,
+  image: s.image,
+  imageID: s.imageID,
+  ...(s.containerID ? { containerID: s.containerID } : {}),
+  ready: s.ready,
+  restartCount: s.restartCount,
+  ...(s.state ? { state: s.state } : {}),
+});
+
+export function trimPod(raw: unknown): Pod {
+  const pod = raw as Pod;
+  const { metadata: m, spec, status: st } = pod;
+  const annotations = keepAnnotations(m.annotations);
+  return {
+    metadata: {
+      name: m.name,
+      namespace: m.namespace,
+      uid: m.uid,
+      resourceVersion: m.resourceVersion,
+      ...(m.generation === undefined ? {} : { generation: m.generation }),
+      ...(m.labels ? { labels: m.labels } : {}),
+      ...(annotations ? { annotations } : {}),
+      ...(m.deletionTimestamp ? { deletionTimestamp: m.deletionTimestamp } : {}),
+      ...(m.ownerReferences ? { ownerReferences: m.ownerReferences } : {}),
+    },
+    spec: {
+      containers: spec.containers.map(container),
+      ...(spec.initContainers ? { initContainers: spec.initContainers.map(container) } : {}),
+      ...(spec.readinessGates ? { readinessGates: spec.readinessGates } : {}),
+      ...(spec.nodeName ? { nodeName: spec.nodeName } : {}),
+    },
+    ...(st
+      ? {
+          status: {
+            ...(st.phase ? { phase: st.phase } : {}),
+            ...(st.observedGeneration === undefined ? {} : { observedGeneration: st.observedGeneration }),
+            ...(st.conditions ? { conditions: st.conditions.map(({ type, status: s, reason, lastTransitionTime }) => ({ type, status: s, ...(reason ? { reason } : {}), ...(lastTransitionTime ? { lastTransitionTime } : {}) })) } : {}),
+            ...(st.containerStatuses ? { containerStatuses: st.containerStatuses.map(status) } : {}),
+            ...(st.initContainerStatuses ? { initContainerStatuses: st.initContainerStatuses.map(status) } : {}),
+          },
+        }
+      : {}),
+  };
+}
+
+export function trimNamespace(raw: unknown): NamespaceMeta {
+  const { metadata: m } = raw as NamespaceMeta;
+  const annotations = keepAnnotations(m.annotations);
+  return { metadata: { name: m.name, resourceVersion: m.resourceVersion, ...(annotations ? { annotations } : {}) } };
+}

@@ -1,0 +1,216 @@
+import { describe, expect, it } from 'vitest';
+import { FAILURE_REASONS, containerProgress, type ProofInput } from '../../src/core/completion.ts';
+import type { ContainerStatus, PodStatus } from '../../src/core/kube-types.ts';
+import type { ContainerRecord } from '../../src/core/state.ts';
+
+// One changed container, `app`, written from 1.4.2 to 1.5.0 at pod generation 2.
+const WEB = 'registry.example.com:5000/shop/web';
+const OLD = `${WEB}:1.4.2`;
+const NEW = `${WEB}:1.5.0`;
+const OLD_DIGEST = `sha256:${'4f'.repeat(32)}`;
+const NEW_DIGEST = `sha256:${'9c'.repeat(32)}`;
+const OLD_IMAGE_ID = `${WEB}@${OLD_DIGEST}`;
+const NEW_IMAGE_ID = `${WEB}@${NEW_DIGEST}`;
+const OLD_CONTAINER = `containerd://${'3e'.repeat(32)}`;
+const NEW_CONTAINER = `containerd://${'b7'.repeat(32)}`;
+const GENERATION = 2;
+
+const before: ContainerRecord = { image: OLD, containerID: OLD_CONTAINER, imageID: OLD_IMAGE_ID, restartCount: 0 };
+
+/** The old container, as the kubelet reported it when the images were written. */
+const oldRunning: ContainerStatus = {
+  name: 'app',
+  image: OLD,
+  imageID: OLD_IMAGE_ID,
+  containerID: OLD_CONTAINER,
+  ready: true,
+  started: true,
+  restartCount: 0,
+  state: { running: { startedAt: '2026-11-28T10:00:05Z' } },
+};
+
+/** The kubelet killed the old container for the new spec and started another one from the new image. */
+const newRunning: ContainerStatus = {
+  name: 'app',
+  image: NEW,
+  imageID: NEW_IMAGE_ID,
+  containerID: NEW_CONTAINER,
+  ready: true,
+  started: true,
+  restartCount: 1,
+  state: { running: { startedAt: '2026-11-28T11:59:41Z' } },
+  lastState: { terminated: { reason: 'Completed', exitCode: 0 } },
+};
+
+const podStatus = (observedGeneration?: number): PodStatus => ({
+  phase: 'Running',
+  ...(observedGeneration === undefined ? {} : { observedGeneration }),
+});
+
+function input(status: ContainerStatus | undefined, extra: Partial<ProofInput> = {}): ProofInput {
+  return { name: 'app', requested: NEW, before, status, podStatus: podStatus(GENERATION), generation: GENERATION, ...extra };
+}
+
+describe('containerProgress: done means proven', () => {
+  it.each<[string, ProofInput]>([
+    ['a new container from the new spec, running and ready, observedGeneration at the written generation', input(newRunning)],
+    ['observedGeneration past the written generation', input(newRunning, { podStatus: podStatus(GENERATION + 3) })],
+    [
+      'observedGeneration proves the spec even when a new tag has the same image ID and status.image names the old tag',
+      input({ ...newRunning, image: OLD, imageID: OLD_IMAGE_ID }),
+    ],
+    ['the same containerID with a higher restartCount counts as restarted', input({ ...newRunning, containerID: OLD_CONTAINER })],
+    ['no containerID in status but a higher restartCount counts as restarted', input({ ...newRunning, containerID: '' })],
+    // Clusters without status.observedGeneration (before Kubernetes 1.34).
+    ['no observedGeneration: the imageID changed', input(newRunning, { podStatus: podStatus() })],
+    ['no observedGeneration and no generation recorded: the imageID changed', input(newRunning, { podStatus: podStatus(), generation: undefined })],
+    ['the state records no generation: observedGeneration is not used, the imageID changed', input(newRunning, { generation: undefined })],
+    [
+      'no observedGeneration: the spec pins a digest and the imageID carries it (same content, so same imageID as before)',
+      input({ ...newRunning, image: OLD, imageID: OLD_IMAGE_ID }, { requested: `${WEB}@${OLD_DIGEST}`, podStatus: podStatus() }),
+    ],
+    [
+      'no observedGeneration: a new tag on the same image ID, status.image names the requested tag (must not get stuck)',
+      input({ ...newRunning, imageID: OLD_IMAGE_ID }, { podStatus: podStatus() }),
+    ],
+    [
+      'no observedGeneration: status.image names the requested image in its fully qualified form',
+      input(
+        { ...newRunning, image: 'docker.io/library/nginx:1.27.3', imageID: `docker.io/library/nginx@${OLD_DIGEST}` },
+        { requested: 'nginx:1.27.3', before: { ...before, image: 'nginx:1.27.2', imageID: `docker.io/library/nginx@${OLD_DIGEST}` }, podStatus: podStatus() },
+      ),
+    ],
+    [
+      'no baseline (it already ran the requested image when written): running, ready, observedGeneration caught up',
+      input({ ...oldRunning, image: NEW, imageID: NEW_IMAGE_ID }, { before: undefined }),
+    ],
+    [
+      'no baseline and no observedGeneration: status.image is the requested image',
+      input({ ...oldRunning, image: NEW, imageID: NEW_IMAGE_ID }, { before: undefined, podStatus: podStatus() }),
+    ],
+  ])('%s -> done', (_what, proof) => {
+    expect(containerProgress(proof)).toEqual({ state: 'done' });
+  });
+});
+
+describe('containerProgress: not proven yet', () => {
+  it.each<[string, ProofInput, string]>([
+    ['no status for the container yet', input(undefined), 'no status for container app yet'],
+    ['the old container still runs (kubelet has not acted)', input(oldRunning, { podStatus: podStatus(1) }), 'container app has not restarted yet'],
+    [
+      'the kubelet saw the new generation but has not killed the old container yet',
+      input(oldRunning),
+      'container app has not restarted yet',
+    ],
+    [
+      'the old container, reported with an empty containerID and the same restartCount',
+      input({ ...oldRunning, containerID: '' }),
+      'container app has not restarted yet',
+    ],
+    [
+      'the new container is being created',
+      input({ ...newRunning, containerID: '', imageID: '', ready: false, started: false, restartCount: 0, state: { waiting: { reason: 'ContainerCreating' } } }),
+      'container app has not restarted yet',
+    ],
+    [
+      'a new container that is not running yet (waiting on PodInitializing)',
+      input({ ...newRunning, ready: false, started: false, state: { waiting: { reason: 'PodInitializing' } } }),
+      'container app is not running yet',
+    ],
+    [
+      'a new container that has already terminated',
+      input({ ...newRunning, ready: false, started: false, state: { terminated: { reason: 'Error', exitCode: 2 } } }),
+      'container app is not running yet',
+    ],
+    ['a new container running but not ready (readiness probe)', input({ ...newRunning, ready: false }), 'container app is not ready yet'],
+    [
+      'observedGeneration behind the written generation: a restart from the old spec (a crash)',
+      input(newRunning, { podStatus: podStatus(GENERATION - 1) }),
+      `container app does not show ${NEW} yet`,
+    ],
+    [
+      'observedGeneration behind wins over a changed imageID',
+      input({ ...newRunning, image: OLD }, { podStatus: podStatus(GENERATION - 1) }),
+      `container app does not show ${NEW} yet`,
+    ],
+    [
+      'no observedGeneration: a crash restart of the old image (same imageID, old status.image)',
+      input({ ...newRunning, image: OLD, imageID: OLD_IMAGE_ID }, { podStatus: podStatus() }),
+      `container app does not show ${NEW} yet`,
+    ],
+    [
+      'no observedGeneration: a pinned digest that the imageID does not carry',
+      input({ ...newRunning, image: OLD, imageID: OLD_IMAGE_ID }, { requested: `${WEB}@${NEW_DIGEST}`, podStatus: podStatus() }),
+      `container app does not show ${WEB}@${NEW_DIGEST} yet`,
+    ],
+    [
+      'no baseline and observedGeneration behind',
+      input({ ...oldRunning, image: NEW, imageID: NEW_IMAGE_ID }, { before: undefined, podStatus: podStatus(1) }),
+      `container app does not show ${NEW} yet`,
+    ],
+  ])('%s -> waiting', (_what, proof, why) => {
+    expect(containerProgress(proof)).toEqual({ state: 'waiting', why });
+  });
+});
+
+describe('containerProgress: failures that will not clear up on their own', () => {
+  /** After the kill, the kubelet reports the container waiting on the new image: no containerID, no imageID yet. */
+  const waitingOnNew = (reason: string, message?: string): ContainerStatus => ({
+    name: 'app',
+    image: NEW,
+    imageID: '',
+    ready: false,
+    started: false,
+    restartCount: 0,
+    state: { waiting: { reason, ...(message === undefined ? {} : { message }) } },
+    lastState: { terminated: { reason: 'Completed', exitCode: 0 } },
+  });
+
+  it.each([
+    ['ErrImagePull', `failed to pull and unpack image "${NEW}": not found`],
+    ['ImagePullBackOff', `Back-off pulling image "${NEW}"`],
+    ['InvalidImageName', `Failed to apply default image tag "${NEW}": invalid reference format`],
+    ['ErrImageNeverPull', `Container image "${NEW}" is not present with pull policy of Never`],
+    ['CreateContainerConfigError', 'secret "web-db" not found'],
+    ['CreateContainerError', 'failed to generate container spec: no command specified'],
+    ['RunContainerError', 'failed to start container: exec: "/app": permission denied'],
+  ])('%s on the changed container -> failed, with the kubelet message', (reason, message) => {
+    expect(containerProgress(input(waitingOnNew(reason, message)))).toEqual({
+      state: 'failed',
+      reason,
+      message: `container app: ${reason}: ${message}`,
+    });
+  });
+
+  it('CrashLoopBackOff of the new container (it started, crashed and is backing off) -> failed', () => {
+    const crashLooping: ContainerStatus = {
+      ...newRunning,
+      ready: false,
+      started: false,
+      restartCount: 3,
+      state: { waiting: { reason: 'CrashLoopBackOff', message: 'back-off 40s restarting failed container=app pod=web-7d9c6b5f4-x2x8q_shop(0b3c6f7e-6a55-4c5e-8f0e-2c1d9b8a7f61)' } },
+      lastState: { terminated: { reason: 'Error', exitCode: 1 } },
+    };
+    expect(containerProgress(input(crashLooping))).toEqual({
+      state: 'failed',
+      reason: 'CrashLoopBackOff',
+      message: `container app: CrashLoopBackOff: ${crashLooping.state?.waiting?.message ?? ''}`,
+    });
+  });
+
+  it('a failure reason without a message names only the reason', () => {
+    expect(containerProgress(input(waitingOnNew('ImagePullBackOff')))).toEqual({
+      state: 'failed',
+      reason: 'ImagePullBackOff',
+      message: 'container app: ImagePullBackOff',
+    });
+  });
+
+  it('the failure list covers the four reasons the design names', () => {
+    expect(FAILURE_REASONS).toEqual(expect.arrayContaining(['ErrImagePull', 'ImagePullBackOff', 'CrashLoopBackOff', 'CreateContainerConfigError']));
+  });
+
+  it.each(['ContainerCreating', 'PodInitializing'])('%s is not a failure', (reason) => {
+    expect(containerProgress(input(waitingOnNew(reason)))).toEqual({ state: 'waiting', why: 'container app has not restarted yet' });
+  });
+});

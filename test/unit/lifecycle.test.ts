@@ -1,0 +1,790 @@
+import { createHash } from 'node:crypto';
+import { describe, expect, it } from 'vitest';
+import { specImages, type ImageMap } from '../../src/core/containers.ts';
+import { parseImageReference } from '../../src/core/images.ts';
+import type { ContainerStatus, Pod } from '../../src/core/kube-types.ts';
+import { nextStep, type LifecycleConfig, type PodContext, type Step } from '../../src/core/lifecycle.ts';
+import { GRACE_PERIOD_ANNOTATION, READINESS_GATE, UPDATE_ANNOTATION } from '../../src/core/names.ts';
+import type { ContainerRecord, UpdateState } from '../../src/core/state.ts';
+import { stateOf } from '../support/apply.ts';
+import { buildPod, withSpecImages, type PodShape } from '../support/pods.ts';
+
+const now = new Date('2026-11-28T12:00:00Z');
+const ctx: PodContext = { now };
+const config: LifecycleConfig = { defaultGraceSeconds: 15, progressDeadlineSeconds: 300 };
+const at = (secondsFromNow: number) => new Date(now.getTime() + secondsFromNow * 1000).toISOString();
+
+const WEB = 'registry.example.com:5000/shop/web';
+const APP_OLD = `${WEB}:1.4.2`;
+const APP_NEW = `${WEB}:1.5.0`;
+const PROXY_OLD = 'docker.io/istio/proxyv2:1.24.0';
+const PROXY_NEW = 'docker.io/istio/proxyv2:1.25.1';
+const SHIPPER_OLD = 'fluent/fluent-bit:3.2';
+const SHIPPER_NEW = 'fluent/fluent-bit:3.3';
+const MIGRATE_OLD = `${WEB}-migrate:1.4.2`;
+const MIGRATE_NEW = `${WEB}-migrate:1.5.0`;
+
+const hex = (seed: string) => createHash('sha256').update(seed).digest('hex');
+/** What containerd reports as imageID: the repository and the content digest. */
+const imageIdOf = (image: string) => {
+  const { domain, path } = parseImageReference(image);
+  return `${domain}/${path}@sha256:${hex(image)}`;
+};
+const containerIdOf = (name: string, instance: number) => `containerd://${hex(`${name}/${String(instance)}`)}`;
+
+const sidecars: PodShape = {
+  containers: [
+    { name: 'app', image: APP_OLD },
+    { name: 'istio-proxy', image: PROXY_OLD },
+  ],
+  initContainers: [
+    { name: 'migrate', image: MIGRATE_OLD },
+    { name: 'log-shipper', image: SHIPPER_OLD, restartPolicy: 'Always' },
+  ],
+};
+
+// ---- pods as the apiserver stores them, statuses as a kubelet writes them ----
+
+function statusOf(pod: Pod, name: string): ContainerStatus {
+  const s = [...(pod.status?.containerStatuses ?? []), ...(pod.status?.initContainerStatuses ?? [])].find((c) => c.name === name);
+  if (s === undefined) throw new Error(`no status for ${name}`);
+  return s;
+}
+
+function editStatus(pod: Pod, name: string, edit: (s: ContainerStatus) => ContainerStatus): Pod {
+  const next = structuredClone(pod);
+  const status = next.status;
+  if (status === undefined) throw new Error('pod has no status');
+  const map = (list: ContainerStatus[] | undefined) => list?.map((s) => (s.name === name ? edit(s) : s));
+  status.containerStatuses = map(status.containerStatuses) ?? [];
+  const init = map(status.initContainerStatuses);
+  if (init) status.initContainerStatuses = init;
+  return next;
+}
+
+/** A running pod whose statuses carry realistic imageIDs and containerIDs. */
+function runningPod(shape: PodShape = {}): Pod {
+  let pod = buildPod(shape);
+  for (const name of Object.keys(specImages(pod.spec))) {
+    pod = editStatus(pod, name, (s) => {
+      const ordinaryInit = pod.spec.initContainers?.some((c) => c.name === name && c.restartPolicy !== 'Always') ?? false;
+      return {
+        ...s,
+        imageID: imageIdOf(s.image),
+        containerID: containerIdOf(name, 0),
+        ...(ordinaryInit
+          ? { ready: false, started: false, state: { terminated: { reason: 'Completed', exitCode: 0, startedAt: '2026-11-28T10:00:01Z', finishedAt: '2026-11-28T10:00:02Z' } } }
+          : {}),
+      };
+    });
+  }
+  return pod;
+}
+
+function withCondition(pod: Pod, value: 'True' | 'False' | undefined): Pod {
+  const next = structuredClone(pod);
+  const status = (next.status ??= { phase: 'Pending' });
+  const others = (status.conditions ?? []).filter((c) => c.type !== READINESS_GATE);
+  status.conditions =
+    value === undefined ? others : [...others, { type: READINESS_GATE, status: value, lastProbeTime: null, lastTransitionTime: '2026-11-28T11:58:01Z' }];
+  return next;
+}
+
+function withState(pod: Pod, state: UpdateState | undefined): Pod {
+  const next = structuredClone(pod);
+  const annotations = { ...next.metadata.annotations };
+  if (state === undefined) delete annotations[UPDATE_ANNOTATION];
+  else annotations[UPDATE_ANNOTATION] = JSON.stringify(state);
+  next.metadata.annotations = annotations;
+  return next;
+}
+
+function withObservedGeneration(pod: Pod, generation: number | undefined): Pod {
+  const next = structuredClone(pod);
+  if (next.status === undefined) throw new Error('pod has no status');
+  if (generation === undefined) delete next.status.observedGeneration;
+  else next.status.observedGeneration = generation;
+  return next;
+}
+
+/**
+ * The kubelet killed the container for its new spec and started one from `image`. Where the
+ * cluster reports status.observedGeneration, the kubelet now reports the pod's generation.
+ */
+function kubeletRestarted(pod: Pod, name: string, image: string, opts: { ready?: boolean; imageID?: string; instance?: number } = {}): Pod {
+  const synced = pod.status?.observedGeneration === undefined ? pod : withObservedGeneration(pod, pod.metadata.generation);
+  return editStatus(synced, name, (s) => ({
+    ...s,
+    image,
+    imageID: opts.imageID ?? imageIdOf(image),
+    containerID: containerIdOf(name, opts.instance ?? s.restartCount + 1),
+    ready: opts.ready ?? true,
+    started: true,
+    restartCount: s.restartCount + 1,
+    state: { running: { startedAt: '2026-11-28T11:59:41Z' } },
+    lastState: { terminated: { reason: 'Completed', exitCode: 0, startedAt: '2026-11-28T10:00:05Z', finishedAt: '2026-11-28T11:59:40Z' } },
+  }));
+}
+
+/** What a pod's baseline records for a container, read from its spec and status. */
+function recordOf(pod: Pod, name: string): ContainerRecord {
+  const s = statusOf(pod, name);
+  const record: ContainerRecord = { image: specImages(pod.spec)[name] ?? '', imageID: s.imageID, restartCount: s.restartCount };
+  if (s.containerID !== undefined) record.containerID = s.containerID;
+  return record;
+}
+
+const REQUESTED_AT = '2026-11-28T11:58:00Z';
+const UPDATED_AT = '2026-11-28T11:58:20Z';
+
+const pendingState = (images: ImageMap, extra: Partial<UpdateState> = {}): UpdateState => ({
+  phase: 'Pending',
+  images,
+  requestedBy: 'system:serviceaccount:argocd:argocd-application-controller',
+  fieldManager: 'argocd-controller',
+  requestedAt: REQUESTED_AT,
+  ...extra,
+});
+
+/** A pod the watcher drained and whose images it wrote at UPDATED_AT; the kubelet has not acted yet. */
+function updatingPod(
+  images: ImageMap,
+  opts: { shape?: PodShape; extra?: Partial<UpdateState>; condition?: 'True' | 'False' | undefined; carried?: Record<string, ContainerRecord> } = {},
+): { pod: Pod; state: UpdateState } {
+  const running = runningPod(opts.shape);
+  const before: Record<string, ContainerRecord> = { ...opts.carried };
+  for (const name of Object.keys(images)) before[name] = recordOf(running, name);
+  const state: UpdateState = {
+    ...pendingState(images),
+    phase: 'Updating',
+    generation: 2,
+    updatedAt: UPDATED_AT,
+    before,
+    ...opts.extra,
+  };
+  let pod = withSpecImages(running, images);
+  pod = { ...pod, metadata: { ...pod.metadata, generation: 2 } };
+  pod = withCondition(withState(pod, state), 'condition' in opts ? opts.condition : 'False');
+  return { pod, state };
+}
+
+const gateOf = (pod: Pod) => pod.status?.conditions?.find((c) => c.type === READINESS_GATE)?.status;
+
+/** Applies a step as the watcher does, so walks through the lifecycle stay level-triggered. */
+function applyStep(pod: Pod, step: Step): Pod {
+  switch (step.kind) {
+    case 'none':
+      return pod;
+    case 'setCondition':
+      return withCondition(pod, step.condition.status);
+    case 'transition':
+      return withState(withCondition(pod, step.condition.status), step.state);
+    case 'writeImages': {
+      const next = withState(withSpecImages(pod, step.images), step.state);
+      return { ...next, metadata: { ...next.metadata, generation: (next.metadata.generation ?? 0) + 1 } };
+    }
+  }
+}
+
+// ---------------------------------------------------------------------------
+
+describe('no update in flight', () => {
+  it('a new pod with the gate and no condition yet gets the condition True', () => {
+    const pod = withCondition(runningPod(), undefined);
+    expect(nextStep(pod, ctx, config)).toEqual({
+      kind: 'setCondition',
+      condition: { status: 'True', reason: 'PodAdmitted', message: 'managed by inplace-gate' },
+    });
+  });
+
+  it('a new pod not yet scheduled (no status at all) gets the condition True', () => {
+    const pod = buildPod({ running: false });
+    expect(nextStep(pod, ctx, config)).toMatchObject({ kind: 'setCondition', condition: { status: 'True', reason: 'PodAdmitted' } });
+  });
+
+  it('a pod whose condition is already True needs nothing', () => {
+    expect(nextStep(runningPod(), ctx, config)).toEqual({ kind: 'none', why: 'ready' });
+  });
+
+  it('a pod left with the condition False and no state (a drain cancelled by the webhook) gets True back', () => {
+    const pod = withCondition(runningPod(), 'False');
+    expect(nextStep(pod, ctx, config)).toEqual({
+      kind: 'setCondition',
+      condition: { status: 'True', reason: 'UpdateCancelled', message: 'no image change pending' },
+    });
+  });
+
+  it.each<[string, Pod]>([
+    ['a pod without the gate', withCondition(runningPod({ readinessGates: [] }), undefined)],
+    ['a pod without the gate, with a Pending state', withState(runningPod({ readinessGates: [] }), pendingState({ app: APP_NEW }))],
+    ['a pod gated by something else only', withCondition(runningPod({ readinessGates: ['example.com/LoadBalancerReady'] }), undefined)],
+  ])('%s is left alone', (_what, pod) => {
+    expect(nextStep(pod, ctx, config)).toEqual({ kind: 'none', why: 'no readiness gate' });
+  });
+
+  it.each<[string, UpdateState | undefined, 'True' | 'False' | undefined]>([
+    ['with no condition yet', undefined, undefined],
+    ['while Pending', pendingState({ app: APP_NEW }), 'True'],
+    ['while Draining past its deadline', { ...pendingState({ app: APP_NEW }), phase: 'Draining', drainDeadline: at(-5) }, 'False'],
+  ])('a pod being deleted is left alone, %s', (_what, state, condition) => {
+    const pod = withCondition(withState(runningPod(), state), condition);
+    pod.metadata.deletionTimestamp = '2026-11-28T11:59:50Z';
+    pod.metadata.deletionGracePeriodSeconds = 30;
+    expect(nextStep(pod, ctx, config)).toEqual({ kind: 'none', why: 'pod is being deleted' });
+  });
+
+  it.each([
+    ['not JSON', '{"phase":"Pending",', 'not JSON'],
+    ['an unknown phase', JSON.stringify({ ...pendingState({ app: APP_NEW }), phase: 'Rolling' }), 'phase must be one of Pending, Draining, Updating, Stalled'],
+    ['images that are not strings', JSON.stringify({ ...pendingState({ app: APP_NEW }), images: { app: 5 } }), 'images must map container names to images'],
+    ['a bad drain deadline', JSON.stringify({ ...pendingState({ app: APP_NEW }), phase: 'Draining', drainDeadline: 'soon' }), 'drainDeadline must be a timestamp'],
+  ])('an unreadable state annotation (%s) is left alone and the reason said', (_what, raw, reason) => {
+    const pod = withCondition(runningPod({ annotations: { [UPDATE_ANNOTATION]: raw } }), 'False');
+    const step = nextStep(pod, ctx, config);
+    expect(step.kind).toBe('none');
+    expect(step).toEqual({ kind: 'none', why: expect.stringContaining(`unreadable ${UPDATE_ANNOTATION}: ${reason}`) as unknown });
+  });
+});
+
+describe('Pending: the condition goes False first, for the grace period', () => {
+  it.each<[string, Record<string, string>, string | undefined, number]>([
+    ['no override: the default', {}, undefined, 15],
+    ['the pod annotation', { [GRACE_PERIOD_ANNOTATION]: '45' }, undefined, 45],
+    ['the namespace annotation', {}, '60', 60],
+    ['the pod annotation over the namespace', { [GRACE_PERIOD_ANNOTATION]: '45' }, '60', 45],
+    ['a unit suffix on the pod falls through to the namespace', { [GRACE_PERIOD_ANNOTATION]: '30s' }, '60', 60],
+    ['a negative pod value falls through to the default', { [GRACE_PERIOD_ANNOTATION]: '-5' }, undefined, 15],
+    ['a fractional pod value falls through to the namespace', { [GRACE_PERIOD_ANNOTATION]: '2.5' }, '60', 60],
+    ['empty values fall through to the default', { [GRACE_PERIOD_ANNOTATION]: '' }, '  ', 15],
+    ['a word in the namespace falls through to the default', {}, 'long', 15],
+    ['a pod value of 0', { [GRACE_PERIOD_ANNOTATION]: '0' }, '60', 0],
+    ['a namespace value of 0', {}, '0', 0],
+  ])('grace from %s -> %is', (_what, annotations, namespaceGrace, grace) => {
+    const pending = pendingState({ app: APP_NEW });
+    const pod = runningPod({ annotations, state: pending });
+    const step = nextStep(pod, { now, namespaceGrace }, config);
+    expect(step).toEqual({
+      kind: 'transition',
+      condition: { status: 'False', reason: 'Draining', message: expect.stringContaining(`draining for ${String(grace)}s`) as unknown },
+      state: { ...pending, phase: 'Draining', drainDeadline: at(grace) },
+      event: { type: 'Normal', reason: 'InPlaceUpdateStarted', action: 'Drain', note: expect.stringContaining(`app=${APP_NEW}`) as unknown },
+      requeueAfterMs: grace * 1000,
+    });
+  });
+
+  it('grace 0 still takes two steps: the condition goes False before the images are written', () => {
+    let pod = runningPod({ annotations: { [GRACE_PERIOD_ANNOTATION]: '0' }, state: pendingState({ app: APP_NEW }) });
+    const drain = nextStep(pod, ctx, config);
+    expect(drain).toMatchObject({ kind: 'transition', condition: { status: 'False' }, state: { phase: 'Draining', drainDeadline: now.toISOString() }, requeueAfterMs: 0 });
+    pod = applyStep(pod, drain);
+    expect(gateOf(pod)).toBe('False');
+    expect(specImages(pod.spec)).toEqual({ app: APP_OLD });
+    expect(nextStep(pod, ctx, config)).toMatchObject({ kind: 'writeImages', images: { app: APP_NEW } });
+  });
+
+  it.fails('a grace too large for a timestamp falls through instead of throwing', () => {
+    // Number('100000000000000') is an integer, and now + 1e17 ms is past the last valid Date.
+    const pod = runningPod({ annotations: { [GRACE_PERIOD_ANNOTATION]: '100000000000000' }, state: pendingState({ app: APP_NEW }) });
+    const step = nextStep(pod, { now, namespaceGrace: '60' }, config);
+    expect(step).toMatchObject({ kind: 'transition', condition: { status: 'False' }, state: { phase: 'Draining' } });
+  });
+
+  it('a request made while Updating or Stalled (drained: true), condition False: images written at once, no new drain', () => {
+    const running = withCondition(runningPod(), 'False');
+    const pending = pendingState({ app: APP_NEW }, { drained: true });
+    const step = nextStep(withState(running, pending), ctx, config);
+    expect(step).toEqual({
+      kind: 'writeImages',
+      images: { app: APP_NEW },
+      fieldManager: 'argocd-controller',
+      state: {
+        phase: 'Updating',
+        images: { app: APP_NEW },
+        requestedBy: pending.requestedBy,
+        fieldManager: 'argocd-controller',
+        requestedAt: REQUESTED_AT,
+        drained: true,
+        updatedAt: now.toISOString(),
+        generation: 2,
+        before: { app: recordOf(running, 'app') },
+      },
+      event: expect.objectContaining({ type: 'Normal', reason: 'InPlaceUpdateDrained' }) as unknown,
+      requeueAfterMs: 0,
+    });
+  });
+
+  it.each<[string, 'True' | undefined]>([
+    ['True (someone reset it)', 'True'],
+    ['missing', undefined],
+  ])('drained: true but the condition %s: it drains again', (_what, condition) => {
+    const pending = pendingState({ app: APP_NEW }, { drained: true });
+    const pod = withCondition(withState(runningPod(), pending), condition);
+    expect(nextStep(pod, ctx, config)).toMatchObject({
+      kind: 'transition',
+      condition: { status: 'False', reason: 'Draining' },
+      state: { ...pending, phase: 'Draining', drainDeadline: at(15) },
+      requeueAfterMs: 15_000,
+    });
+  });
+});
+
+describe('Draining: the images are written once the grace period has passed', () => {
+  const draining = (deadline: string, extra: Partial<UpdateState> = {}): UpdateState => ({
+    ...pendingState({ app: APP_NEW }),
+    phase: 'Draining',
+    drainDeadline: deadline,
+    ...extra,
+  });
+
+  it.each([
+    [7, 7000],
+    [0.25, 250],
+    [15, 15_000],
+  ])('%is before the deadline: nothing, come back in %ims', (left, requeue) => {
+    const pod = withCondition(runningPod({ state: draining(at(left)) }), 'False');
+    expect(nextStep(pod, ctx, config)).toEqual({ kind: 'none', why: 'draining', requeueAfterMs: requeue });
+  });
+
+  it.each([
+    ['at the deadline', 0],
+    ['after the deadline', -3],
+    ['long after (a watcher restarted after an outage)', -3600],
+  ])('%s: one write of the images and Updating, with the baseline', (_what, offset) => {
+    const running = runningPod();
+    const pod = withCondition(withState(running, draining(at(offset))), 'False');
+    const step = nextStep(pod, ctx, config);
+    expect(step).toEqual({
+      kind: 'writeImages',
+      images: { app: APP_NEW },
+      fieldManager: 'argocd-controller',
+      state: {
+        phase: 'Updating',
+        images: { app: APP_NEW },
+        requestedBy: 'system:serviceaccount:argocd:argocd-application-controller',
+        fieldManager: 'argocd-controller',
+        requestedAt: REQUESTED_AT,
+        updatedAt: now.toISOString(),
+        generation: 2,
+        before: {
+          app: {
+            image: APP_OLD,
+            containerID: containerIdOf('app', 0),
+            imageID: imageIdOf(APP_OLD),
+            restartCount: 0,
+          },
+        },
+      },
+      event: { type: 'Normal', reason: 'InPlaceUpdateDrained', action: 'Update', note: expect.stringContaining(`app=${APP_NEW}`) as unknown },
+      requeueAfterMs: 0,
+    });
+    if (step.kind === 'writeImages') expect(step.state).not.toHaveProperty('drainDeadline');
+  });
+
+  it('the recorded generation is the pod generation the image write will make', () => {
+    const pod = withCondition(runningPod({ generation: 5, state: draining(at(-1)) }), 'False');
+    expect(nextStep(pod, ctx, config)).toMatchObject({ kind: 'writeImages', state: { generation: 6 } });
+  });
+
+  it('a pod that reports no generation records none', () => {
+    const pod = withCondition(runningPod({ state: draining(at(-1)) }), 'False');
+    delete pod.metadata.generation;
+    const step = nextStep(pod, ctx, config);
+    expect(step.kind).toBe('writeImages');
+    if (step.kind === 'writeImages') expect(step.state).not.toHaveProperty('generation');
+  });
+
+  it('a request with no field manager is written without one', () => {
+    const { fieldManager: _fm, ...anonymous } = draining(at(-1));
+    const pod = withCondition(runningPod({ state: anonymous }), 'False');
+    const step = nextStep(pod, ctx, config);
+    expect(step).toMatchObject({ kind: 'writeImages', fieldManager: undefined });
+    if (step.kind === 'writeImages') expect(step.state).not.toHaveProperty('fieldManager');
+  });
+
+  it('several containers: a baseline per changed container, read from containerStatuses and initContainerStatuses', () => {
+    let running = runningPod(sidecars);
+    // The native sidecar has restarted before: its restartCount is part of its baseline.
+    running = editStatus(running, 'log-shipper', (s) => ({ ...s, restartCount: 3, containerID: containerIdOf('log-shipper', 3) }));
+    const images = { app: APP_NEW, 'log-shipper': SHIPPER_NEW };
+    const pod = withCondition(withState(running, draining(at(-1), { images })), 'False');
+    expect(nextStep(pod, ctx, config)).toMatchObject({
+      kind: 'writeImages',
+      images,
+      state: {
+        phase: 'Updating',
+        images,
+        before: {
+          app: { image: APP_OLD, containerID: containerIdOf('app', 0), imageID: imageIdOf(APP_OLD), restartCount: 0 },
+          'log-shipper': { image: SHIPPER_OLD, containerID: containerIdOf('log-shipper', 3), imageID: imageIdOf(SHIPPER_OLD), restartCount: 3 },
+        },
+      },
+    });
+    const step = nextStep(pod, ctx, config);
+    if (step.kind === 'writeImages') expect(Object.keys(step.state.before ?? {}).sort()).toEqual(['app', 'log-shipper']);
+  });
+
+  it('a container that already runs the requested image (a change back before the kubelet acted) gets no baseline', () => {
+    // Updating wrote 1.5.0, the kubelet still runs 1.4.2, and a rollback to 1.4.2 arrived.
+    let pod = withSpecImages(runningPod(sidecars), { app: APP_NEW });
+    pod = { ...pod, metadata: { ...pod.metadata, generation: 2 } };
+    const images = { app: APP_OLD, 'istio-proxy': PROXY_NEW };
+    pod = withCondition(withState(pod, pendingState(images, { drained: true })), 'False');
+    const step = nextStep(pod, ctx, config);
+    expect(step).toMatchObject({ kind: 'writeImages', images, state: { phase: 'Updating', generation: 3 } });
+    if (step.kind === 'writeImages') {
+      expect(step.state.before).toEqual({ 'istio-proxy': recordOf(pod, 'istio-proxy') });
+    }
+  });
+
+  it('baselines of a container not in this request are carried; one in the request is recorded afresh', () => {
+    const carried = { image: PROXY_OLD, containerID: containerIdOf('istio-proxy', 0), imageID: imageIdOf(PROXY_OLD), restartCount: 0 };
+    const staleApp = { image: APP_OLD, containerID: 'containerd://stale', imageID: 'stale', restartCount: 9 };
+    const running = runningPod(sidecars);
+    const pod = withCondition(withState(running, pendingState({ app: APP_NEW }, { drained: true, before: { 'istio-proxy': carried, app: staleApp } })), 'False');
+    const step = nextStep(pod, ctx, config);
+    expect(step.kind).toBe('writeImages');
+    if (step.kind === 'writeImages') expect(step.state.before).toEqual({ 'istio-proxy': carried, app: recordOf(running, 'app') });
+  });
+
+  it.each<[string, 'True' | undefined]>([
+    ['True', 'True'],
+    ['missing', undefined],
+  ])('condition %s while Draining: set it False again, write nothing', (_what, condition) => {
+    const pod = withCondition(runningPod({ state: draining(at(-60)) }), condition);
+    expect(nextStep(pod, ctx, config)).toEqual({
+      kind: 'setCondition',
+      condition: { status: 'False', reason: 'Draining', message: expect.stringContaining(APP_NEW) as unknown },
+    });
+  });
+});
+
+describe('Updating: done means proven', () => {
+  it('the kubelet has not restarted the container yet: nothing, until the progress deadline', () => {
+    const { pod } = updatingPod({ app: APP_NEW });
+    expect(nextStep(withObservedGeneration(pod, 1), ctx, config)).toEqual({
+      kind: 'none',
+      why: 'container app has not restarted yet',
+      requeueAfterMs: 200_000, // UPDATED_AT + 300s - now
+    });
+  });
+
+  it('a new container, running and ready, observedGeneration caught up: condition True, state cleared, outcome succeeded', () => {
+    const { pod } = updatingPod({ app: APP_NEW });
+    const done = withObservedGeneration(kubeletRestarted(pod, 'app', APP_NEW), 2);
+    expect(nextStep(done, ctx, config)).toEqual({
+      kind: 'transition',
+      condition: { status: 'True', reason: 'InPlaceUpdateSucceeded', message: `running app=${APP_NEW}` },
+      state: undefined,
+      event: { type: 'Normal', reason: 'InPlaceUpdateSucceeded', action: 'Update', note: expect.stringContaining(`app=${APP_NEW}`) as unknown },
+      outcome: { result: 'succeeded', durationSeconds: 120, drainSeconds: 20 },
+    });
+  });
+
+  it.each<[string, (pod: Pod) => Pod]>([
+    ['observedGeneration behind the written generation', (p) => withObservedGeneration(kubeletRestarted(p, 'app', APP_NEW), 1)],
+    ['running but not ready', (p) => withObservedGeneration(kubeletRestarted(p, 'app', APP_NEW, { ready: false }), 2)],
+    [
+      'being created',
+      (p) => withObservedGeneration(editStatus(p, 'app', (s) => ({ ...s, image: APP_NEW, imageID: '', ready: false, started: false, state: { waiting: { reason: 'ContainerCreating' } } })), 2),
+    ],
+    [
+      'no observedGeneration, new container with the same imageID and the old status.image (a crash restart)',
+      (p) => withObservedGeneration(kubeletRestarted(p, 'app', APP_OLD), undefined),
+    ],
+  ])('%s: still waiting', (_what, kubelet) => {
+    const { pod } = updatingPod({ app: APP_NEW });
+    const step = nextStep(kubelet(pod), ctx, config);
+    expect(step).toMatchObject({ kind: 'none', requeueAfterMs: 200_000 });
+    expect(gateOf(applyStep(kubelet(pod), step))).toBe('False');
+  });
+
+  it.each<[string, (pod: Pod) => Pod, ImageMap?]>([
+    ['no observedGeneration: the imageID changed', (p) => withObservedGeneration(kubeletRestarted(p, 'app', APP_NEW), undefined)],
+    [
+      'no observedGeneration: a digest-pinned image whose digest is the imageID',
+      // Same content as before, so the same imageID; containerd names it by its first tag.
+      (p) => withObservedGeneration(kubeletRestarted(p, 'app', APP_OLD, { imageID: imageIdOf(APP_OLD) }), undefined),
+      { app: `${WEB}@${imageIdOf(APP_OLD).split('@')[1] ?? ''}` },
+    ],
+    [
+      'no observedGeneration: a new tag with the same imageID, status.image the requested tag',
+      (p) => withObservedGeneration(kubeletRestarted(p, 'app', APP_NEW, { imageID: imageIdOf(APP_OLD) }), undefined),
+    ],
+    [
+      'restartCount went up with the same containerID',
+      (p) => withObservedGeneration(kubeletRestarted(p, 'app', APP_NEW, { instance: 0 }), 2),
+    ],
+    ['observedGeneration past the written one (a later spec change)', (p) => withObservedGeneration(kubeletRestarted(p, 'app', APP_NEW), 3)],
+  ])('%s: done', (_what, kubelet, images = { app: APP_NEW }) => {
+    const { pod } = updatingPod(images);
+    expect(nextStep(kubelet(pod), ctx, config)).toMatchObject({
+      kind: 'transition',
+      condition: { status: 'True', reason: 'InPlaceUpdateSucceeded' },
+      state: undefined,
+      outcome: { result: 'succeeded' },
+    });
+  });
+
+  it('an update that needed no new drain reports no drain time', () => {
+    const { pod } = updatingPod({ app: APP_NEW }, { extra: { drained: true } });
+    const step = nextStep(kubeletRestarted(pod, 'app', APP_NEW), ctx, config);
+    expect(step).toMatchObject({ kind: 'transition', condition: { status: 'True' }, outcome: { result: 'succeeded', durationSeconds: 120 } });
+    if (step.kind === 'transition') expect(step.outcome).not.toHaveProperty('drainSeconds');
+  });
+});
+
+describe('Updating: several containers, sidecars and init containers', () => {
+  it('only the changed containers matter: an unchanged, unready container does not hold it', () => {
+    const { pod } = updatingPod({ app: APP_NEW }, { shape: sidecars });
+    const proxyDown = editStatus(kubeletRestarted(pod, 'app', APP_NEW), 'istio-proxy', (s) => ({ ...s, ready: false }));
+    expect(nextStep(proxyDown, ctx, config)).toMatchObject({ kind: 'transition', condition: { status: 'True' }, state: undefined });
+  });
+
+  it('only the changed containers matter: an unchanged container in CrashLoopBackOff does not stall it', () => {
+    const { pod } = updatingPod({ 'istio-proxy': PROXY_NEW }, { shape: sidecars });
+    const appCrashing = editStatus(pod, 'app', (s) => ({ ...s, ready: false, state: { waiting: { reason: 'CrashLoopBackOff', message: 'back-off 10s' } } }));
+    expect(nextStep(appCrashing, ctx, config)).toEqual({ kind: 'none', why: 'container istio-proxy has not restarted yet', requeueAfterMs: 200_000 });
+    expect(nextStep(kubeletRestarted(appCrashing, 'istio-proxy', PROXY_NEW), ctx, config)).toMatchObject({
+      kind: 'transition',
+      condition: { status: 'True' },
+      state: undefined,
+    });
+  });
+
+  it('two changed containers, one proven and one not: waiting on the other one', () => {
+    const { pod } = updatingPod({ app: APP_NEW, 'istio-proxy': PROXY_NEW }, { shape: sidecars });
+    const half = kubeletRestarted(pod, 'app', APP_NEW);
+    expect(nextStep(half, ctx, config)).toEqual({ kind: 'none', why: 'container istio-proxy has not restarted yet', requeueAfterMs: 200_000 });
+    expect(nextStep(kubeletRestarted(half, 'istio-proxy', PROXY_NEW), ctx, config)).toMatchObject({ kind: 'transition', condition: { status: 'True' } });
+  });
+
+  it('a native sidecar (init container with restartPolicy Always) is proven like a container', () => {
+    const { pod } = updatingPod({ 'log-shipper': SHIPPER_NEW }, { shape: sidecars });
+    expect(nextStep(pod, ctx, config)).toEqual({ kind: 'none', why: 'container log-shipper has not restarted yet', requeueAfterMs: 200_000 });
+    expect(nextStep(kubeletRestarted(pod, 'log-shipper', SHIPPER_NEW, { ready: false }), ctx, config)).toEqual({
+      kind: 'none',
+      why: 'container log-shipper is not ready yet',
+      requeueAfterMs: 200_000,
+    });
+    expect(nextStep(kubeletRestarted(pod, 'log-shipper', SHIPPER_NEW), ctx, config)).toMatchObject({
+      kind: 'transition',
+      condition: { status: 'True' },
+      state: undefined,
+    });
+  });
+
+  it('an ordinary init container does not rerun on a running pod: its image change completes at once', () => {
+    const { pod } = updatingPod({ migrate: MIGRATE_NEW }, { shape: sidecars });
+    expect(statusOf(pod, 'migrate').state?.terminated?.reason).toBe('Completed');
+    expect(nextStep(pod, ctx, config)).toMatchObject({
+      kind: 'transition',
+      condition: { status: 'True', reason: 'InPlaceUpdateSucceeded' },
+      state: undefined,
+      outcome: { result: 'succeeded' },
+    });
+  });
+
+  it('an ordinary init container and the app change together: only the app is waited for', () => {
+    const { pod } = updatingPod({ migrate: MIGRATE_NEW, app: APP_NEW }, { shape: sidecars });
+    expect(nextStep(pod, ctx, config)).toEqual({ kind: 'none', why: 'container app has not restarted yet', requeueAfterMs: 200_000 });
+    expect(nextStep(kubeletRestarted(pod, 'app', APP_NEW), ctx, config)).toMatchObject({ kind: 'transition', condition: { status: 'True' } });
+  });
+
+  it('a carried baseline (an earlier, unproven request) is still waited for, though not in this request', () => {
+    // Updating wrote istio-proxy 1.25.1; before the kubelet proved it, app was bumped too.
+    const running = runningPod(sidecars);
+    const carried = { 'istio-proxy': recordOf(running, 'istio-proxy') };
+    let { pod } = updatingPod({ app: APP_NEW }, { shape: sidecars, carried, extra: { drained: true } });
+    pod = withSpecImages(pod, { 'istio-proxy': PROXY_NEW });
+    const appDone = kubeletRestarted(pod, 'app', APP_NEW);
+    expect(nextStep(appDone, ctx, config)).toEqual({ kind: 'none', why: 'container istio-proxy has not restarted yet', requeueAfterMs: 200_000 });
+    // Restarted but from the old image, with no observedGeneration: not proven against the spec's image.
+    const proxyOld = withObservedGeneration(kubeletRestarted(appDone, 'istio-proxy', PROXY_OLD), undefined);
+    expect(nextStep(proxyOld, ctx, config)).toMatchObject({ kind: 'none', why: `container istio-proxy does not show ${PROXY_NEW} yet` });
+    expect(nextStep(kubeletRestarted(appDone, 'istio-proxy', PROXY_NEW), ctx, config)).toMatchObject({
+      kind: 'transition',
+      condition: { status: 'True' },
+      state: undefined,
+    });
+  });
+});
+
+describe('Stalled is loud', () => {
+  /** After killing the old container, the kubelet cannot start the new one. */
+  const cannotStart = (reason: string, message: string) => (pod: Pod) =>
+    editStatus(pod, 'app', (s) => {
+      const { containerID: _id, ...rest } = s;
+      return { ...rest, image: APP_NEW, imageID: '', ready: false, started: false, state: { waiting: { reason, message } }, lastState: { terminated: { reason: 'Completed', exitCode: 0 } } };
+    });
+  /** The new container started and keeps crashing. */
+  const crashLooping = (pod: Pod) =>
+    editStatus(kubeletRestarted(pod, 'app', APP_NEW), 'app', (s) => ({
+      ...s,
+      ready: false,
+      started: false,
+      restartCount: s.restartCount + 3,
+      state: { waiting: { reason: 'CrashLoopBackOff', message: 'back-off 40s restarting failed container=app pod=web-7d9c6b5f4-x2x8q_shop' } },
+      lastState: { terminated: { reason: 'Error', exitCode: 1 } },
+    }));
+
+  it.each<[string, (pod: Pod) => Pod]>([
+    ['ErrImagePull', cannotStart('ErrImagePull', `failed to pull and unpack image "${APP_NEW}": not found`)],
+    ['ImagePullBackOff', cannotStart('ImagePullBackOff', `Back-off pulling image "${APP_NEW}"`)],
+    ['CreateContainerConfigError', cannotStart('CreateContainerConfigError', 'secret "web-db" not found')],
+    ['CrashLoopBackOff', crashLooping],
+  ])('%s on a changed container: Stalled, condition stays False, a Warning event, outcome stalled', (reason, kubelet) => {
+    const { pod, state } = updatingPod({ app: APP_NEW });
+    const failing = kubelet(pod);
+    const message = `container app: ${reason}: ${statusOf(failing, 'app').state?.waiting?.message ?? ''}`;
+    expect(nextStep(failing, ctx, config)).toEqual({
+      kind: 'transition',
+      condition: { status: 'False', reason: 'InPlaceUpdateStalled', message },
+      state: { ...state, phase: 'Stalled', stalled: { reason, message, since: now.toISOString() } },
+      event: { type: 'Warning', reason: 'InPlaceUpdateStalled', action: 'Update', note: expect.stringContaining(message) as unknown },
+      outcome: { result: 'stalled', durationSeconds: 120 },
+    });
+  });
+
+  it('a failing native sidecar stalls the update too', () => {
+    const { pod } = updatingPod({ 'log-shipper': SHIPPER_NEW }, { shape: sidecars });
+    const failing = editStatus(pod, 'log-shipper', (s) => ({ ...s, image: SHIPPER_NEW, imageID: '', ready: false, state: { waiting: { reason: 'ErrImagePull', message: 'not found' } } }));
+    expect(nextStep(failing, ctx, config)).toMatchObject({
+      kind: 'transition',
+      condition: { status: 'False', reason: 'InPlaceUpdateStalled' },
+      state: { phase: 'Stalled', stalled: { reason: 'ErrImagePull', message: 'container log-shipper: ErrImagePull: not found' } },
+      event: { type: 'Warning' },
+    });
+  });
+
+  it.each([
+    ['just before the progress deadline', '2026-11-28T11:55:00.001Z', 'none'],
+    ['at the progress deadline', '2026-11-28T11:55:00Z', 'transition'],
+    ['well past the progress deadline', '2026-11-28T10:00:00Z', 'transition'],
+  ])('no progress, images written %s (%s)', (_what, updatedAt, kind) => {
+    const { pod, state } = updatingPod({ app: APP_NEW }, { extra: { updatedAt, requestedAt: '2026-11-28T09:59:00Z' } });
+    const step = nextStep(pod, ctx, config);
+    if (kind === 'none') {
+      expect(step).toEqual({ kind: 'none', why: 'container app has not restarted yet', requeueAfterMs: 1000 });
+      return;
+    }
+    const message = 'no progress in 300s: container app has not restarted yet';
+    expect(step).toEqual({
+      kind: 'transition',
+      condition: { status: 'False', reason: 'InPlaceUpdateStalled', message },
+      state: { ...state, phase: 'Stalled', stalled: { reason: 'ProgressDeadlineExceeded', message, since: now.toISOString() } },
+      event: expect.objectContaining({ type: 'Warning', reason: 'InPlaceUpdateStalled' }) as unknown,
+      outcome: { result: 'stalled', durationSeconds: (now.getTime() - Date.parse('2026-11-28T09:59:00Z')) / 1000 },
+    });
+  });
+
+  const stalledPod = (kubelet: (pod: Pod) => Pod, condition: 'True' | 'False' = 'False') => {
+    const { pod, state } = updatingPod({ app: APP_NEW });
+    const stalled: UpdateState = {
+      ...state,
+      phase: 'Stalled',
+      stalled: { reason: 'ImagePullBackOff', message: `container app: ImagePullBackOff: Back-off pulling image "${APP_NEW}"`, since: '2026-11-28T11:59:00Z' },
+    };
+    return withCondition(withState(kubelet(pod), stalled), condition);
+  };
+
+  it.each<[string, (pod: Pod) => Pod]>([
+    ['still ImagePullBackOff', cannotStart('ImagePullBackOff', `Back-off pulling image "${APP_NEW}"`)],
+    ['now CrashLoopBackOff', crashLooping],
+    ['still not restarted', (p) => p],
+    ['restarted but not ready', (p) => kubeletRestarted(p, 'app', APP_NEW, { ready: false })],
+  ])('Stalled and %s: nothing more (loud once)', (_what, kubelet) => {
+    const step = nextStep(stalledPod(kubelet), ctx, config);
+    expect(step.kind).toBe('none');
+    expect(step).toEqual({ kind: 'none', why: expect.stringMatching(/^stalled: container app: ImagePullBackOff/) as unknown });
+  });
+
+  it('Stalled, and the container later comes up proven (the registry caught up): done', () => {
+    const pod = stalledPod((p) => kubeletRestarted(p, 'app', APP_NEW));
+    expect(nextStep(pod, ctx, config)).toMatchObject({
+      kind: 'transition',
+      condition: { status: 'True', reason: 'InPlaceUpdateSucceeded' },
+      state: undefined,
+      outcome: { result: 'succeeded', durationSeconds: 120 },
+    });
+  });
+
+  // DESIGN.md: Stalled keeps InPlaceUpdateReady False ("no traffic to a broken pod"), and every action
+  // follows from the pod as it is. Draining resets a condition someone set True; Stalled does not.
+  it.fails('Stalled with the condition set True by someone else: set it False again', () => {
+    const pod = stalledPod(cannotStart('ImagePullBackOff', `Back-off pulling image "${APP_NEW}"`), 'True');
+    expect(nextStep(pod, ctx, config)).toMatchObject({ kind: 'setCondition', condition: { status: 'False' } });
+  });
+});
+
+describe('Updating with the condition not False', () => {
+  it('immediate mode (images went through with the condition True): set it False first', () => {
+    const { pod } = updatingPod({ app: APP_NEW }, { extra: { immediate: true, updatedAt: REQUESTED_AT }, condition: 'True' });
+    expect(nextStep(pod, ctx, config)).toEqual({
+      kind: 'setCondition',
+      condition: { status: 'False', reason: 'Updating', message: `updating app=${APP_NEW}` },
+    });
+  });
+
+  it('immediate mode with a failing container: condition False first, then Stalled', () => {
+    const { pod } = updatingPod({ app: APP_NEW }, { extra: { immediate: true, updatedAt: REQUESTED_AT }, condition: 'True' });
+    const failing = editStatus(pod, 'app', (s) => ({ ...s, image: APP_NEW, imageID: '', ready: false, state: { waiting: { reason: 'ErrImagePull', message: 'not found' } } }));
+    const first = nextStep(failing, ctx, config);
+    expect(first).toMatchObject({ kind: 'setCondition', condition: { status: 'False' } });
+    expect(nextStep(applyStep(failing, first), ctx, config)).toMatchObject({ kind: 'transition', state: { phase: 'Stalled' }, condition: { status: 'False' } });
+  });
+
+  it('immediate mode, proven: done, and no drain time reported', () => {
+    const { pod } = updatingPod({ app: APP_NEW }, { extra: { immediate: true, updatedAt: REQUESTED_AT } });
+    const step = nextStep(kubeletRestarted(pod, 'app', APP_NEW), ctx, config);
+    expect(step).toMatchObject({ kind: 'transition', condition: { status: 'True' }, state: undefined, outcome: { result: 'succeeded', durationSeconds: 120 } });
+    if (step.kind === 'transition') expect(step.outcome).not.toHaveProperty('drainSeconds');
+  });
+
+  it('a drained update whose condition someone set True: set it False again', () => {
+    const { pod } = updatingPod({ app: APP_NEW }, { condition: 'True' });
+    expect(nextStep(pod, ctx, config)).toMatchObject({ kind: 'setCondition', condition: { status: 'False', reason: 'Updating' } });
+  });
+});
+
+describe('one image change, end to end, one step at a time', () => {
+  it('new pod -> Pending -> Draining -> Updating -> done, each step from the pod as it is', () => {
+    let pod = withCondition(runningPod(sidecars), undefined);
+    const steps: string[] = [];
+    const step = (c: PodContext = ctx) => {
+      const s = nextStep(pod, c, config);
+      steps.push(s.kind);
+      pod = applyStep(pod, s);
+      return s;
+    };
+
+    step();
+    expect(gateOf(pod)).toBe('True');
+    expect(step()).toMatchObject({ kind: 'none' });
+
+    // The webhook defers the request.
+    pod = withState(pod, pendingState({ 'istio-proxy': PROXY_NEW }));
+    step();
+    expect(gateOf(pod)).toBe('False');
+    expect(stateOf(pod)).toMatchObject({ phase: 'Draining', drainDeadline: at(15) });
+    expect(step({ now: new Date(now.getTime() + 14_000) })).toEqual({ kind: 'none', why: 'draining', requeueAfterMs: 1000 });
+    expect(specImages(pod.spec)['istio-proxy']).toBe(PROXY_OLD);
+
+    const later = { now: new Date(now.getTime() + 15_000) };
+    step(later);
+    expect(specImages(pod.spec)).toMatchObject({ app: APP_OLD, 'istio-proxy': PROXY_NEW });
+    expect(stateOf(pod)).toMatchObject({ phase: 'Updating', generation: 2, before: { 'istio-proxy': { image: PROXY_OLD } } });
+    expect(step(later)).toMatchObject({ kind: 'none', why: 'container istio-proxy has not restarted yet' });
+
+    // The kubelet restarts the proxy and reports the new generation.
+    pod = kubeletRestarted(pod, 'istio-proxy', PROXY_NEW);
+    expect(pod.status?.observedGeneration).toBe(2);
+    const end = { now: new Date(now.getTime() + 40_000) };
+    const done = step(end);
+    expect(done).toMatchObject({ kind: 'transition', condition: { status: 'True' }, state: undefined, outcome: { result: 'succeeded', durationSeconds: 160 } });
+    expect(done.kind === 'transition' ? done.outcome?.drainSeconds : undefined).toEqual(expect.any(Number));
+    expect(gateOf(pod)).toBe('True');
+    expect(stateOf(pod)).toBeUndefined();
+    expect(step(end)).toEqual({ kind: 'none', why: 'ready' });
+    expect(steps).toEqual(['setCondition', 'none', 'transition', 'none', 'writeImages', 'none', 'transition', 'none']);
+  });
+});
