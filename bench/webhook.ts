@@ -28,7 +28,7 @@ async function startServer(which: string, certFile: string, keyFile: string): Pr
   // BENCH_NODE_FLAGS (e.g. --cpu-prof) go to the server processes, for profiling.
   const flags = (process.env.BENCH_NODE_FLAGS ?? '').split(' ').filter(Boolean);
   const child = spawn(process.execPath, [...flags, join(import.meta.dirname, 'servers.ts'), which, certFile, keyFile], { stdio: ['ignore', 'pipe', 'inherit'] });
-  const lines = createInterface({ input: child.stdout! });
+  const lines = createInterface({ input: child.stdout });
   const [line] = (await once(lines, 'line')) as [string];
   return { child, port: Number(line) };
 }

@@ -38,14 +38,20 @@ export interface ProofInput {
 
 export function containerProgress({ name, requested, before, status, podStatus, generation }: ProofInput): ContainerProgress {
   if (status === undefined) return { state: 'waiting', why: `no status for container ${name} yet` };
-  const waiting = status.state?.waiting;
-  if (waiting?.reason !== undefined && FAILURE_REASONS.includes(waiting.reason)) {
-    return { state: 'failed', reason: waiting.reason, message: `container ${name}: ${waiting.reason}${waiting.message ? `: ${waiting.message}` : ''}` };
-  }
   const restarted =
     before === undefined ||
     (status.containerID !== undefined && status.containerID !== '' && status.containerID !== before.containerID) ||
     (before.restartCount !== undefined && status.restartCount > before.restartCount);
+  const waiting = status.state?.waiting;
+  // A failure counts only once the kubelet has acted on the new spec: the old
+  // container crash-looping (the bug the new image fixes) is no reason to stall.
+  const acted =
+    restarted ||
+    (generation !== undefined && podStatus?.observedGeneration !== undefined && podStatus.observedGeneration >= generation) ||
+    sameImageReference(status.image, requested);
+  if (acted && waiting?.reason !== undefined && FAILURE_REASONS.includes(waiting.reason)) {
+    return { state: 'failed', reason: waiting.reason, message: `container ${name}: ${waiting.reason}${waiting.message ? `: ${waiting.message}` : ''}` };
+  }
   if (!restarted) return { state: 'waiting', why: `container ${name} has not restarted yet` };
   if (status.state?.running === undefined) return { state: 'waiting', why: `container ${name} is not running yet` };
   if (!status.ready) return { state: 'waiting', why: `container ${name} is not ready yet` };

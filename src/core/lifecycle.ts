@@ -35,8 +35,8 @@ export type Step =
   | { kind: 'none'; why: string; requeueAfterMs?: number }
   /** One pods/status patch: the condition only. */
   | { kind: 'setCondition'; condition: GateCondition; event?: PodEvent }
-  /** One pods/status patch, guarded by resourceVersion: condition and state together. */
-  | { kind: 'transition'; condition: GateCondition; state: UpdateState | undefined; event?: PodEvent; requeueAfterMs?: number; outcome?: Outcome }
+  /** One pods/status patch, guarded by resourceVersion: condition (for gated pods) and state together. */
+  | { kind: 'transition'; condition?: GateCondition; state: UpdateState | undefined; event?: PodEvent; requeueAfterMs?: number; outcome?: Outcome }
   /** One pods patch, guarded, under the requester's field manager: images and Updating together. */
   | { kind: 'writeImages'; images: ImageMap; fieldManager: string | undefined; state: UpdateState; event?: PodEvent; requeueAfterMs: number };
 
@@ -64,12 +64,18 @@ export function gateCondition(pod: Pod): { status: string; reason?: string } | u
   return pod.status?.conditions?.find((c) => c.type === READINESS_GATE);
 }
 
-/** Grace period: the pod's annotation, else its namespace's, else the default. Unreadable values fall through. */
+/** Longer than any endpoint propagation; beyond it a value is taken for a typo. */
+export const MAX_GRACE_SECONDS = 86_400;
+
+/**
+ * Grace period: the pod's annotation, else its namespace's, else the default.
+ * Only plain whole numbers of seconds up to a day count; anything else falls through.
+ */
 export function graceSeconds(pod: Pod, ctx: PodContext, config: LifecycleConfig): number {
   for (const raw of [pod.metadata.annotations?.[GRACE_PERIOD_ANNOTATION], ctx.namespaceGrace]) {
-    if (raw === undefined) continue;
+    if (raw === undefined || !/^\d{1,6}$/.test(raw)) continue;
     const n = Number(raw);
-    if (raw.trim() !== '' && Number.isInteger(n) && n >= 0) return n;
+    if (n <= MAX_GRACE_SECONDS) return n;
   }
   return config.defaultGraceSeconds;
 }
@@ -110,11 +116,19 @@ function baseline(pod: Pod, images: ImageMap, carried: Record<string, ContainerR
 }
 
 export function nextStep(pod: Pod, ctx: PodContext, config: LifecycleConfig): Step {
-  if (!hasReadinessGate(pod)) return { kind: 'none', why: 'no readiness gate' };
   if (pod.metadata.deletionTimestamp !== undefined) return { kind: 'none', why: 'pod is being deleted' };
   const parsed = parseUpdateState(pod.metadata.annotations?.[UPDATE_ANNOTATION]);
   const condition = gateCondition(pod);
   const now = ctx.now.getTime();
+
+  if (!hasReadinessGate(pod)) {
+    // No gate, no condition to drive: an immediate update is still proven and
+    // its state cleared (or reported Stalled), so the record stays true.
+    if (parsed.ok && (parsed.state?.phase === 'Updating' || parsed.state?.phase === 'Stalled')) {
+      return whileUpdating(pod, parsed.state, undefined, ctx, config);
+    }
+    return { kind: 'none', why: 'no readiness gate' };
+  }
 
   if (!parsed.ok) {
     // Only a broken writer gets here (the webhook denies hand edits). Leave the pod as
@@ -140,7 +154,7 @@ export function nextStep(pod: Pod, ctx: PodContext, config: LifecycleConfig): St
       return {
         kind: 'transition',
         condition: { status: 'False', reason: 'Draining', message: `draining for ${grace}s before ${describe(state.images)}` },
-        state: { ...state, phase: 'Draining', drainDeadline: deadline },
+        state: { ...state, phase: 'Draining', drainStartedAt: ctx.now.toISOString(), drainDeadline: deadline },
         event: { type: 'Normal', reason: 'InPlaceUpdateStarted', action: 'Drain', note: `Draining for ${grace}s, then updating ${describe(state.images)} in place` },
         requeueAfterMs: grace * 1000,
       };
@@ -150,8 +164,12 @@ export function nextStep(pod: Pod, ctx: PodContext, config: LifecycleConfig): St
         // The condition is written with the phase; a True here means someone reset it.
         return { kind: 'setCondition', condition: { status: 'False', reason: 'Draining', message: `draining before ${describe(state.images)}` } };
       }
-      const left = ms(state.drainDeadline) - now;
-      if (left > 0) return { kind: 'none', why: 'draining', requeueAfterMs: left };
+      const deadline = ms(state.drainDeadline);
+      if (Number.isNaN(deadline)) {
+        // A Draining with no deadline has no grace period to honour: start the drain again.
+        return nextStep({ ...pod, metadata: { ...pod.metadata, annotations: { ...pod.metadata.annotations, [UPDATE_ANNOTATION]: JSON.stringify({ ...state, phase: 'Pending' }) } } }, ctx, config);
+      }
+      if (deadline > now) return { kind: 'none', why: 'draining', requeueAfterMs: deadline - now };
       return writeImages(pod, state, ctx);
     }
     case 'Updating':
@@ -163,13 +181,14 @@ export function nextStep(pod: Pod, ctx: PodContext, config: LifecycleConfig): St
 function writeImages(pod: Pod, state: UpdateState, ctx: PodContext): Step {
   const generation = pod.metadata.generation === undefined ? undefined : pod.metadata.generation + 1;
   const writtenAt = ctx.now.toISOString();
-  const { drainDeadline: _deadline, ...rest } = state;
+  const { drainDeadline: _deadline, drainStartedAt, ...rest } = state;
   const next: UpdateState = {
     ...rest,
     phase: 'Updating',
     updatedAt: writtenAt,
     ...(generation === undefined ? {} : { generation }),
     before: baseline(pod, state.images, state.before),
+    ...(drainStartedAt === undefined ? {} : { drainSeconds: Math.max(0, (ctx.now.getTime() - ms(drainStartedAt)) / 1000) }),
   };
   return {
     kind: 'writeImages',
@@ -181,7 +200,9 @@ function writeImages(pod: Pod, state: UpdateState, ctx: PodContext): Step {
   };
 }
 
+/** `condition` is the gate condition's status, or undefined for a pod without the gate. */
 function whileUpdating(pod: Pod, state: UpdateState, condition: string | undefined, ctx: PodContext, config: LifecycleConfig): Step {
+  const gated = hasReadinessGate(pod);
   const now = ctx.now.getTime();
   const statuses = statusesByName(pod);
   const waiting: string[] = [];
@@ -210,25 +231,27 @@ function whileUpdating(pod: Pod, state: UpdateState, condition: string | undefin
     const outcome: Outcome = {
       result: 'succeeded',
       durationSeconds: Math.max(0, (now - requestedAt) / 1000),
-      ...(state.drained || state.immediate || state.updatedAt === undefined ? {} : { drainSeconds: Math.max(0, (ms(state.updatedAt) - requestedAt) / 1000) }),
+      ...(state.drainSeconds === undefined ? {} : { drainSeconds: state.drainSeconds }),
     };
     return {
       kind: 'transition',
-      condition: { status: 'True', reason: 'InPlaceUpdateSucceeded', message: `running ${describe(state.images)}` },
+      ...(gated ? { condition: { status: 'True' as const, reason: 'InPlaceUpdateSucceeded', message: `running ${describe(state.images)}` } } : {}),
       state: undefined,
       event: { type: 'Normal', reason: 'InPlaceUpdateSucceeded', action: 'Update', note: `Running ${describe(state.images)}, ready` },
       outcome,
     };
   }
 
+  if (gated && condition !== 'False') {
+    // Immediate mode records Updating with the pod still in endpoints, and nobody
+    // may put a Stalled pod back: out of endpoints until proven.
+    const reason = state.phase === 'Stalled' ? 'InPlaceUpdateStalled' : 'Updating';
+    return { kind: 'setCondition', condition: { status: 'False', reason, message: state.stalled?.message ?? `updating ${describe(state.images)}` } };
+  }
+
   if (state.phase === 'Stalled') {
     // Loud once; a container that comes back later still completes the update above.
     return { kind: 'none', why: `stalled: ${state.stalled?.message ?? ''}` };
-  }
-
-  if (condition !== 'False') {
-    // Immediate mode records Updating with the pod still in endpoints: take it out now.
-    return { kind: 'setCondition', condition: { status: 'False', reason: 'Updating', message: `updating ${describe(state.images)}` } };
   }
 
   const deadline = ms(state.updatedAt ?? state.requestedAt) + config.progressDeadlineSeconds * 1000;
@@ -238,7 +261,7 @@ function whileUpdating(pod: Pod, state: UpdateState, condition: string | undefin
   if (failure !== undefined) {
     return {
       kind: 'transition',
-      condition: { status: 'False', reason: 'InPlaceUpdateStalled', message: failure.message },
+      ...(gated ? { condition: { status: 'False' as const, reason: 'InPlaceUpdateStalled', message: failure.message } } : {}),
       state: { ...state, phase: 'Stalled', stalled: { reason: failure.reason, message: failure.message, since: ctx.now.toISOString() } },
       event: {
         type: 'Warning',

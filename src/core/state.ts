@@ -28,8 +28,11 @@ export interface UpdateState {
   drained?: boolean;
   /** Written by immediate mode: the images went through with no drain. */
   immediate?: boolean;
-  /** Draining: when the images may be written (RFC 3339). */
+  /** Draining: when the condition went False, and when the images may be written (RFC 3339). */
+  drainStartedAt?: string;
   drainDeadline?: string;
+  /** Updating: how long the drain took, condition False to image write. */
+  drainSeconds?: number;
   /** Updating: the pod generation that carries the requested images. */
   generation?: number;
   /** Updating: when the images were written (RFC 3339), the start of the progress deadline. */
@@ -73,7 +76,7 @@ function checkState(value: unknown): string | undefined {
   }
   if (typeof value.requestedBy !== 'string') return 'requestedBy must be a string';
   if (typeof value.requestedAt !== 'string' || Number.isNaN(Date.parse(value.requestedAt))) return 'requestedAt must be a timestamp';
-  for (const key of ['drainDeadline', 'updatedAt'] as const) {
+  for (const key of ['drainStartedAt', 'drainDeadline', 'updatedAt'] as const) {
     const v = value[key];
     if (v !== undefined && (typeof v !== 'string' || Number.isNaN(Date.parse(v)))) return `${key} must be a timestamp`;
   }

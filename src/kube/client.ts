@@ -164,6 +164,8 @@ export class KubeClient {
         }
         let idle = setTimeout(() => req.destroy(new ApiError(0, 'Timeout', `watch ${url.pathname}: idle for ${idleMs} ms`)), idleMs);
         const lines = createInterface({ input: res });
+        // readline re-emits the response's errors (a reset connection): unhandled, they would end the process.
+        lines.on('error', (err) => { clearTimeout(idle); reject(err); });
         lines.on('line', (line) => {
           if (line === '') return;
           clearTimeout(idle);

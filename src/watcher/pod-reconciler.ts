@@ -101,7 +101,7 @@ export class PodReconciler {
       case 'transition': {
         const body = {
           metadata: { resourceVersion: pod.metadata.resourceVersion, annotations: { [UPDATE_ANNOTATION]: step.state ? encodeUpdateState(step.state) : null } },
-          status: { conditions: [conditionFor(pod, step.condition, now)] },
+          ...(step.condition ? { status: { conditions: [conditionFor(pod, step.condition, now)] } } : {}),
         };
         pods.upsert(await client.patch(podPath(pod, '/status'), body, 'strategic', WATCHER_FIELD_MANAGER));
         this.logTransition(pod, step.state, step.condition);

@@ -146,6 +146,7 @@ export function buildWebhookServer(options: ServerOptions): WebhookServer {
             dryRun: req.dryRun === true,
             decision: judgement.type,
             reason: judgement.reason,
+            ...(judgement.type === 'allow' && judgement.detail ? { detail: judgement.detail } : {}),
             latencyMs: t0 === undefined ? undefined : Number(process.hrtime.bigint() - t0) / 1e6,
           };
           if (notable) logger.info(line, 'admission');

@@ -35,7 +35,7 @@ async function waitForHealthy(url: string, caFile: string, timeoutMs: number): P
       await run('curl', ['-sf', '--cacert', caFile, `${url}/readyz`]);
       return;
     } catch (err) {
-      if (Date.now() > deadline) throw new Error(`webhook not healthy at ${url}: ${(err as Error).message}`);
+      if (Date.now() > deadline) throw new Error(`webhook not healthy at ${url}: ${(err as Error).message}`, { cause: err });
       await new Promise((r) => setTimeout(r, 200));
     }
   }
@@ -71,6 +71,9 @@ export default async function setup(project: TestProject) {
     { stdio: ['ignore', log.fd, log.fd] },
   );
   const webhookUrl = `https://127.0.0.1:${port}`;
+  webhook.once('exit', (code, signal) => {
+    if (code !== 0) console.error(`e2e: the webhook exited early (${code ?? signal ?? ''}); see ${join(logs, 'e2e-webhook.log')}`);
+  });
   const caFile = join(certDir, 'ca.crt');
   await waitForHealthy(webhookUrl, caFile, 30_000);
 
@@ -81,6 +84,10 @@ export default async function setup(project: TestProject) {
     ownNamespace: 'inplace-gate',
     watcherUsers: [DEFAULT_WATCHER_USER],
   });
+  // The product's namespace and the watcher's RBAC, as shipped.
+  await run(kubectl, ['--kubeconfig', kubeconfig, 'apply', '--server-side', '--force-conflicts',
+    '-f', join(repo, 'manifests/base/namespace.yaml'), '-f', join(repo, 'manifests/base/watcher-rbac.yaml')]);
+
   const manifest = join(clusterDir, 'e2e-webhooks.json');
   await writeFile(manifest, JSON.stringify({ apiVersion: 'v1', kind: 'List', items: [mutating, validating] }));
   await run(kubectl, ['--kubeconfig', kubeconfig, 'apply', '--server-side', '--force-conflicts', '-f', manifest]);
@@ -89,8 +96,11 @@ export default async function setup(project: TestProject) {
 
   return async () => {
     await run(kubectl, ['--kubeconfig', kubeconfig, 'delete', '--ignore-not-found', '-f', manifest]).catch(() => undefined);
-    webhook.kill('SIGTERM');
-    await new Promise((ok) => webhook.once('exit', ok));
+    if (webhook.exitCode === null && webhook.signalCode === null) {
+      const exited = new Promise((ok) => webhook.once('exit', ok));
+      webhook.kill('SIGTERM');
+      await exited;
+    }
     await log.close();
     if (startedCluster && process.env.E2E_KEEP_CLUSTER !== '1') {
       await run('bash', [join(repo, 'test/cluster/cluster.sh'), 'down'], { env: { ...process.env, CLUSTER_DIR: clusterDir } });

@@ -3,13 +3,13 @@
 // uid, derives the JSONPatch by diffing, and encodes it.
 
 export type Decision =
-  | { type: 'allow'; reason: string; warnings: string[] }
+  | { type: 'allow'; reason: string; warnings: string[]; detail?: string }
   | { type: 'patch'; reason: string; warnings: string[]; mutated: unknown }
   | { type: 'deny'; reason: string; warnings: string[]; code: number; message: string };
 
 /** `reason` is a short stable word for logs and metrics; messages are for people. */
-export function allow(reason: string, warnings: string[] = []): Decision {
-  return { type: 'allow', reason, warnings };
+export function allow(reason: string, warnings: string[] = [], detail?: string): Decision {
+  return { type: 'allow', reason, warnings, ...(detail === undefined ? {} : { detail }) };
 }
 
 /** `mutated` is a copy-on-write copy of the request object: untouched subtrees stay shared. */

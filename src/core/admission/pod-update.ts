@@ -8,7 +8,9 @@ import { imageChanges, isEmpty, specImages, withImages, type ImageMap } from '..
 import type { ContainerStatus, Pod } from '../kube-types.ts';
 import { READINESS_GATE, UPDATE_ANNOTATION } from '../names.ts';
 import { hasReadinessGate, isExcludedNamespace, isManaged, matchesIdentity } from '../scope.ts';
-import { changedPaths } from '../spec-diff.ts';
+import { changedPaths, formatPath, type PathSegment } from '../spec-diff.ts';
+
+const LAST_APPLIED = 'kubectl.kubernetes.io/last-applied-configuration';
 import { encodeUpdateState, parseUpdateState, type ContainerRecord, type UpdateState } from '../state.ts';
 import { allow, patch, type Decision } from './decision.ts';
 import type { AdmissionRequest } from './request.ts';
@@ -34,11 +36,15 @@ export function admitPodUpdate(
     // Re-asserting the object as stored (a GitOps sync of the running images)
     // is a change back to the running images: it cancels a request not yet
     // written. Any other write (labels from a controller) leaves it alone.
-    if ((current?.phase === 'Pending' || current?.phase === 'Draining') && isReassertion(old, pod)) {
-      return patch(withState(pod, undefined), 'cancelled', [
-        ...warnings,
-        `inplace-gate: the pending image change (${describe(current.images)}) was cancelled: the pod keeps its running images`,
-      ]);
+    if (current?.phase === 'Pending' || current?.phase === 'Draining') {
+      const differs = firstDifference(old, pod);
+      if (differs === undefined) {
+        return patch(withState(pod, undefined), 'cancelled', [
+          ...warnings,
+          `inplace-gate: the pending image change (${describe(current.images)}) was cancelled: the pod keeps its running images`,
+        ]);
+      }
+      return allow('no-image-change', warnings, `not a re-assertion: ${differs} differs`);
     }
     return allow('no-image-change', warnings);
   }
@@ -86,13 +92,19 @@ export function admitPodUpdate(
   ]);
 }
 
-/** The pod as stored, written again: equal but for server-managed metadata. */
-function isReassertion(old: Pod, pod: Pod): boolean {
+/**
+ * Where the written pod differs from the stored one, ignoring server-managed
+ * metadata; undefined when it is the pod as stored, written again.
+ */
+function firstDifference(old: Pod, pod: Pod): string | undefined {
   const strip = ({ metadata, status: _status, ...rest }: Pod) => {
     const { managedFields: _m, resourceVersion: _r, generation: _g, ...meta } = metadata;
     return { ...rest, metadata: meta };
   };
-  return changedPaths(strip(old), strip(pod), [], () => false, 1).length === 0;
+  // kubectl's own bookkeeping changes on every `kubectl replace` or `apply`.
+  const bookkeeping = (p: readonly PathSegment[]) => p[0] === 'metadata' && p[1] === 'annotations' && p[2] === LAST_APPLIED;
+  const [path] = changedPaths(strip(old), strip(pod), [], bookkeeping, 1);
+  return path === undefined ? undefined : formatPath(path);
 }
 
 /** Baselines of containers an earlier Updating has not proven yet, and that this request does not touch again. */
