@@ -51,10 +51,10 @@ async function events(name: string): Promise<string[]> {
 }
 
 describe('failures are loud, and a rollback recovers', () => {
-  it.each([
-    ['ErrImagePull', { state: 'waiting', reason: 'ErrImagePull', message: 'manifest unknown', image: IMAGE_2 } as ContainerShape],
-    ['ImagePullBackOff', { state: 'waiting', reason: 'ImagePullBackOff', message: 'Back-off pulling image', image: IMAGE_2 } as ContainerShape],
-    ['CrashLoopBackOff', { state: 'waiting', reason: 'CrashLoopBackOff', message: 'back-off 10s restarting failed container', image: IMAGE_2, id: 'x-2', restartCount: 2 } as ContainerShape],
+  it.each<[string, ContainerShape]>([
+    ['ErrImagePull', { state: 'waiting', reason: 'ErrImagePull', message: 'manifest unknown', image: IMAGE_2 }],
+    ['ImagePullBackOff', { state: 'waiting', reason: 'ImagePullBackOff', message: 'Back-off pulling image', image: IMAGE_2 }],
+    ['CrashLoopBackOff', { state: 'waiting', reason: 'CrashLoopBackOff', message: 'back-off 10s restarting failed container', image: IMAGE_2, id: 'x-2', restartCount: 2 }],
   ])('%s: Stalled, Warning event, condition stays False; rolling back completes', async (reason, failing) => {
     const name = `fail-${reason.toLowerCase()}`;
     await runningPod(name);

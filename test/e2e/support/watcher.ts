@@ -18,6 +18,11 @@ export interface WatcherProcess {
 }
 
 let counter = 0;
+const alive = new Set<ChildProcess>();
+// A test that times out must not leave a watcher behind to hold the Lease.
+process.once('exit', () => {
+  for (const child of alive) child.kill('SIGKILL');
+});
 
 export async function startWatcher(extra: string[] = []): Promise<WatcherProcess> {
   const { clusterDir } = context();
@@ -37,7 +42,8 @@ export async function startWatcher(extra: string[] = []): Promise<WatcherProcess
     ],
     { stdio: ['ignore', log.fd, log.fd] },
   );
-  const exited = new Promise<void>((ok) => child.once('exit', () => { ok(); }));
+  alive.add(child);
+  const exited = new Promise<void>((ok) => child.once('exit', () => { alive.delete(child); ok(); }));
   const ledAt = async () => {
     const { readFile } = await import('node:fs/promises');
     for (const line of (await readFile(logFile, 'utf8')).split('\n')) {
@@ -60,6 +66,11 @@ export async function startWatcher(extra: string[] = []): Promise<WatcherProcess
 /** Starts a watcher and waits until it leads (a previous leader's lease may need to expire first). */
 export async function startLeadingWatcher(extra: string[] = []): Promise<WatcherProcess> {
   const watcher = await startWatcher(extra);
-  await eventually(`${watcher.identity} to lead`, () => watcher.ledAt(), 30_000);
+  try {
+    await eventually(`${watcher.identity} to lead`, () => watcher.ledAt(), 30_000);
+  } catch (err) {
+    await watcher.stop('SIGKILL');
+    throw err;
+  }
   return watcher;
 }
