@@ -2,6 +2,7 @@
 
 import { runWebhook } from './webhook/run.ts';
 import { runWatcher } from './watcher/run.ts';
+import { startLocal } from './local.ts';
 import { SettingsError, loadSettings, settingsHelp } from './settings.ts';
 
 const USAGE = `Usage: inplace-gate <command> [flags]
@@ -9,7 +10,8 @@ const USAGE = `Usage: inplace-gate <command> [flags]
 Commands:
   webhook    the HTTPS admission webhook (POST /mutate, /validate; GET /healthz, /readyz, /metrics)
   watcher    drives InPlaceUpdateReady through each image change (needs a cluster: KUBECONFIG or in-cluster)
-  start      the main job: webhook and watcher together
+  start      the main job: webhook and watcher together; with no cluster configured, on a local real
+             control plane it starts, with a demo namespace
 
 Flags (each also read from its environment variable):
 ${settingsHelp()}
@@ -38,13 +40,21 @@ async function main(argv: string[]): Promise<number> {
     }
     case 'start': {
       const settings = loadSettings(rest, process.env);
+      if (!(settings.watcher.kubeconfig || process.env.KUBECONFIG || process.env.KUBERNETES_SERVICE_HOST)) {
+        // No cluster configured: the whole product on a local real control plane.
+        const local = await startLocal(settings);
+        await untilSignal();
+        await local.stop();
+        return 0;
+      }
       const webhook = await runWebhook(settings);
-      const watcher = settings.watcher.kubeconfig || process.env.KUBECONFIG || process.env.KUBERNETES_SERVICE_HOST
-        ? await runWatcher(settings)
-        : undefined;
-      if (!watcher) process.stderr.write('inplace-gate: no cluster configured (KUBECONFIG unset, not in a cluster): running the webhook alone\n');
+      const watcher = await runWatcher(settings);
+      process.stderr.write(
+        'inplace-gate: webhook and watcher running against the configured cluster. The webhook configurations are not ' +
+          'registered from here: install them from manifests/ (kubectl apply -k), pointing at a reachable webhook.\n',
+      );
       await untilSignal();
-      await Promise.all([webhook.stop(), watcher?.stop()]);
+      await Promise.all([webhook.stop(), watcher.stop()]);
       return 0;
     }
     default:
