@@ -8,7 +8,7 @@
 #   cluster.sh status           exit 0 when the cluster is running and healthy
 #
 # Environment: CLUSTER_DIR (state dir, default <repo>/.cluster), CLUSTER_NODES
-# (default 2), CLUSTER_TIMEOUT (seconds per readiness wait, default 120).
+# (default 2), CLUSTER_MAX_PODS (pods per hollow node, default 110), CLUSTER_TIMEOUT (seconds per readiness wait, default 120).
 # `up` prints the env file on stdout (so `eval "$(cluster.sh up)"` works);
 # every message goes to stderr.
 #
@@ -396,7 +396,7 @@ start_node() {
   start "$name" "${hosts_wrapper[@]}" "$bin/kubemark" --morph=kubelet --name="$name" \
     --kubeconfig="$kcs/$name.kubeconfig" \
     --kubelet-port="${kubelet_ports[$i]}" --kubelet-read-only-port=0 \
-    --use-host-image-service=false \
+    --use-host-image-service=false --max-pods="${CLUSTER_MAX_PODS:-110}" \
     --vmodule=remote_runtime=3 # logs the fake runtime's socket path, for `down`
 }
 
