@@ -107,6 +107,10 @@ async function main() {
   const logs = join(clusterDir, 'logs');
   const certDir = join(clusterDir, 'bench-certs');
   const children: ChildProcess[] = [];
+  // However this process ends, the webhook and watcher it started end with it.
+  process.once('exit', () => {
+    for (const c of children) c.kill('SIGKILL');
+  });
   const spawnLogged = (name: string, args: string[]) => {
     const fd = openSync(join(logs, `${name}.log`), 'w');
     const child = spawn(process.execPath, args, { stdio: ['ignore', fd, fd] });
