@@ -3,6 +3,8 @@
 import { runWebhook } from './webhook/run.ts';
 import { runWatcher } from './watcher/run.ts';
 import { startLocal } from './local.ts';
+import { runCerts } from './certs-run.ts';
+import { renderedManifests, writeManifests } from './manifests.ts';
 import { SettingsError, loadSettings, settingsHelp } from './settings.ts';
 
 const USAGE = `Usage: inplace-gate <command> [flags]
@@ -10,6 +12,9 @@ const USAGE = `Usage: inplace-gate <command> [flags]
 Commands:
   webhook    the HTTPS admission webhook (POST /mutate, /validate; GET /healthz, /readyz, /metrics)
   watcher    drives InPlaceUpdateReady through each image change (needs a cluster: KUBECONFIG or in-cluster)
+  certs      self-managed certificates: a Secret shared by the webhook replicas, the caBundle of both
+             webhook configurations, files in --cert-dir; once, or with --watch as a sidecar
+  manifests  print the webhook configurations the manifests ship (--write: regenerate manifests/)
   start      the main job: webhook and watcher together; with no cluster configured, on a local real
              control plane it starts, with a demo namespace
 
@@ -36,6 +41,25 @@ async function main(argv: string[]): Promise<number> {
       const watcher = await runWatcher(settings);
       await untilSignal();
       await watcher.stop();
+      return 0;
+    }
+    case 'certs': {
+      const watch = rest.includes('--watch');
+      const settings = loadSettings(rest.filter((a) => a !== '--watch'), process.env);
+      const abort = new AbortController();
+      const stop = () => { abort.abort(); };
+      process.once('SIGTERM', stop).once('SIGINT', stop);
+      await runCerts(settings, watch, abort.signal);
+      return 0;
+    }
+    case 'manifests': {
+      const write = rest.includes('--write');
+      const settings = loadSettings(rest.filter((a) => a !== '--write'), process.env);
+      if (write) {
+        for (const file of await writeManifests(settings)) process.stdout.write(`wrote ${file}\n`);
+      } else {
+        process.stdout.write(renderedManifests(settings).map((f) => f.content).join('---\n'));
+      }
       return 0;
     }
     case 'start': {

@@ -18,6 +18,7 @@ export interface Settings {
   logLevel: string;
   admission: AdmissionConfig;
   watcher: WatcherSettings;
+  certs: { secret: string; service: string; webhookConfiguration: string };
 }
 
 export interface WatcherSettings {
@@ -101,6 +102,9 @@ export const SETTINGS = {
   renewDeadlineSeconds: { flag: 'renew-deadline-seconds', kind: 'int', default: '8', help: 'watcher: a leader that cannot renew for this long stops leading' },
   retryPeriodSeconds: { flag: 'retry-period-seconds', kind: 'int', default: '2', help: 'watcher: how often candidates try the Lease' },
   resyncSeconds: { flag: 'resync-seconds', kind: 'int', default: '300', help: 'watcher: every managed pod is looked at again this often' },
+  certSecret: { flag: 'cert-secret', kind: 'string', default: 'inplace-gate-webhook-tls', help: 'certs: the Secret (in --namespace) that holds the CA and serving certificate' },
+  service: { flag: 'service', kind: 'string', default: 'inplace-gate-webhook', help: "certs and manifests: the webhook's Service, whose DNS names the certificate carries" },
+  webhookConfiguration: { flag: 'webhook-configuration', kind: 'string', default: 'inplace-gate', help: 'certs: the webhook configurations whose caBundle is kept equal to the CA' },
   logLevel: { flag: 'log-level', kind: 'string', default: 'info', help: 'pino level: debug logs every admission, info the ones that change or deny something' },
 } as const satisfies Record<string, SettingSpec>;
 
@@ -160,6 +164,7 @@ export function loadSettings(argv: string[], env: Record<string, string | undefi
     gracePeriodSeconds: int('gracePeriodSeconds'),
     shutdownDelaySeconds: int('shutdownDelaySeconds'),
     logLevel: raw('logLevel'),
+    certs: { secret: raw('certSecret'), service: raw('service'), webhookConfiguration: raw('webhookConfiguration') },
     watcher: {
       kubeconfig: raw('kubeconfig') || undefined,
       progressDeadlineSeconds: int('progressDeadlineSeconds'),

@@ -57,6 +57,61 @@ function stillGood(pem: string, now: Date, names: string[] = []): boolean {
   }
 }
 
+export interface GeneratedPair {
+  ca: string;
+  caKey: string;
+  cert: string;
+  key: string;
+}
+
+/** A CA worth keeping: readable and not close to its end (renewals keep the caBundle). */
+export function caStillGood(caPem: string, now = new Date()): boolean {
+  return stillGood(caPem, now);
+}
+
+/** True when the serving certificate is unreadable, close to its end, or misses a name. */
+export function needsRenewal(pair: Pick<GeneratedPair, 'cert'>, dnsNames: string[], now = new Date()): boolean {
+  return !stillGood(pair.cert, now, [...new Set([...ALWAYS_NAMES, ...dnsNames])]);
+}
+
+async function generateCA(now: Date): Promise<KeyPair> {
+  const generated = await generate([{ name: 'commonName', value: 'inplace-gate-ca' }], {
+    algorithm: 'sha256',
+    keySize: 2048,
+    notBeforeDate: new Date(now.getTime() - 60_000),
+    notAfterDate: new Date(now.getTime() + CA_VALIDITY_DAYS * DAY_MS),
+    extensions: [
+      { name: 'basicConstraints', cA: true, critical: true },
+      { name: 'keyUsage', keyCertSign: true, cRLSign: true, digitalSignature: true, critical: true },
+    ],
+  });
+  return { cert: generated.cert, key: generated.private };
+}
+
+async function generateServing(ca: KeyPair, names: string[], now: Date): Promise<KeyPair> {
+  const serving = await generate([{ name: 'commonName', value: 'inplace-gate-webhook' }], {
+    algorithm: 'sha256',
+    keySize: 2048,
+    notBeforeDate: new Date(now.getTime() - 60_000),
+    notAfterDate: new Date(now.getTime() + SERVING_VALIDITY_DAYS * DAY_MS),
+    ca: { cert: ca.cert, key: ca.key },
+    extensions: [
+      { name: 'basicConstraints', cA: false },
+      { name: 'keyUsage', digitalSignature: true, keyEncipherment: true, critical: true },
+      { name: 'extKeyUsage', serverAuth: true },
+      { name: 'subjectAltName', altNames: names.map((n) => (isIP(n) ? { type: 7 as const, ip: n } : { type: 2 as const, value: n })) },
+    ],
+  });
+  return { cert: serving.cert, key: serving.private };
+}
+
+/** A serving certificate for the names (localhost and 127.0.0.1 always), signed by `ca` or a new CA. */
+export async function generatePair(dnsNames: string[], now = new Date(), ca?: KeyPair): Promise<GeneratedPair> {
+  const authority = ca ?? (await generateCA(now));
+  const serving = await generateServing(authority, [...new Set([...ALWAYS_NAMES, ...dnsNames])], now);
+  return { ca: authority.cert, caKey: authority.key, cert: serving.cert, key: serving.key };
+}
+
 /**
  * Makes sure `dir` holds ca.crt, tls.crt and tls.key for the given names and
  * says whether it wrote anything. An existing CA is kept, so a caBundle
@@ -75,35 +130,13 @@ export async function ensureCertificates(dir: string, dnsNames: string[], now = 
   if (caPem && caKeyPem && stillGood(caPem, now)) {
     ca = { cert: caPem, key: caKeyPem };
   } else {
-    const generated = await generate([{ name: 'commonName', value: 'inplace-gate-ca' }], {
-      algorithm: 'sha256',
-      keySize: 2048,
-      notBeforeDate: new Date(now.getTime() - 60_000),
-      notAfterDate: new Date(now.getTime() + CA_VALIDITY_DAYS * DAY_MS),
-      extensions: [
-        { name: 'basicConstraints', cA: true, critical: true },
-        { name: 'keyUsage', keyCertSign: true, cRLSign: true, digitalSignature: true, critical: true },
-      ],
-    });
-    ca = { cert: generated.cert, key: generated.private };
+    ca = await generateCA(now);
     await writeAtomically(caKeyFile, ca.key, 0o600);
     await writeAtomically(files.caFile, ca.cert, 0o644);
   }
-  const serving = await generate([{ name: 'commonName', value: 'inplace-gate-webhook' }], {
-    algorithm: 'sha256',
-    keySize: 2048,
-    notBeforeDate: new Date(now.getTime() - 60_000),
-    notAfterDate: new Date(now.getTime() + SERVING_VALIDITY_DAYS * DAY_MS),
-    ca: { cert: ca.cert, key: ca.key },
-    extensions: [
-      { name: 'basicConstraints', cA: false },
-      { name: 'keyUsage', digitalSignature: true, keyEncipherment: true, critical: true },
-      { name: 'extKeyUsage', serverAuth: true },
-      { name: 'subjectAltName', altNames: names.map((n) => (isIP(n) ? { type: 7 as const, ip: n } : { type: 2 as const, value: n })) },
-    ],
-  });
+  const serving = await generateServing(ca, names, now);
   // Key before certificate: a watcher that sees the new certificate finds its key.
-  await writeAtomically(files.keyFile, serving.private, 0o600);
+  await writeAtomically(files.keyFile, serving.key, 0o600);
   await writeAtomically(files.certFile, serving.cert, 0o644);
   return { generated: true, files };
 }

@@ -49,11 +49,16 @@ export function statusOf(pod: Pod, name: string): ContainerStatus | undefined {
   return [...(pod.status?.containerStatuses ?? []), ...(pod.status?.initContainerStatuses ?? [])].find((s) => s.name === name);
 }
 
-/** Waits until the pod is Ready with the gate True and no update in progress. */
+/**
+ * Waits until the pod is Ready with the gate True, no update in progress, and
+ * every container running (the hollow kubelet reports Ready before its fake
+ * containers have started).
+ */
 export function settled(namespace: string, name: string, timeoutMs = 60_000): Promise<Pod> {
   return eventually(`${namespace}/${name} ready and settled`, async () => {
     const pod = await getPod(namespace, name);
-    return conditionOf(pod, READINESS_GATE) === 'True' && conditionOf(pod, 'Ready') === 'True' && stateOf(pod) === undefined ? pod : undefined;
+    const running = (pod.status?.containerStatuses ?? []).every((s) => s.state?.running !== undefined && s.containerID);
+    return running && conditionOf(pod, READINESS_GATE) === 'True' && conditionOf(pod, 'Ready') === 'True' && stateOf(pod) === undefined ? pod : undefined;
   }, timeoutMs);
 }
 
