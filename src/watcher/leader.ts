@@ -34,7 +34,6 @@ export class LeaderElector {
   private readonly opts: LeaderElectionOptions;
   private readonly client: KubeClient;
   private lastRenew = 0;
-  private lease: Lease | undefined;
 
   constructor(client: KubeClient, opts: LeaderElectionOptions) {
     this.client = client;
@@ -53,7 +52,7 @@ export class LeaderElector {
     const clock = this.opts.clock ?? (() => new Date());
     while (!signal.aborted) {
       try {
-        await this.tryRound(clock());
+        await this.tryRound(clock(), signal);
       } catch (err) {
         this.opts.log.warn({ err: (err as Error).message, lease: `${this.opts.namespace}/${this.opts.name}` }, 'lease round failed');
       }
@@ -62,7 +61,7 @@ export class LeaderElector {
     }
   }
 
-  private async tryRound(now: Date): Promise<void> {
+  private async tryRound(now: Date, signal: AbortSignal): Promise<void> {
     let current: Lease | undefined;
     try {
       current = await this.client.get<Lease>(this.path);
@@ -81,14 +80,18 @@ export class LeaderElector {
       spec: decision.spec,
     };
     try {
-      this.lease = decision.action === 'create'
-        ? await this.client.post<Lease>(`/apis/coordination.k8s.io/v1/namespaces/${this.opts.namespace}/leases`, body)
-        : await this.client.put<Lease>(this.path, body);
+      if (decision.action === 'create') await this.client.post<Lease>(`/apis/coordination.k8s.io/v1/namespaces/${this.opts.namespace}/leases`, body);
+      else await this.client.put<Lease>(this.path, body);
     } catch (err) {
       if (err instanceof ApiError && (err.status === 409 || err.status === 422)) return; // another candidate won this round
       throw err;
     }
     this.lastRenew = Date.now();
+    if (signal.aborted) {
+      // Stopping: we hold the lease (release() gives it up) but start nothing.
+      this.leading = true;
+      return;
+    }
     if (!this.leading) {
       this.leading = true;
       this.opts.log.info({ identity: this.opts.identity, lease: `${this.opts.namespace}/${this.opts.name}`, action: decision.action }, 'became the leader');
@@ -102,12 +105,18 @@ export class LeaderElector {
     this.opts.onStoppedLeading();
   }
 
-  /** Gives the lease up so a standby takes over at its next retry. */
+  /**
+   * Gives the lease up so a standby takes over at its next retry. Call it
+   * after run() has returned, so no renewal races it; it reads the lease
+   * afresh and releases only if we still hold it.
+   */
   async release(): Promise<void> {
-    if (!this.leading || !this.lease?.spec) return;
+    if (!this.leading) return;
     this.leading = false;
     try {
-      await this.client.put(this.path, { ...this.lease, spec: releasedLease(this.lease.spec, new Date()) });
+      const current = await this.client.get<Lease>(this.path);
+      if (current.spec?.holderIdentity !== this.opts.identity) return;
+      await this.client.put(this.path, { ...current, spec: releasedLease(current.spec, new Date()) });
       this.opts.log.info({ identity: this.opts.identity }, 'released the lease');
     } catch (err) {
       this.opts.log.warn({ err: (err as Error).message }, 'could not release the lease; a standby takes over when it expires');

@@ -97,6 +97,8 @@ export async function runWatcher(settings: Settings): Promise<RunningWatcher> {
 
   let elector: LeaderElector | undefined;
   let electorDone: Promise<void> = Promise.resolve();
+  // Stopped before the lease is released, so no renewal races the release.
+  const electorAbort = new AbortController();
   if (w.leaderElect) {
     metrics.leader.set({ name: w.leaseName }, 0);
     elector = new LeaderElector(client, {
@@ -110,7 +112,7 @@ export async function runWatcher(settings: Settings): Promise<RunningWatcher> {
       onStoppedLeading: stopLeading,
       log,
     });
-    electorDone = elector.run(abort.signal);
+    electorDone = elector.run(electorAbort.signal);
   } else {
     startLeading();
   }
@@ -146,9 +148,11 @@ export async function runWatcher(settings: Settings): Promise<RunningWatcher> {
     isLeader: () => leading,
     async stop() {
       queue.stop();
+      electorAbort.abort();
+      await electorDone;
       await elector?.release();
       abort.abort();
-      await Promise.all([informersDone, electorDone]);
+      await informersDone;
       server?.closeAllConnections();
       await new Promise<void>((resolve) => { if (server) server.close(() => { resolve(); }); else resolve(); });
       client.close();
