@@ -115,7 +115,7 @@ describe('bad input gets a clear 4xx and the server stays up', () => {
     ['an object that is not a pod', { ...valid, request: { ...valid.request, object: { metadata: {} } } }, undefined, 400, /not a Pod/],
     ['an UPDATE without oldObject', { ...valid, request: { ...valid.request, operation: 'UPDATE' } }, undefined, 400, /oldObject/],
     ['a JSON array', [valid], undefined, 400, /object/],
-    ['a kind that is not a Pod', { ...valid, request: { ...valid.request, kind: { group: 'apps', version: 'v1', kind: 'Deployment' } } }, undefined, 400, /Pods only/],
+    ['a kind that is not a Pod', { ...valid, request: { ...valid.request, kind: { group: '', version: 'v1', kind: 'ConfigMap' } } }, undefined, 400, /judges Pods/],
     ['an unknown operation', { ...valid, request: { ...valid.request, operation: 'PATCH' } }, undefined, 400, /operation/],
     ['a wrong content type', JSON.stringify(valid), { 'content-type': 'text/plain' }, 415, /content-type/i],
   ];

@@ -107,8 +107,8 @@ describe('CREATE pods', () => {
   });
 
   it('refuses a review of something that is not a Pod', () => {
-    const req = { ...createRequest(fresh()), kind: { group: 'apps', version: 'v1', kind: 'Deployment' } };
-    expect(mutate(req, config, now)).toMatchObject({ type: 'invalid', message: expect.stringContaining('Deployment.apps') as string });
+    const req = { ...createRequest(fresh()), kind: { group: '', version: 'v1', kind: 'ConfigMap' } };
+    expect(mutate(req, config, now)).toMatchObject({ type: 'invalid', message: expect.stringContaining('ConfigMap') as string });
   });
 
   it('refuses a CREATE review with no object', () => {

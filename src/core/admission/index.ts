@@ -9,11 +9,14 @@ import { admitPodCreate } from './pod-create.ts';
 import { admitPodUpdate } from './pod-update.ts';
 import { validatePodUpdate } from './pod-validate.ts';
 import type { AdmissionRequest } from './request.ts';
+import { admitWorkloadUpdate } from './workload.ts';
+import type { Workload } from '../workload-types.ts';
 
 export type Invalid = { type: 'invalid'; message: string };
 export type Judgement = Decision | Invalid;
 
 export function mutate(req: AdmissionRequest, config: AdmissionConfig, now: Date): Judgement {
+  if (req.kind.group === 'apps' && (req.kind.kind === 'Deployment' || req.kind.kind === 'StatefulSet')) return mutateWorkload(req, config, now);
   const pods = podsOf(req);
   if (pods.type !== 'pods') return pods;
   if (req.subResource) return allow('subresource');
@@ -28,13 +31,27 @@ export function validate(req: AdmissionRequest, config: AdmissionConfig): Judgem
   return validatePodUpdate(pods.req, pods.object, pods.old, config);
 }
 
+function mutateWorkload(req: AdmissionRequest, config: AdmissionConfig, now: Date): Judgement {
+  if (req.operation !== 'UPDATE' || req.subResource) return allow('operation-not-handled');
+  if (!isWorkloadShaped(req.object) || !isWorkloadShaped(req.oldObject)) {
+    return invalid(`request.object and request.oldObject must be ${req.kind.kind}s with spec.template.spec.containers`);
+  }
+  return admitWorkloadUpdate(req as AdmissionRequest<Workload>, req.object, req.oldObject, config, now);
+}
+
+function isWorkloadShaped(value: unknown): value is Workload {
+  if (typeof value !== 'object' || value === null) return false;
+  const { metadata, spec } = value as { metadata?: unknown; spec?: unknown };
+  return typeof metadata === 'object' && metadata !== null && typeof spec === 'object' && spec !== null && isPodShaped((spec as { template?: unknown }).template);
+}
+
 type PodRequest = { type: 'pods'; req: AdmissionRequest<Pod>; object: Pod; old: Pod | undefined };
 
 /** The request's pods, `allow` for operations no rule is about, or why it is not a Pod review. */
 function podsOf(req: AdmissionRequest): PodRequest | Decision | Invalid {
   if (req.kind.group !== '' || req.kind.kind !== 'Pod') {
     const kind = req.kind.group === '' ? req.kind.kind : `${req.kind.kind}.${req.kind.group}`;
-    return invalid(`request.kind is ${kind}: this endpoint judges Pods only (check the webhook configuration's rules)`);
+    return invalid(`request.kind is ${kind}: this endpoint judges Pods (and, on /mutate, apps Deployments and StatefulSets) only (check the webhook configuration's rules)`);
   }
   if (req.operation !== 'CREATE' && req.operation !== 'UPDATE') return allow('operation-not-handled');
   if (!isPodShaped(req.object)) return invalid('request.object is not a Pod: it needs metadata and spec.containers');

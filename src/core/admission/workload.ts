@@ -1,0 +1,79 @@
+// UPDATE Deployments and StatefulSets, mutating: a pod template change that
+// touches only container images rolls out in place. The webhook holds the
+// native controller back (a Deployment paused, a StatefulSet's partition held
+// at replicas) and records the rollout; the watcher's rollout controller moves
+// the pods through the pod lifecycle and ends it. Anything else stays native.
+
+import type { AdmissionConfig } from '../config.ts';
+import { imageChanges, isEmpty } from '../containers.ts';
+import { ENABLED_LABEL, ROLLOUT_ANNOTATION, ROLLOUT_STATE_ANNOTATION } from '../names.ts';
+import { encodeRolloutState, parseRolloutState, type RolloutState } from '../rollout-state.ts';
+import { isExcludedNamespace, matchesIdentity } from '../scope.ts';
+import { changedPaths, type PathSegment } from '../spec-diff.ts';
+import type { Workload } from '../workload-types.ts';
+import { allow, patch, type Decision } from './decision.ts';
+import type { AdmissionRequest } from './request.ts';
+
+/** Template paths an in-place rollout may change: the images, and kubectl's restartedAt stays native. */
+function isImagePath(path: readonly PathSegment[]): boolean {
+  const [, list, index, field] = path;
+  return (list === 'containers' || list === 'initContainers') && typeof index === 'number' && field === 'image' && path.length === 4;
+}
+
+export function admitWorkloadUpdate(req: AdmissionRequest<Workload>, workload: Workload, old: Workload, config: AdmissionConfig, now: Date): Decision {
+  const kind = req.kind.kind;
+  if (matchesIdentity(req.userInfo, config.watcher)) return allow('watcher');
+  if (isExcludedNamespace(req.namespace, config)) return allow('excluded-namespace');
+  if (workload.metadata.annotations?.[ROLLOUT_ANNOTATION] === 'recreate') return allow('rollout-recreate');
+  if (workload.spec.template.metadata?.labels?.[ENABLED_LABEL] === 'false') return allow('opted-out');
+
+  const oldTemplate = { metadata: old.spec.template.metadata ?? {}, spec: old.spec.template.spec };
+  const newTemplate = { metadata: workload.spec.template.metadata ?? {}, spec: workload.spec.template.spec };
+  const changes = imageChanges(old.spec.template.spec, workload.spec.template.spec);
+  if (isEmpty(changes)) return allow('no-image-change');
+  if (changedPaths(oldTemplate.metadata, newTemplate.metadata, ['metadata'], () => false, 1).length > 0 ||
+      changedPaths(oldTemplate.spec, newTemplate.spec, ['spec'], isImagePath, 1).length > 0) {
+    return allow('template-change-native');
+  }
+
+  const parsed = parseRolloutState(old.metadata.annotations?.[ROLLOUT_STATE_ANNOTATION]);
+  const current = parsed.ok ? parsed.state : undefined;
+  if (kind === 'Deployment' && old.spec.paused === true && current === undefined) return allow('user-paused');
+
+  // The images to reach are the new template's: a change mid-rollout (a rollback too) retargets it.
+  const images: Record<string, string> = {};
+  for (const c of [...workload.spec.template.spec.containers, ...(workload.spec.template.spec.initContainers ?? [])]) {
+    if (c.image !== undefined) images[c.name] = c.image;
+  }
+  const state: RolloutState = {
+    images,
+    requestedBy: req.userInfo.username ?? '',
+    ...(req.options?.fieldManager === undefined ? {} : { fieldManager: req.options.fieldManager }),
+    startedAt: current?.startedAt ?? now.toISOString(),
+  };
+
+  const annotations = { ...workload.metadata.annotations, [ROLLOUT_STATE_ANNOTATION]: encodeRolloutState(state) };
+  const mutated: Workload = { ...workload, metadata: { ...workload.metadata, annotations } };
+  if (kind === 'Deployment') {
+    mutated.spec = { ...workload.spec, paused: true };
+  } else if (kind === 'StatefulSet') {
+    const strategy = workload.spec.updateStrategy;
+    if ((strategy?.type ?? 'RollingUpdate') === 'RollingUpdate') {
+      const replicas = workload.spec.replicas ?? 1;
+      const userPartition = current?.partition ?? old.spec.updateStrategy?.rollingUpdate?.partition ?? 0;
+      state.partition = userPartition;
+      annotations[ROLLOUT_STATE_ANNOTATION] = encodeRolloutState(state);
+      mutated.spec = {
+        ...workload.spec,
+        updateStrategy: { ...strategy, type: 'RollingUpdate', rollingUpdate: { ...strategy?.rollingUpdate, partition: Math.max(replicas, userPartition) } },
+      };
+    }
+  } else {
+    return allow('kind-not-handled');
+  }
+  const what = Object.entries(changes).map(([n, i]) => `${n}=${i}`).join(', ');
+  return patch(mutated, current ? 'rollout-retargeted' : 'rollout-held', [
+    `inplace-gate: ${kind} rolls out in place (${what}): same pods, drained and restarted a few at a time; ` +
+      (kind === 'Deployment' ? 'it shows paused until the rollout ends' : 'its partition is held until the rollout ends'),
+  ]);
+}

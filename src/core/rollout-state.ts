@@ -1,0 +1,34 @@
+// The state of one in-place workload rollout, stored as JSON in the
+// workload's `inplace-gate.dev/rollout-state` annotation.
+
+import type { ImageMap } from './containers.ts';
+
+export interface RolloutState {
+  /** The images the rollout moves the pods to (the template's, by container name). */
+  images: ImageMap;
+  requestedBy: string;
+  fieldManager?: string;
+  /** RFC 3339. */
+  startedAt: string;
+  /** StatefulSet RollingUpdate: the user's partition, restored at the end. */
+  partition?: number;
+  /** Set once a stalled pod stopped the rollout (and an Event said so). */
+  stalled?: string;
+}
+
+export function parseRolloutState(raw: string | undefined): { ok: true; state: RolloutState | undefined } | { ok: false; error: string } {
+  if (raw === undefined || raw === '') return { ok: true, state: undefined };
+  try {
+    const value = JSON.parse(raw) as Partial<RolloutState> | null;
+    if (typeof value !== 'object' || value === null || typeof value.images !== 'object' || typeof value.startedAt !== 'string') {
+      return { ok: false, error: 'needs images and startedAt' };
+    }
+    return { ok: true, state: value as RolloutState };
+  } catch (err) {
+    return { ok: false, error: `not JSON: ${(err as Error).message}` };
+  }
+}
+
+export function encodeRolloutState(state: RolloutState): string {
+  return JSON.stringify(state);
+}

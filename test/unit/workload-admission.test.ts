@@ -1,0 +1,127 @@
+import { describe, expect, it } from 'vitest';
+import { mutate } from '../../src/core/admission/index.ts';
+import { defaultAdmissionConfig } from '../../src/core/config.ts';
+import { ROLLOUT_STATE_ANNOTATION } from '../../src/core/names.ts';
+import { parseRolloutState } from '../../src/core/rollout-state.ts';
+import type { Workload } from '../../src/core/workload-types.ts';
+import type { AdmissionRequest } from '../../src/core/admission/request.ts';
+import { expectDecision, patchOf } from '../support/apply.ts';
+import jsonpatch from 'fast-json-patch';
+
+const now = new Date('2026-11-28T12:00:00Z');
+const config = defaultAdmissionConfig;
+
+function workload(kind: 'Deployment' | 'StatefulSet', image = 'web:1', extra: Partial<Workload['spec']> = {}, annotations: Record<string, string> = {}): Workload {
+  return {
+    apiVersion: 'apps/v1',
+    kind,
+    metadata: { name: 'web', namespace: 'shop', generation: 3, annotations: { 'deployment.kubernetes.io/revision': '2', ...annotations } },
+    spec: {
+      replicas: 5,
+      selector: { matchLabels: { app: 'web' } },
+      template: {
+        metadata: { labels: { app: 'web' } },
+        spec: { containers: [{ name: 'app', image, ports: [{ containerPort: 8080 }] }, { name: 'proxy', image: 'envoy:1' }] },
+      },
+      ...(kind === 'Deployment' ? { strategy: { type: 'RollingUpdate', rollingUpdate: { maxUnavailable: '25%', maxSurge: '25%' } } } : { updateStrategy: { type: 'RollingUpdate', rollingUpdate: { partition: 1 } } }),
+      ...extra,
+    },
+  };
+}
+
+function request(old: Workload, next: Workload, extra: Partial<AdmissionRequest> = {}): AdmissionRequest {
+  return {
+    uid: 'u',
+    kind: { group: 'apps', version: 'v1', kind: next.kind ?? 'Deployment' },
+    resource: { group: 'apps', version: 'v1', resource: next.kind === 'StatefulSet' ? 'statefulsets' : 'deployments' },
+    name: 'web',
+    namespace: 'shop',
+    operation: 'UPDATE',
+    userInfo: { username: 'system:serviceaccount:argocd:argocd-application-controller' },
+    object: next,
+    oldObject: old,
+    options: { fieldManager: 'argocd-controller' },
+    ...extra,
+  };
+}
+
+const stored = (old: Workload, next: Workload, extra: Partial<AdmissionRequest> = {}) => {
+  const decision = expectDecision(mutate(request(old, next, extra), config, now));
+  return { decision, after: jsonpatch.applyPatch(structuredClone(next), patchOf(next, decision)).newDocument };
+};
+
+describe('Deployments and StatefulSets: an image-only template change rolls out in place', () => {
+  it('a Deployment is paused and the rollout recorded', () => {
+    const { decision, after } = stored(workload('Deployment'), workload('Deployment', 'web:2'));
+    expect(decision.reason).toBe('rollout-held');
+    expect(after.spec.paused).toBe(true);
+    expect(after.spec.template.spec.containers[0]?.image).toBe('web:2');
+    expect(parseRolloutState(after.metadata.annotations?.[ROLLOUT_STATE_ANNOTATION])).toEqual({
+      ok: true,
+      state: { images: { app: 'web:2', proxy: 'envoy:1' }, requestedBy: 'system:serviceaccount:argocd:argocd-application-controller', fieldManager: 'argocd-controller', startedAt: now.toISOString() },
+    });
+    expect(decision.warnings[0]).toMatch(/in place/);
+  });
+
+  it("a StatefulSet's partition is held at replicas and the user's recorded", () => {
+    const { after } = stored(workload('StatefulSet'), workload('StatefulSet', 'web:2'));
+    expect(after.spec.updateStrategy?.rollingUpdate?.partition).toBe(5);
+    expect(parseRolloutState(after.metadata.annotations?.[ROLLOUT_STATE_ANNOTATION])).toMatchObject({ ok: true, state: { partition: 1 } });
+  });
+
+  it('a StatefulSet with OnDelete has nothing to hold', () => {
+    const onDelete = { updateStrategy: { type: 'OnDelete' } };
+    const { after } = stored(workload('StatefulSet', 'web:1', onDelete), workload('StatefulSet', 'web:2', onDelete));
+    expect(after.spec.updateStrategy).toEqual({ type: 'OnDelete' });
+    expect(after.metadata.annotations?.[ROLLOUT_STATE_ANNOTATION]).toBeDefined();
+  });
+
+  it('a change mid-rollout retargets it and keeps the start time and the user partition', () => {
+    const first = stored(workload('StatefulSet'), workload('StatefulSet', 'web:2')).after;
+    const { decision, after } = stored(first, { ...first, spec: { ...first.spec, template: workload('StatefulSet', 'web:1').spec.template } }, {});
+    expect(decision.reason).toBe('rollout-retargeted');
+    expect(parseRolloutState(after.metadata.annotations?.[ROLLOUT_STATE_ANNOTATION])).toMatchObject({ ok: true, state: { images: { app: 'web:1' }, partition: 1, startedAt: now.toISOString() } });
+    expect(after.spec.updateStrategy?.rollingUpdate?.partition).toBe(5);
+  });
+
+  it('answers a dry run the same', () => {
+    const real = stored(workload('Deployment'), workload('Deployment', 'web:2')).after;
+    const dry = stored(workload('Deployment'), workload('Deployment', 'web:2'), { dryRun: true }).after;
+    expect(dry).toEqual(real);
+  });
+});
+
+describe('left to the native controller', () => {
+  it.each([
+    ['another template change with the image', (w: Workload) => { w.spec.template.spec.containers[0]!.env = [{ name: 'A', value: '1' }]; }, 'template-change-native'],
+    ['a template label change', (w: Workload) => { w.spec.template.metadata = { labels: { app: 'web', v: '2' } }; }, 'template-change-native'],
+    ['kubectl rollout restart', (w: Workload) => { w.spec.template.metadata = { labels: { app: 'web' }, annotations: { 'kubectl.kubernetes.io/restartedAt': 'now' } }; }, 'template-change-native'],
+  ])('%s', (_what, change, reason) => {
+    const next = workload('Deployment', 'web:2');
+    change(next);
+    expect(expectDecision(mutate(request(workload('Deployment'), next), config, now))).toMatchObject({ type: 'allow', reason });
+  });
+
+  it('a workload annotated inplace-gate.dev/rollout: recreate', () => {
+    const a = { 'inplace-gate.dev/rollout': 'recreate' };
+    expect(expectDecision(mutate(request(workload('Deployment', 'web:1', {}, a), workload('Deployment', 'web:2', {}, a)), config, now)).reason).toBe('rollout-recreate');
+  });
+
+  it('a Deployment the user paused', () => {
+    expect(expectDecision(mutate(request(workload('Deployment', 'web:1', { paused: true }), workload('Deployment', 'web:2', { paused: true })), config, now)).reason).toBe('user-paused');
+  });
+
+  it('a change that is not an image change (replicas)', () => {
+    expect(expectDecision(mutate(request(workload('Deployment'), workload('Deployment', 'web:1', { replicas: 9 })), config, now)).reason).toBe('no-image-change');
+  });
+
+  it('a template opted out, a system namespace, the watcher', () => {
+    const out = workload('Deployment', 'web:2');
+    out.spec.template.metadata = { labels: { app: 'web', 'inplace-gate.dev/enabled': 'false' } };
+    const outOld = workload('Deployment');
+    outOld.spec.template.metadata = out.spec.template.metadata;
+    expect(expectDecision(mutate(request(outOld, out), config, now)).reason).toBe('opted-out');
+    expect(expectDecision(mutate(request(workload('Deployment'), workload('Deployment', 'web:2'), { namespace: 'kube-system' }), config, now)).reason).toBe('excluded-namespace');
+    expect(expectDecision(mutate(request(workload('Deployment'), workload('Deployment', 'web:2'), { userInfo: { username: 'system:serviceaccount:inplace-gate:inplace-gate-watcher' } }), config, now)).reason).toBe('watcher');
+  });
+});
