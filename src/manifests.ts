@@ -30,9 +30,12 @@ export function renderedManifests(settings: Settings): RenderedFile[] {
   const optIn = build('opt-in');
   const clusterWide = build('cluster-wide');
   const yaml = (docs: unknown[]) => HEADER + docs.map((d) => dump(d, { lineWidth: -1, noRefs: true })).join('---\n');
-  // The cluster-wide overlay replaces only what differs: the CREATE webhook's namespaceSelector.
-  const createIndex = optIn.mutating.webhooks.findIndex((w) => w.name === 'pod-create.inplace-gate.dev');
-  const patch = [{ op: 'replace', path: `/webhooks/${createIndex}/namespaceSelector`, value: clusterWide.mutating.webhooks[createIndex]?.namespaceSelector }];
+  // The cluster-wide overlay replaces only what differs: the namespaceSelectors of the
+  // webhooks that take pods and workloads in (CREATE pods, workload template changes).
+  const patch = optIn.mutating.webhooks.flatMap((w, i) => {
+    const wide = clusterWide.mutating.webhooks[i]?.namespaceSelector;
+    return JSON.stringify(w.namespaceSelector) === JSON.stringify(wide) ? [] : [{ op: 'replace', path: `/webhooks/${i}/namespaceSelector`, value: wide }];
+  });
   return [
     { path: 'manifests/base/webhook-configurations.yaml', content: yaml([optIn.mutating, optIn.validating]) },
     { path: 'manifests/overlays/cluster-wide/namespace-selector.patch.yaml', content: yaml([patch]) },

@@ -27,8 +27,12 @@ const POD_RULE_BASE = { apiGroups: [''], apiVersions: ['v1'], scope: 'Namespaced
 /** CEL over the annotations or labels map, '' when absent. */
 const celValue = (obj: 'object' | 'oldObject', field: 'labels' | 'annotations', key: string) =>
   `(has(${obj}.metadata.${field}) && '${key}' in ${obj}.metadata.${field} ? ${obj}.metadata.${field}['${key}'] : '')`;
-const celImages = (obj: 'object' | 'oldObject', list: 'containers' | 'initContainers') =>
-  list === 'containers' ? `${obj}.spec.containers.map(c, c.image)` : `(has(${obj}.spec.initContainers) ? ${obj}.spec.initContainers.map(c, c.image) : [])`;
+/** CEL: the images of a pod spec's containers or init containers, [] when absent. */
+const celImages = (spec: string, list: 'containers' | 'initContainers') =>
+  list === 'containers' ? `${spec}.containers.map(c, c.image)` : `(has(${spec}.initContainers) ? ${spec}.initContainers.map(c, c.image) : [])`;
+const celImagesDiffer = (spec: (obj: string) => string) =>
+  `${celImages(spec('object'), 'containers')} != ${celImages(spec('oldObject'), 'containers')} || ` +
+  `${celImages(spec('object'), 'initContainers')} != ${celImages(spec('oldObject'), 'initContainers')}`;
 
 export function webhookConfigurations(opts: RegistrationOptions) {
   const excluded = [...new Set([...SYSTEM_NAMESPACES, opts.ownNamespace])];
@@ -44,9 +48,8 @@ export function webhookConfigurations(opts: RegistrationOptions) {
   const users = `[${opts.watcherUsers.map((u) => `'${u}'`).join(', ')}]`;
   const notWatcher = { name: 'not-the-watcher', expression: `!(request.userInfo.username in ${users})` };
 
-  const imagesChanged =
-    `${celImages('object', 'containers')} != ${celImages('oldObject', 'containers')} || ` +
-    `${celImages('object', 'initContainers')} != ${celImages('oldObject', 'initContainers')}`;
+  const imagesChanged = celImagesDiffer((obj) => `${obj}.spec`);
+  const templateImagesChanged = celImagesDiffer((obj) => `${obj}.spec.template.spec`);
   const pendingState = `${celValue('oldObject', 'annotations', UPDATE_ANNOTATION)}.matches('"phase":"(Pending|Draining)"')`;
   const lifecycleKeysChanged =
     `${celValue('object', 'labels', MANAGED_LABEL)} != ${celValue('oldObject', 'labels', MANAGED_LABEL)} || ` +
@@ -73,6 +76,16 @@ export function webhookConfigurations(opts: RegistrationOptions) {
         // A pod created while the webhook is down is merely unmanaged.
         failurePolicy: 'Ignore',
         reinvocationPolicy: 'IfNeeded',
+        ...common,
+      },
+      {
+        name: 'workload-image-update.inplace-gate.dev',
+        clientConfig: opts.clientConfig('/mutate'),
+        rules: [{ apiGroups: ['apps'], apiVersions: ['v1'], scope: 'Namespaced', operations: ['UPDATE'], resources: ['deployments', 'statefulsets'] }],
+        namespaceSelector: createNamespaceSelector,
+        matchConditions: [notWatcher, { name: 'template-images-changed', expression: templateImagesChanged }],
+        // An outage falls back to the native rollout, which is safe, and never blocks a deploy.
+        failurePolicy: 'Ignore',
         ...common,
       },
       {

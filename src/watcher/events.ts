@@ -25,7 +25,9 @@ export class EventRecorder {
     this.metrics = metrics;
   }
 
-  record(pod: Pod, event: PodEvent, now = new Date()): void {
+  /** `regarding` is the pod (or workload) the event is about. */
+  record(regarding: { apiVersion?: string; kind?: string; metadata: Pod['metadata'] }, event: PodEvent, now = new Date()): void {
+    const pod = regarding;
     const namespace = pod.metadata.namespace ?? 'default';
     const body = {
       apiVersion: 'events.k8s.io/v1',
@@ -39,7 +41,7 @@ export class EventRecorder {
       reason: event.reason,
       type: event.type,
       note: event.note.length > MAX_NOTE ? `${event.note.slice(0, MAX_NOTE - 1)}…` : event.note,
-      regarding: { apiVersion: 'v1', kind: 'Pod', namespace, name: pod.metadata.name, uid: pod.metadata.uid },
+      regarding: { apiVersion: pod.apiVersion ?? 'v1', kind: pod.kind ?? 'Pod', namespace, name: pod.metadata.name, uid: pod.metadata.uid },
     };
     this.client.post(`/apis/events.k8s.io/v1/namespaces/${namespace}/events`, body).then(
       () => {
@@ -47,7 +49,7 @@ export class EventRecorder {
       },
       (err: unknown) => {
         this.metrics.events.inc({ reason: event.reason, result: 'failed' });
-        this.log.warn({ pod: `${namespace}/${pod.metadata.name ?? ''}`, reason: event.reason, err: (err as Error).message }, 'could not post an event');
+        this.log.warn({ object: `${pod.kind ?? 'Pod'} ${namespace}/${pod.metadata.name ?? ''}`, reason: event.reason, err: (err as Error).message }, 'could not post an event');
       },
     );
   }

@@ -3,7 +3,9 @@
 // warm; only the leader's queue runs, so failover costs one lease round.
 
 import { createServer, type Server } from 'node:http';
-import { MANAGED_LABEL } from '../core/names.ts';
+import { MANAGED_LABEL, ROLLOUT_STATE_ANNOTATION } from '../core/names.ts';
+import type { Workload } from '../core/workload-types.ts';
+import { RolloutReconciler } from './rollout-reconciler.ts';
 import type { Pod } from '../core/kube-types.ts';
 import { KubeClient, loadKubeConfig } from '../kube/client.ts';
 import { createLogger } from '../log.ts';
@@ -14,7 +16,7 @@ import { LeaderElector } from './leader.ts';
 import { createWatcherMetrics } from './metrics.ts';
 import { PodReconciler, phaseOf } from './pod-reconciler.ts';
 import { WorkQueue } from './queue.ts';
-import { trimNamespace, trimPod, type NamespaceMeta } from './trim.ts';
+import { trimNamespace, trimPod, trimWorkload, type NamespaceMeta } from './trim.ts';
 
 export interface RunningWatcher {
   stop(): Promise<void>;
@@ -50,6 +52,8 @@ export async function runWatcher(settings: Settings): Promise<RunningWatcher> {
     onChange: (key, pod) => {
       if (pod === undefined) queue.forget(key);
       else if (leading) queue.add(key);
+      const rollout = pod ? rollouts.rolloutOf(pod) : undefined;
+      if (leading && rollout) rolloutQueue.add(rollout);
     },
   });
   const namespaces = new Informer<NamespaceMeta>(client, {
@@ -59,6 +63,13 @@ export async function runWatcher(settings: Settings): Promise<RunningWatcher> {
     resyncMs: w.resyncSeconds * 1000,
     onChange: () => undefined,
   });
+  // Workload rollouts: a queue of their own, fed by workload changes and by their pods' changes.
+  const onWorkload = (kind: 'Deployment' | 'StatefulSet') => (key: string, obj: Workload | undefined) => {
+    if (leading && obj?.metadata.annotations?.[ROLLOUT_STATE_ANNOTATION] !== undefined) rolloutQueue.add(`${kind}/${key}`);
+  };
+  const deployments: Informer<Workload> = new Informer<Workload>(client, { path: '/apis/apps/v1/deployments', trim: trimWorkload, log, resyncMs: w.resyncSeconds * 1000, onChange: onWorkload('Deployment') });
+  const statefulSets: Informer<Workload> = new Informer<Workload>(client, { path: '/apis/apps/v1/statefulsets', trim: trimWorkload, log, resyncMs: w.resyncSeconds * 1000, onChange: onWorkload('StatefulSet') });
+  const replicaSets: Informer<Workload> = new Informer<Workload>(client, { path: '/apis/apps/v1/replicasets', trim: trimWorkload, log, resyncMs: w.resyncSeconds * 1000, onChange: () => undefined });
   const events = new EventRecorder(client, w.identity, log, metrics);
   const reconciler = new PodReconciler({
     client,
@@ -70,6 +81,14 @@ export async function runWatcher(settings: Settings): Promise<RunningWatcher> {
     config: { defaultGraceSeconds: settings.gracePeriodSeconds, progressDeadlineSeconds: w.progressDeadlineSeconds },
     clock: () => new Date(),
   });
+  const rollouts = new RolloutReconciler({ client, pods, deployments, statefulSets, replicaSets, events, metrics, log, clock: () => new Date() });
+  const rolloutQueue: WorkQueue = new WorkQueue({
+    concurrency: 4,
+    handler: (key) => rollouts.reconcile(key),
+    onError: (key, err, retryInMs) => {
+      log.warn({ workload: key, err: (err as Error).message, retryInMs }, 'rollout reconcile failed; retrying');
+    },
+  });
   const queue: WorkQueue = new WorkQueue({
     concurrency: w.concurrency,
     handler: (key) => reconciler.reconcile(key),
@@ -78,21 +97,27 @@ export async function runWatcher(settings: Settings): Promise<RunningWatcher> {
     },
   });
 
-  const informersDone = Promise.all([pods.run(abort.signal), namespaces.run(abort.signal)]);
-  await Promise.all([pods.waitForSync(), namespaces.waitForSync()]);
+  const informers = [pods, namespaces, deployments, statefulSets, replicaSets];
+  const informersDone = Promise.all(informers.map((i) => i.run(abort.signal)));
+  await Promise.all(informers.map((i) => i.waitForSync()));
   log.info({ pods: pods.store.size, namespaces: namespaces.store.size }, 'caches synced');
 
   const startLeading = () => {
     leading = true;
     metrics.leader.set({ name: w.leaseName }, 1);
     queue.start();
-    // Timers are rebuilt from the annotations: every pod is decided again.
+    rolloutQueue.start();
+    // Timers are rebuilt from the annotations: every pod and rollout is decided again.
     for (const key of pods.store.keys()) queue.add(key);
+    for (const [kind, informer] of [['Deployment', deployments], ['StatefulSet', statefulSets]] as const) {
+      for (const [key, obj] of informer.store) if (obj.metadata.annotations?.[ROLLOUT_STATE_ANNOTATION] !== undefined) rolloutQueue.add(`${kind}/${key}`);
+    }
   };
   const stopLeading = () => {
     leading = false;
     metrics.leader.set({ name: w.leaseName }, 0);
     queue.stop();
+    rolloutQueue.stop();
   };
 
   let elector: LeaderElector | undefined;
@@ -124,7 +149,7 @@ export async function runWatcher(settings: Settings): Promise<RunningWatcher> {
       if (req.url === '/healthz') {
         res.end('ok');
       } else if (req.url === '/readyz') {
-        const ready = pods.hasSynced && namespaces.hasSynced;
+        const ready = informers.every((i) => i.hasSynced);
         res.statusCode = ready ? 200 : 503;
         res.end(ready ? 'ok' : 'caches not synced');
       } else if (req.url === '/metrics') {
@@ -148,6 +173,7 @@ export async function runWatcher(settings: Settings): Promise<RunningWatcher> {
     isLeader: () => leading,
     async stop() {
       queue.stop();
+      rolloutQueue.stop();
       electorAbort.abort();
       await electorDone;
       await elector?.release();

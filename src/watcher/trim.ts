@@ -3,7 +3,8 @@
 // costs little memory.
 
 import type { Container, ContainerStatus, Pod } from '../core/kube-types.ts';
-import { GRACE_PERIOD_ANNOTATION, UPDATE_ANNOTATION } from '../core/names.ts';
+import { GRACE_PERIOD_ANNOTATION, PARTITION_ANNOTATION, ROLLOUT_ANNOTATION, ROLLOUT_STATE_ANNOTATION, UPDATE_ANNOTATION } from '../core/names.ts';
+import type { Workload } from '../core/workload-types.ts';
 
 export interface NamespaceMeta {
   metadata: { name?: string; resourceVersion?: string; annotations?: Record<string, string> };
@@ -69,4 +70,48 @@ export function trimNamespace(raw: unknown): NamespaceMeta {
   const { metadata: m } = raw as NamespaceMeta;
   const annotations = keepAnnotations(m.annotations);
   return { metadata: { name: m.name, resourceVersion: m.resourceVersion, ...(annotations ? { annotations } : {}) } };
+}
+
+const WORKLOAD_ANNOTATIONS = [ROLLOUT_STATE_ANNOTATION, ROLLOUT_ANNOTATION, PARTITION_ANNOTATION, 'deployment.kubernetes.io/revision'];
+
+/** Deployments, StatefulSets and ReplicaSets: what the rollout controller reads. */
+export function trimWorkload(raw: unknown): Workload {
+  const w = raw as Workload;
+  const m = w.metadata;
+  let annotations: Record<string, string> | undefined;
+  for (const k of WORKLOAD_ANNOTATIONS) if (m.annotations?.[k] !== undefined) (annotations ??= {})[k] = m.annotations[k];
+  const t = w.spec.template;
+  return {
+    metadata: {
+      name: m.name,
+      namespace: m.namespace,
+      uid: m.uid,
+      resourceVersion: m.resourceVersion,
+      ...(m.generation === undefined ? {} : { generation: m.generation }),
+      ...(annotations ? { annotations } : {}),
+      ...(m.ownerReferences ? { ownerReferences: m.ownerReferences } : {}),
+    },
+    spec: {
+      ...(w.spec.replicas === undefined ? {} : { replicas: w.spec.replicas }),
+      ...(w.spec.paused === undefined ? {} : { paused: w.spec.paused }),
+      ...(w.spec.strategy ? { strategy: w.spec.strategy } : {}),
+      ...(w.spec.updateStrategy ? { updateStrategy: w.spec.updateStrategy } : {}),
+      template: {
+        spec: {
+          containers: t.spec.containers.map(container),
+          ...(t.spec.initContainers ? { initContainers: t.spec.initContainers.map(container) } : {}),
+        },
+      },
+    },
+    ...(w.status
+      ? {
+          status: {
+            ...(w.status.replicas === undefined ? {} : { replicas: w.status.replicas }),
+            ...(w.status.observedGeneration === undefined ? {} : { observedGeneration: w.status.observedGeneration }),
+            ...(w.status.updateRevision ? { updateRevision: w.status.updateRevision } : {}),
+            ...(w.status.currentRevision ? { currentRevision: w.status.currentRevision } : {}),
+          },
+        }
+      : {}),
+  };
 }

@@ -38,6 +38,7 @@ describe('manifests', () => {
     const policy = Object.fromEntries([...mutating.webhooks, ...validating.webhooks].map((w) => [w.name, w.failurePolicy]));
     expect(policy).toEqual({
       'pod-create.inplace-gate.dev': 'Ignore',
+      'workload-image-update.inplace-gate.dev': 'Ignore',
       'pod-image-update.inplace-gate.dev': 'Fail',
       'pod-update.inplace-gate.dev': 'Fail',
       'pod-subresources.inplace-gate.dev': 'Fail',

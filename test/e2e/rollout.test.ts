@@ -1,0 +1,185 @@
+// GitOps image bumps of Deployments and StatefulSets roll out in place: same
+// pods, no new ReplicaSet, never more than maxUnavailable out at once.
+
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { Pod } from '../../src/core/kube-types.ts';
+import { READINESS_GATE } from '../../src/core/names.ts';
+import type { Workload } from '../../src/core/workload-types.ts';
+import { applyManifest, createNamespace, eventually, kubectl, kubectlJson } from './support/kube.ts';
+import { IMAGE, IMAGE_2, conditionOf } from './support/pods.ts';
+import { record, type Recorder } from './support/recorder.ts';
+import { startLeadingWatcher, type WatcherProcess } from './support/watcher.ts';
+
+const NS = `e2e-rollout-${Date.now().toString(36)}`;
+let watcher: WatcherProcess;
+let pods: Recorder<Pod>;
+
+beforeAll(async () => {
+  await createNamespace(NS, { 'inplace-gate.dev/enabled': 'true' });
+  watcher = await startLeadingWatcher();
+  pods = await record(`/api/v1/namespaces/${NS}/pods`);
+});
+
+afterAll(async () => {
+  pods.stop();
+  await watcher.stop();
+  await kubectl(['delete', 'namespace', NS, '--wait=false']);
+});
+
+const probe = { exec: { command: ['true'] }, periodSeconds: 1 };
+const template = (app: string, image: string) => ({
+  metadata: { labels: { app }, annotations: { 'inplace-gate.dev/grace-period-seconds': '1' } },
+  spec: { terminationGracePeriodSeconds: 1, containers: [{ name: 'app', image, readinessProbe: probe }] },
+});
+
+function deployment(name: string, replicas: number, image: string, maxUnavailable: string | number) {
+  return {
+    apiVersion: 'apps/v1', kind: 'Deployment', metadata: { name, namespace: NS },
+    spec: { replicas, selector: { matchLabels: { app: name } }, strategy: { type: 'RollingUpdate', rollingUpdate: { maxUnavailable, maxSurge: 1 } }, template: template(name, image) },
+  };
+}
+
+function statefulSet(name: string, replicas: number, image: string, updateStrategy: unknown) {
+  return {
+    apiVersion: 'apps/v1', kind: 'StatefulSet', metadata: { name, namespace: NS },
+    spec: { replicas, serviceName: name, selector: { matchLabels: { app: name } }, podManagementPolicy: 'Parallel', updateStrategy, template: template(name, image) },
+  };
+}
+
+const listPods = async (app: string) => (await kubectlJson<{ items: Pod[] }>(['-n', NS, 'get', 'pods', '-l', `app=${app}`])).items;
+const running = (p: Pod, image: string) =>
+  p.spec.containers[0]?.image === image && p.status?.containerStatuses?.[0]?.image === image && p.status.containerStatuses[0].state?.running !== undefined &&
+  conditionOf(p, 'Ready') === 'True' && conditionOf(p, READINESS_GATE) === 'True' && p.metadata.annotations?.['inplace-gate.dev/update'] === undefined;
+
+function allRunning(app: string, replicas: number, image: string, timeoutMs = 120_000): Promise<Pod[]> {
+  return eventually(`${app}: ${replicas} pods running ${image}`, async () => {
+    const ps = (await listPods(app)).filter((p) => p.metadata.deletionTimestamp === undefined);
+    return ps.length === replicas && ps.every((p) => running(p, image)) ? ps : undefined;
+  }, timeoutMs, 500);
+}
+
+/** The most pods of `app` not Ready at once, from the watch. */
+function maxNotReady(app: string, since: number): number {
+  const state = new Map<string, boolean>();
+  let worst = 0;
+  for (const s of pods.seen) {
+    if (s.object.metadata.labels?.app !== app) continue;
+    if (s.type === 'DELETED') state.delete(s.object.metadata.name ?? '');
+    else state.set(s.object.metadata.name ?? '', conditionOf(s.object, 'Ready') === 'True');
+    if (s.at >= since) worst = Math.max(worst, [...state.values()].filter((r) => !r).length);
+  }
+  return worst;
+}
+
+describe('Deployment', () => {
+  it('kubectl set image rolls out in place: same pods, one ReplicaSet, never more than maxUnavailable out; undo too', async () => {
+    await applyManifest(deployment('web', 10, IMAGE, 2));
+    const before = await allRunning('web', 10, IMAGE);
+    const uids = before.map((p) => p.metadata.uid).sort();
+
+    const since = Date.now();
+    await kubectl(['-n', NS, 'set', 'image', 'deployment/web', `app=${IMAGE_2}`]);
+    await kubectl(['-n', NS, 'rollout', 'status', 'deployment/web', '--timeout=150s']);
+    const after = await allRunning('web', 10, IMAGE_2);
+    expect(after.map((p) => p.metadata.uid).sort()).toEqual(uids);
+    expect(after.every((p) => (p.status?.containerStatuses?.[0]?.restartCount ?? 0) >= 1)).toBe(true);
+    // One ReplicaSet runs the pods; the other keeps the previous template for undo, with no pods.
+    const rs = await kubectlJson<{ items: Workload[] }>(['-n', NS, 'get', 'replicasets', '-l', 'app=web']);
+    expect(rs.items.filter((r) => (r.spec.replicas ?? 0) > 0)).toHaveLength(1);
+    expect(rs.items.filter((r) => (r.spec.replicas ?? 0) === 0).map((r) => r.metadata.name)).toEqual(['web-inplace-previous']);
+    expect(after.every((p) => p.metadata.ownerReferences?.[0]?.uid === before[0]!.metadata.ownerReferences?.[0]?.uid)).toBe(true);
+    const d = await kubectlJson<Workload>(['-n', NS, 'get', 'deployment', 'web']);
+    expect(d.spec.paused ?? false).toBe(false);
+    expect(d.status?.updatedReplicas).toBe(10);
+    expect(maxNotReady('web', since)).toBeLessThanOrEqual(2);
+    expect(maxNotReady('web', since)).toBeGreaterThan(0);
+    const events = await kubectl(['-n', NS, 'get', 'events.events.k8s.io', '--field-selector', 'regarding.kind=Deployment,regarding.name=web', '-o', 'jsonpath={.items[*].reason}']);
+    expect(events).toContain('InPlaceRolloutStarted');
+    expect(events).toContain('InPlaceRolloutFinished');
+
+    await kubectl(['-n', NS, 'rollout', 'undo', 'deployment/web']);
+    await kubectl(['-n', NS, 'rollout', 'status', 'deployment/web', '--timeout=150s']);
+    const back = await allRunning('web', 10, IMAGE);
+    expect(back.map((p) => p.metadata.uid).sort()).toEqual(uids);
+  });
+
+  it('a server-side apply of a manifest with a new image rolls out in place too', async () => {
+    const manifest = deployment('ssa', 4, IMAGE, '50%');
+    await applyManifest(manifest, ['--server-side', '--field-manager=argocd-controller']);
+    const uids = (await allRunning('ssa', 4, IMAGE)).map((p) => p.metadata.uid).sort();
+    manifest.spec.template.spec.containers[0]!.image = IMAGE_2;
+    await applyManifest(manifest, ['--server-side', '--field-manager=argocd-controller']);
+    const after = await allRunning('ssa', 4, IMAGE_2);
+    expect(after.map((p) => p.metadata.uid).sort()).toEqual(uids);
+  });
+
+  it('a change to env instead of an image rolls out natively', async () => {
+    await applyManifest(deployment('native', 3, IMAGE, 1));
+    const uids = (await allRunning('native', 3, IMAGE)).map((p) => p.metadata.uid);
+    await kubectl(['-n', NS, 'set', 'env', 'deployment/native', 'MODE=x']);
+    await kubectl(['-n', NS, 'rollout', 'status', 'deployment/native', '--timeout=120s']);
+    const after = await eventually('native replacement', async () => {
+      const ps = (await listPods('native')).filter((p) => p.metadata.deletionTimestamp === undefined);
+      return ps.length === 3 && ps.every((p) => !uids.includes(p.metadata.uid)) ? ps : undefined;
+    }, 60_000);
+    expect(after).toHaveLength(3);
+  });
+});
+
+describe('StatefulSet', () => {
+  it('RollingUpdate: in place, highest ordinal first, currentRevision = updateRevision at the end', async () => {
+    await applyManifest(statefulSet('db', 5, IMAGE, { type: 'RollingUpdate' }));
+    const uids = (await allRunning('db', 5, IMAGE)).map((p) => p.metadata.uid).sort();
+    const since = Date.now();
+    await kubectl(['-n', NS, 'set', 'image', 'statefulset/db', `app=${IMAGE_2}`]);
+    const after = await allRunning('db', 5, IMAGE_2);
+    expect(after.map((p) => p.metadata.uid).sort()).toEqual(uids);
+    const sts = await eventually('revisions converge', async () => {
+      const s = await kubectlJson<Workload>(['-n', NS, 'get', 'statefulset', 'db']);
+      return s.status?.currentRevision === s.status?.updateRevision && s.metadata.annotations?.['inplace-gate.dev/rollout-state'] === undefined ? s : undefined;
+    }, 60_000);
+    expect(sts.spec.updateStrategy?.rollingUpdate?.partition ?? 0).toBe(0);
+    // Order: the first time each pod's gate went False.
+    const firstDrain = (n: number) => pods.seen.find((s) => s.at >= since && s.object.metadata.name === `db-${n}` && conditionOf(s.object, READINESS_GATE) === 'False')?.at ?? Infinity;
+    const order = [0, 1, 2, 3, 4].sort((a, b) => firstDrain(a) - firstDrain(b));
+    expect(order).toEqual([4, 3, 2, 1, 0]);
+    expect(maxNotReady('db', since)).toBeLessThanOrEqual(1);
+  });
+
+  it('a held partition keeps the low ordinals on the old image; OnDelete rolls in place too', async () => {
+    await applyManifest(statefulSet('part', 4, IMAGE, { type: 'RollingUpdate', rollingUpdate: { partition: 2 } }));
+    await allRunning('part', 4, IMAGE);
+    await kubectl(['-n', NS, 'set', 'image', 'statefulset/part', `app=${IMAGE_2}`]);
+    await eventually('ordinals 2 and 3 updated', async () => {
+      const ps = await listPods('part');
+      const by = (n: number) => ps.find((p) => p.metadata.name === `part-${n}`);
+      return [2, 3].every((n) => by(n) && running(by(n)!, IMAGE_2)) && [0, 1].every((n) => by(n) && running(by(n)!, IMAGE)) ? true : undefined;
+    }, 120_000);
+    const sts = await eventually('rollout ended', async () => {
+      const s = await kubectlJson<Workload>(['-n', NS, 'get', 'statefulset', 'part']);
+      return s.metadata.annotations?.['inplace-gate.dev/rollout-state'] === undefined ? s : undefined;
+    });
+    expect(sts.spec.updateStrategy?.rollingUpdate?.partition).toBe(2);
+
+    await applyManifest(statefulSet('ondel', 3, IMAGE, { type: 'OnDelete' }));
+    const uids = (await allRunning('ondel', 3, IMAGE)).map((p) => p.metadata.uid).sort();
+    await kubectl(['-n', NS, 'set', 'image', 'statefulset/ondel', `app=${IMAGE_2}`]);
+    const after = await allRunning('ondel', 3, IMAGE_2);
+    expect(after.map((p) => p.metadata.uid).sort()).toEqual(uids);
+  });
+});
+
+describe('crash', () => {
+  it('the watcher killed mid-rollout and restarted: the rollout completes within maxUnavailable', async () => {
+    await applyManifest(deployment('crash', 6, IMAGE, 1));
+    const uids = (await allRunning('crash', 6, IMAGE)).map((p) => p.metadata.uid).sort();
+    const since = Date.now();
+    await kubectl(['-n', NS, 'set', 'image', 'deployment/crash', `app=${IMAGE_2}`]);
+    await eventually('the rollout under way', async () => ((await listPods('crash')).some((p) => p.spec.containers[0]?.image === IMAGE_2) ? true : undefined));
+    await watcher.stop('SIGKILL');
+    watcher = await startLeadingWatcher();
+    const after = await allRunning('crash', 6, IMAGE_2, 180_000);
+    expect(after.map((p) => p.metadata.uid).sort()).toEqual(uids);
+    expect(maxNotReady('crash', since)).toBeLessThanOrEqual(1);
+  });
+});
