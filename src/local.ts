@@ -88,8 +88,11 @@ export async function startLocal(settings: Settings): Promise<LocalRun> {
   say(`  kubectl -n demo get pods -o wide                    # 3 pods of Deployment web, Ready`);
   say(`  POD=$(kubectl -n demo get pods -o name | head -1)`);
   say(`  kubectl -n demo get $POD -w -o custom-columns='NAME:.metadata.name,GATE:.status.conditions[?(@.type=="InPlaceUpdateReady")].status,READY:.status.conditions[?(@.type=="Ready")].status,IMAGE:.spec.containers[0].image,RESTARTS:.status.containerStatuses[0].restartCount' &`);
-  say(`  kubectl -n demo set image $POD app=${DEMO_IMAGE_NEXT}     # deferred: GATE goes False, then the image, a restart, True`);
+  say(`  kubectl -n demo set image $POD app=${DEMO_IMAGE_NEXT}     # one pod: GATE goes False, then the image, a restart, True`);
   say(`  kubectl -n demo get events.events.k8s.io --field-selector reportingController=inplace-gate.dev/watcher`);
+  say();
+  say(`  kubectl -n demo set image deployment/web app=${DEMO_IMAGE_NEXT}   # the whole Deployment, in place: same pods, one at a time`);
+  say(`  kubectl -n demo rollout status deployment/web; kubectl -n demo get pods   # same names, RESTARTS 1`);
   say(`  kubectl -n demo patch $POD --type=json -p '[{"op":"add","path":"/spec/activeDeadlineSeconds","value":60}]'   # denied, naming the field`);
   say();
   say(`Metrics: curl -sk https://127.0.0.1:9443/metrics; ${watcher.healthUrl ? `curl -s ${watcher.healthUrl}/metrics` : ''}`);
