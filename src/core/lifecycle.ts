@@ -9,7 +9,7 @@ import { sameImageReference } from './images.ts';
 import type { ContainerStatus, Pod } from './kube-types.ts';
 import { GRACE_PERIOD_ANNOTATION, READINESS_GATE, UPDATE_ANNOTATION } from './names.ts';
 import { hasReadinessGate } from './scope.ts';
-import { parseUpdateState, type ContainerRecord, type UpdateState } from './state.ts';
+import { currentRecords, parseUpdateState, type ContainerRecord, type UpdateState } from './state.ts';
 
 export interface LifecycleConfig {
   /** Drain time when neither the pod nor its namespace sets one. */
@@ -99,20 +99,13 @@ function statusesByName(pod: Pod): Map<string, ContainerStatus> {
  */
 function baseline(pod: Pod, images: ImageMap, carried: Record<string, ContainerRecord> | undefined): Record<string, ContainerRecord> {
   const statuses = statusesByName(pod);
-  const running = specImages(pod.spec);
   const out: Record<string, ContainerRecord> = {};
   for (const [name, record] of Object.entries(carried ?? {})) if (!(name in images)) out[name] = record;
-  for (const [name, requested] of Object.entries(images)) {
+  const restarting = Object.entries(images).filter(([name, requested]) => {
     const s = statuses.get(name);
-    if (s !== undefined && sameImageReference(s.image, requested)) continue;
-    out[name] = {
-      image: running[name] ?? '',
-      ...(s?.containerID ? { containerID: s.containerID } : {}),
-      ...(s?.imageID ? { imageID: s.imageID } : {}),
-      ...(s ? { restartCount: s.restartCount } : {}),
-    };
-  }
-  return out;
+    return !(s !== undefined && sameImageReference(s.image, requested));
+  });
+  return { ...out, ...currentRecords(pod, restarting.map(([name]) => name)) };
 }
 
 export function nextStep(pod: Pod, ctx: PodContext, config: LifecycleConfig): Step {

@@ -2,7 +2,8 @@
 // `inplace-gate.dev/update` annotation. Everything the watcher knows lives
 // here and in the pod's status, so any replica can resume after a crash.
 
-import type { ImageMap } from './containers.ts';
+import { specImages, type ImageMap } from './containers.ts';
+import type { ContainerStatus, Pod } from './kube-types.ts';
 
 export type UpdatePhase = 'Pending' | 'Draining' | 'Updating' | 'Stalled';
 
@@ -83,4 +84,22 @@ function checkState(value: unknown): string | undefined {
   if (value.generation !== undefined && !Number.isInteger(value.generation)) return 'generation must be an integer';
   if (value.before !== undefined && !isRecord(value.before)) return 'before must be an object';
   return undefined;
+}
+
+/** What the named containers run now, as their baselines: spec image, containerID, imageID, restartCount. */
+export function currentRecords(pod: Pod, names: string[]): Record<string, ContainerRecord> {
+  const statuses = new Map<string, ContainerStatus>();
+  for (const s of [...(pod.status?.containerStatuses ?? []), ...(pod.status?.initContainerStatuses ?? [])]) statuses.set(s.name, s);
+  const running = specImages(pod.spec);
+  const out: Record<string, ContainerRecord> = {};
+  for (const name of names) {
+    const s = statuses.get(name);
+    out[name] = {
+      image: running[name] ?? '',
+      ...(s?.containerID ? { containerID: s.containerID } : {}),
+      ...(s?.imageID ? { imageID: s.imageID } : {}),
+      ...(s ? { restartCount: s.restartCount } : {}),
+    };
+  }
+  return out;
 }

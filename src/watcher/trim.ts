@@ -30,21 +30,28 @@ const status = (s: ContainerStatus): ContainerStatus => ({
   ...(s.state ? { state: s.state } : {}),
 });
 
+/** The object metadata every trimmed object keeps, with the annotations chosen by the caller. */
+function trimMeta(m: Pod['metadata'], annotations: Record<string, string> | undefined) {
+  return {
+    name: m.name,
+    namespace: m.namespace,
+    uid: m.uid,
+    resourceVersion: m.resourceVersion,
+    ...(m.generation === undefined ? {} : { generation: m.generation }),
+    ...(annotations ? { annotations } : {}),
+    ...(m.ownerReferences ? { ownerReferences: m.ownerReferences } : {}),
+  };
+}
+
 export function trimPod(raw: unknown): Pod {
   const pod = raw as Pod;
   const { metadata: m, spec, status: st } = pod;
   const annotations = keepAnnotations(m.annotations);
   return {
     metadata: {
-      name: m.name,
-      namespace: m.namespace,
-      uid: m.uid,
-      resourceVersion: m.resourceVersion,
-      ...(m.generation === undefined ? {} : { generation: m.generation }),
+      ...trimMeta(m, annotations),
       ...(m.labels ? { labels: m.labels } : {}),
-      ...(annotations ? { annotations } : {}),
       ...(m.deletionTimestamp ? { deletionTimestamp: m.deletionTimestamp } : {}),
-      ...(m.ownerReferences ? { ownerReferences: m.ownerReferences } : {}),
     },
     spec: {
       containers: spec.containers.map(container),
@@ -82,15 +89,7 @@ export function trimWorkload(raw: unknown): Workload {
   for (const k of WORKLOAD_ANNOTATIONS) if (m.annotations?.[k] !== undefined) (annotations ??= {})[k] = m.annotations[k];
   const t = w.spec.template;
   return {
-    metadata: {
-      name: m.name,
-      namespace: m.namespace,
-      uid: m.uid,
-      resourceVersion: m.resourceVersion,
-      ...(m.generation === undefined ? {} : { generation: m.generation }),
-      ...(annotations ? { annotations } : {}),
-      ...(m.ownerReferences ? { ownerReferences: m.ownerReferences } : {}),
-    },
+    metadata: trimMeta(m, annotations),
     spec: {
       ...(w.spec.replicas === undefined ? {} : { replicas: w.spec.replicas }),
       ...(w.spec.paused === undefined ? {} : { paused: w.spec.paused }),

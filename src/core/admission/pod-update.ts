@@ -5,13 +5,13 @@
 
 import type { AdmissionConfig } from '../config.ts';
 import { imageChanges, isEmpty, specImages, withImages, type ImageMap } from '../containers.ts';
-import type { ContainerStatus, Pod } from '../kube-types.ts';
+import type { Pod } from '../kube-types.ts';
 import { READINESS_GATE, UPDATE_ANNOTATION } from '../names.ts';
 import { hasReadinessGate, isExcludedNamespace, isManaged, matchesIdentity } from '../scope.ts';
 import { changedPaths, formatPath, type PathSegment } from '../spec-diff.ts';
 
 const LAST_APPLIED = 'kubectl.kubernetes.io/last-applied-configuration';
-import { encodeUpdateState, parseUpdateState, type ContainerRecord, type UpdateState } from '../state.ts';
+import { currentRecords, encodeUpdateState, parseUpdateState, type ContainerRecord, type UpdateState } from '../state.ts';
 import { allow, patch, type Decision } from './decision.ts';
 import type { AdmissionRequest } from './request.ts';
 
@@ -63,7 +63,7 @@ export function admitPodUpdate(
       immediate: true,
       ...(old.metadata.generation === undefined ? {} : { generation: old.metadata.generation + 1 }),
       updatedAt: request.requestedAt,
-      before: { ...carriedRecords(current, changes), ...recordsOf(old, changes) },
+      before: { ...carriedRecords(current, changes), ...currentRecords(old, Object.keys(changes)) },
     };
     const why = hasReadinessGate(old) ? 'immediate mode is on' : `the pod has no ${READINESS_GATE} readiness gate`;
     return patch(withState(pod, state), 'immediate', [
@@ -112,23 +112,6 @@ function carriedRecords(current: UpdateState | undefined, changes: ImageMap): Re
   const out: Record<string, ContainerRecord> = {};
   if (current?.phase !== 'Updating' && current?.phase !== 'Stalled' && !current?.drained) return out;
   for (const [name, record] of Object.entries(current.before ?? {})) if (!(name in changes)) out[name] = record;
-  return out;
-}
-
-function recordsOf(pod: Pod, changes: ImageMap): Record<string, ContainerRecord> {
-  const statuses = new Map<string, ContainerStatus>();
-  for (const s of [...(pod.status?.containerStatuses ?? []), ...(pod.status?.initContainerStatuses ?? [])]) statuses.set(s.name, s);
-  const running = specImages(pod.spec);
-  const out: Record<string, ContainerRecord> = {};
-  for (const name of Object.keys(changes)) {
-    const s = statuses.get(name);
-    out[name] = {
-      image: running[name] ?? '',
-      ...(s?.containerID ? { containerID: s.containerID } : {}),
-      ...(s?.imageID ? { imageID: s.imageID } : {}),
-      ...(s ? { restartCount: s.restartCount } : {}),
-    };
-  }
   return out;
 }
 

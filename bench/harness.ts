@@ -1,0 +1,122 @@
+// What the cluster benchmarks share: a real cluster of their own (its own
+// CLUSTER_DIR), the webhook and the watcher as real processes registered as
+// shipped, the apiserver's write counter, and small waiting helpers.
+
+import { execFile, spawn, type ChildProcess } from 'node:child_process';
+import { closeSync, openSync } from 'node:fs';
+import { readFile } from 'node:fs/promises';
+import { join, resolve } from 'node:path';
+import { promisify } from 'node:util';
+import type { Pod } from '../src/core/kube-types.ts';
+import { DEFAULT_WATCHER_USER, READINESS_GATE } from '../src/core/names.ts';
+import { KubeClient, loadKubeConfig } from '../src/kube/client.ts';
+import { webhookConfigurations } from '../src/kube/webhook-configurations.ts';
+
+const run = promisify(execFile);
+const repo = resolve(import.meta.dirname, '..');
+const WEBHOOK_PORT = 9543;
+
+export const IMAGES = ['registry.k8s.io/pause:3.10', 'registry.k8s.io/pause:3.10.1'] as const;
+
+export interface BenchCluster {
+  client: KubeClient;
+  kubectl: (args: string[], input?: string) => Promise<{ stdout: string }>;
+  /** API writes (POST/PUT/PATCH/DELETE/APPLY, every client) so far; BENCH_DETAIL=1 prints what grew. */
+  writes: () => Promise<number>;
+  stop: () => Promise<void>;
+}
+
+export async function startBenchCluster(nodes: number, maxPodsPerNode: number): Promise<BenchCluster> {
+  const clusterDir = process.env.BENCH_CLUSTER_DIR ?? join(repo, '.cluster-bench');
+  const env = { ...process.env, CLUSTER_DIR: clusterDir, CLUSTER_NODES: String(nodes), CLUSTER_MAX_PODS: String(maxPodsPerNode) };
+  const sh = (args: string[]) => run('bash', [join(repo, 'test/cluster/cluster.sh'), ...args], { env, maxBuffer: 1 << 24 });
+  const kubeconfig = join(clusterDir, 'kubeconfig');
+  const kubectl = (args: string[], input?: string) => {
+    const child = run(join(clusterDir, 'bin/kubectl'), ['--kubeconfig', kubeconfig, ...args], { maxBuffer: 1 << 26 });
+    if (input !== undefined) child.child.stdin?.end(input);
+    return child;
+  };
+  console.error(`bench: cluster in ${clusterDir} with ${nodes} hollow nodes`);
+  await sh(['up']);
+  const client = await KubeClient.create(loadKubeConfig(kubeconfig), 'inplace-gate-bench');
+  await kubectl(['apply', '--server-side', '--force-conflicts', '-f', join(repo, 'manifests/base/namespace.yaml'), '-f', join(repo, 'manifests/base/watcher-rbac.yaml')]);
+
+  const children: ChildProcess[] = [];
+  // However this process ends, the webhook and watcher it started end with it.
+  process.once('exit', () => {
+    for (const c of children) c.kill('SIGKILL');
+  });
+  const spawnLogged = (name: string, args: string[]) => {
+    const fd = openSync(join(clusterDir, 'logs', `${name}.log`), 'w');
+    children.push(spawn(process.execPath, args, { stdio: ['ignore', fd, fd] }));
+    closeSync(fd); // the child has its own copy
+  };
+  const certDir = join(clusterDir, 'bench-certs');
+  spawnLogged('bench-webhook', [join(repo, 'src/cli.ts'), 'webhook', '--port', String(WEBHOOK_PORT), '--host', '127.0.0.1', '--cert-dir', certDir, '--log-level', 'warn']);
+  await waitFor('the webhook', () => run('curl', ['-sf', '--cacert', join(certDir, 'ca.crt'), `https://127.0.0.1:${WEBHOOK_PORT}/readyz`]).then(() => true, () => false), 30_000);
+  const caBundle = (await readFile(join(certDir, 'ca.crt'))).toString('base64');
+  const { mutating, validating } = webhookConfigurations({
+    clientConfig: (p) => ({ url: `https://127.0.0.1:${WEBHOOK_PORT}${p}`, caBundle }), scope: 'opt-in', ownNamespace: 'inplace-gate', watcherUsers: [DEFAULT_WATCHER_USER],
+  });
+  await kubectl(['apply', '--server-side', '--force-conflicts', '-f', '-'], JSON.stringify({ apiVersion: 'v1', kind: 'List', items: [mutating, validating] }));
+  spawnLogged('bench-watcher', [join(repo, 'src/cli.ts'), 'watcher', '--kubeconfig', join(clusterDir, 'kubeconfigs/watcher.kubeconfig'), '--health-port', '0', '--log-level', 'warn', '--concurrency', '32']);
+
+  let last = new Map<string, number>();
+  const writes = async () => {
+    const { stdout } = await kubectl(['get', '--raw', '/metrics']);
+    let total = 0;
+    const breakdown = new Map<string, number>();
+    for (const line of stdout.split('\n')) {
+      if (!line.startsWith('apiserver_request_total{')) continue;
+      const verb = /verb="(POST|PUT|PATCH|DELETE|APPLY)"/.exec(line)?.[1];
+      if (!verb) continue;
+      const value = Number(line.slice(line.lastIndexOf(' ') + 1));
+      total += value;
+      const key = `${verb} ${/resource="([^"]*)"/.exec(line)?.[1] ?? ''}/${/subresource="([^"]*)"/.exec(line)?.[1] ?? ''}`;
+      breakdown.set(key, (breakdown.get(key) ?? 0) + value);
+    }
+    if (process.env.BENCH_DETAIL === '1') {
+      const grew = [...breakdown].map(([k, v]) => [k, v - (last.get(k) ?? 0)] as const).filter(([, d]) => d > 0).sort((a, b) => b[1] - a[1]);
+      console.error(grew.map(([k, d]) => `${k}: ${d}`).join(', '));
+    }
+    last = breakdown;
+    return total;
+  };
+
+  return {
+    client,
+    kubectl,
+    writes,
+    async stop() {
+      for (const c of children) c.kill('SIGTERM');
+      client.close();
+      if (process.env.BENCH_KEEP_CLUSTER !== '1') await sh(['down']);
+    },
+  };
+}
+
+export const pct = (xs: number[], p: number) => {
+  const s = [...xs].sort((a, b) => a - b);
+  return s.length === 0 ? NaN : s[Math.min(s.length - 1, Math.floor((p / 100) * s.length))]!;
+};
+export const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+export async function waitFor(what: string, probe: () => Promise<boolean>, timeoutMs: number): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!(await probe())) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await sleep(250);
+  }
+}
+
+export async function podsOf(client: KubeClient, ns: string, app: string): Promise<Pod[]> {
+  return (await client.get<{ items: Pod[] }>(`/api/v1/namespaces/${ns}/pods?labelSelector=app%3D${app}`)).items;
+}
+
+export const ready = (p: Pod) => p.status?.conditions?.find((c) => c.type === 'Ready')?.status === 'True';
+export const gate = (p: Pod) => p.status?.conditions?.find((c) => c.type === READINESS_GATE)?.status;
+
+export async function createNamespace(b: BenchCluster, name: string, labels: Record<string, string>): Promise<void> {
+  await b.kubectl(['apply', '-f', '-'], JSON.stringify({ apiVersion: 'v1', kind: 'Namespace', metadata: { name, labels } }));
+  await waitFor(`serviceaccount in ${name}`, () => b.kubectl(['-n', name, 'get', 'sa', 'default']).then(() => true, () => false), 60_000);
+}

@@ -1,0 +1,108 @@
+// npm run bench:rollout — a Deployment image bump rolled out in place against
+// the native rollout of the same Deployment (annotated inplace-gate.dev/rollout:
+// recreate), same replicas and maxUnavailable, on one real cluster in one run.
+// Reports wall time (set image -> every pod running the new image and Ready,
+// the Deployment released), API writes by every client during it, the most pods
+// not Ready at once, and container ready -> InPlaceUpdateReady True.
+// BENCH_REPLICAS (default 50), BENCH_MAX_UNAVAILABLE (default "20%,100%"),
+// BENCH_NODES (default 4), BENCH_GRACE_SECONDS (default 2).
+
+import type { Pod } from '../src/core/kube-types.ts';
+import { ROLLOUT_STATE_ANNOTATION, UPDATE_ANNOTATION } from '../src/core/names.ts';
+import type { Workload } from '../src/core/workload-types.ts';
+import { IMAGES, createNamespace, gate, pct, podsOf, ready, startBenchCluster, waitFor, type BenchCluster } from './harness.ts';
+
+const replicas = Number(process.env.BENCH_REPLICAS ?? 50);
+const windows = (process.env.BENCH_MAX_UNAVAILABLE ?? '20%,100%').split(',');
+const nodes = Number(process.env.BENCH_NODES ?? 4);
+const grace = Number(process.env.BENCH_GRACE_SECONDS ?? 2);
+
+function deployment(name: string, ns: string, maxUnavailable: string, native: boolean) {
+  const labels = { app: name };
+  return {
+    apiVersion: 'apps/v1', kind: 'Deployment',
+    metadata: { name, namespace: ns, ...(native ? { annotations: { 'inplace-gate.dev/rollout': 'recreate' } } : {}) },
+    spec: {
+      replicas, selector: { matchLabels: labels },
+      strategy: { type: 'RollingUpdate', rollingUpdate: { maxUnavailable, maxSurge: 0 } },
+      template: {
+        metadata: { labels, annotations: { 'inplace-gate.dev/grace-period-seconds': String(grace) } },
+        spec: { terminationGracePeriodSeconds: 0, containers: [{ name: 'app', image: IMAGES[0], readinessProbe: { exec: { command: ['true'] }, periodSeconds: 1 } }] },
+      },
+    },
+  };
+}
+
+async function settled(b: BenchCluster, ns: string, app: string, image: string, uids?: Set<string>): Promise<boolean> {
+  const pods = (await podsOf(b.client, ns, app)).filter((p) => p.metadata.deletionTimestamp === undefined);
+  const d = await b.client.get<Workload>(`/apis/apps/v1/namespaces/${ns}/deployments/${app}`);
+  return pods.length === replicas && !d.spec.paused && d.metadata.annotations?.[ROLLOUT_STATE_ANNOTATION] === undefined &&
+    pods.every((p) => ready(p) && gate(p) === 'True' && p.metadata.annotations?.[UPDATE_ANNOTATION] === undefined &&
+      p.spec.containers[0]?.image === image && p.status?.containerStatuses?.[0]?.image === image && p.status.containerStatuses[0].state?.running !== undefined &&
+      (uids === undefined || uids.has(p.metadata.uid ?? '')));
+}
+
+async function main() {
+  const b = await startBenchCluster(nodes, Math.ceil((replicas * 2.5) / nodes) + 20);
+  const rows: string[] = [];
+  try {
+    for (const window of windows) {
+      const ns = `bench-rollout-${window.replace('%', 'pct')}-${Date.now().toString(36)}`;
+      await createNamespace(b, ns, { 'inplace-gate.dev/enabled': 'true' });
+      for (const [name, native] of [['inplace', false], ['native', true]] as const) {
+        await b.kubectl(['apply', '-f', '-'], JSON.stringify(deployment(name, ns, window, native)));
+      }
+      for (const name of ['inplace', 'native']) await waitFor(`${name} ready`, () => settled(b, ns, name, IMAGES[0]), 600_000);
+      const uids = new Set((await podsOf(b.client, ns, 'inplace')).map((p) => p.metadata.uid ?? ''));
+
+      // Watch the in-place pods: the most not Ready at once, and container ready -> gate True.
+      const abort = new AbortController();
+      const list = await b.client.get<{ metadata: { resourceVersion: string } }>(`/api/v1/namespaces/${ns}/pods?labelSelector=app%3Dinplace`);
+      const notReady = new Set<string>();
+      let worst = 0;
+      const readyAt = new Map<string, number>();
+      const toTrue: number[] = [];
+      const watching = b.client.watch<Pod>(`/api/v1/namespaces/${ns}/pods?labelSelector=app%3Dinplace&watch=true&resourceVersion=${list.metadata.resourceVersion}`, ({ object: p }) => {
+        const name = p.metadata.name ?? '';
+        if (ready(p)) notReady.delete(name); else notReady.add(name);
+        worst = Math.max(worst, notReady.size);
+        const c = p.status?.containerStatuses?.[0];
+        if (c?.ready && c.image === IMAGES[1] && (c.restartCount > 0) && !readyAt.has(name)) readyAt.set(name, Date.now());
+        const t = readyAt.get(name);
+        if (t !== undefined && t > 0 && gate(p) === 'True') {
+          toTrue.push(Date.now() - t);
+          readyAt.set(name, -1);
+        }
+      }, abort.signal).catch(() => undefined);
+
+      const w0 = await b.writes();
+      const t0 = Date.now();
+      await b.kubectl(['-n', ns, 'set', 'image', 'deployment/inplace', `app=${IMAGES[1]}`]);
+      await waitFor('in-place rollout', () => settled(b, ns, 'inplace', IMAGES[1], uids), 3_600_000);
+      const inplaceS = (Date.now() - t0) / 1000;
+      const inplaceW = (await b.writes()) - w0;
+      abort.abort();
+      await watching;
+
+      const n0 = await b.writes();
+      const t1 = Date.now();
+      await b.kubectl(['-n', ns, 'set', 'image', 'deployment/native', `app=${IMAGES[1]}`]);
+      await waitFor('native rollout', () => settled(b, ns, 'native', IMAGES[1]), 3_600_000);
+      const nativeS = (Date.now() - t1) / 1000;
+      const nativeW = (await b.writes()) - n0;
+
+      rows.push(`| ${replicas} | ${window} | ${inplaceS.toFixed(1)} | ${inplaceW} (${(inplaceW / replicas).toFixed(1)}/pod) | ${nativeS.toFixed(1)} | ${nativeW} (${(nativeW / replicas).toFixed(1)}/pod) | ` +
+        `${(inplaceS / nativeS).toFixed(2)}x | ${(inplaceW / nativeW).toFixed(2)}x | ${worst} | ${pct(toTrue, 50)} / ${pct(toTrue, 99)} |`);
+      console.error(rows.at(-1));
+      await b.kubectl(['delete', 'namespace', ns, '--wait=false']);
+    }
+  } finally {
+    await b.stop();
+  }
+  console.log(`bench:rollout, ${nodes} hollow nodes, grace ${grace}s, maxSurge 0, ${new Date().toISOString()}; writes = apiserver_request_total POST/PUT/PATCH/DELETE/APPLY by every client`);
+  console.log('| replicas | maxUnavailable | in place s | in place writes | native s | native writes | time ratio | writes ratio | most not Ready at once (in place) | container ready -> True p50 / p99 ms |');
+  console.log('| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |');
+  for (const r of rows) console.log(r);
+}
+
+await main();
