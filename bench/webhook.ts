@@ -94,7 +94,8 @@ const servers = {
 const rows: string[] = [];
 let failed = false;
 try {
-  for (const scenario of await benchReviews()) {
+  // BENCH_ONLY=CREATE (a substring of the scenario name) runs one scenario, for profiling.
+  for (const scenario of (await benchReviews()).filter((s) => s.name.includes(process.env.BENCH_ONLY ?? ''))) {
     const body = Buffer.from(JSON.stringify(scenario.review));
     const bodyFile = join(dir, 'body.json');
     await writeFile(bodyFile, body);

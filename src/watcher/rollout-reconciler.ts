@@ -9,7 +9,7 @@ import type { Pod } from '../core/kube-types.ts';
 import { WATCHER_FIELD_MANAGER, type PodEvent } from '../core/lifecycle.ts';
 import { PARTITION_ANNOTATION, ROLLOUT_STATE_ANNOTATION, UPDATE_ANNOTATION } from '../core/names.ts';
 import { encodeRolloutState, parseRolloutState, type RolloutState } from '../core/rollout-state.ts';
-import { planRollout, resolveMaxUnavailable, type RolloutPod } from '../core/rollout.ts';
+import { planRollout, resolveMaxUnavailable, type RolloutPlan, type RolloutPod } from '../core/rollout.ts';
 import { encodeUpdateState, parseUpdateState, type UpdateState } from '../core/state.ts';
 import type { Workload } from '../core/workload-types.ts';
 import type { KubeClient } from '../kube/client.ts';
@@ -142,7 +142,7 @@ export class RolloutReconciler {
       this.finished(d, 'Deployment', state, plan.total);
       return {};
     }
-    await this.startPods(d, 'Deployment', pods, plan.start, target, state, undefined);
+    await this.startPods(d, 'Deployment', pods, plan, target, state, undefined);
     await this.noteStalled(d, 'Deployment', state, plan.stalled);
     return { requeueAfterMs: plan.done ? undefined : 30_000 };
   }
@@ -203,7 +203,7 @@ export class RolloutReconciler {
       this.finished(s, 'StatefulSet', state, plan.total);
       return {};
     }
-    await this.startPods(s, 'StatefulSet', pods, plan.start, target, state, revision);
+    await this.startPods(s, 'StatefulSet', pods, plan, target, state, revision);
     await this.noteStalled(s, 'StatefulSet', state, plan.stalled);
     return { requeueAfterMs: 30_000 };
   }
@@ -223,7 +223,8 @@ export class RolloutReconciler {
     return true;
   }
 
-  private async startPods(w: Workload, kind: string, pods: Pod[], names: string[], target: ImageMap, state: RolloutState, revision: string | undefined): Promise<void> {
+  private async startPods(w: Workload, kind: string, pods: Pod[], plan: RolloutPlan, target: ImageMap, state: RolloutState, revision: string | undefined): Promise<void> {
+    const names = plan.start;
     if (names.length === 0) return;
     const now = this.d.clock().toISOString();
     for (const name of names) {
@@ -252,8 +253,12 @@ export class RolloutReconciler {
       this.d.pods.upsert(await this.d.client.patch(`/api/v1/namespaces/${pod.metadata.namespace ?? ''}/pods/${name}`, body, 'strategic', WATCHER_FIELD_MANAGER));
       this.d.metrics.rolloutPods.inc({ kind });
     }
-    this.d.log.info({ workload: `${kind}/${w.metadata.namespace ?? ''}/${w.metadata.name ?? ''}`, pods: names }, 'rollout: pods started');
-    this.event(w, kind, { type: 'Normal', reason: 'InPlaceRolloutProgress', action: 'Rollout', note: `Updating ${names.join(', ')} in place` });
+    this.d.log.info({ workload: `${kind}/${w.metadata.namespace ?? ''}/${w.metadata.name ?? ''}`, pods: names, updated: plan.updated, total: plan.total }, 'rollout: pods started');
+    // Progress as Events at each tenth of the pods, not for every slot freed: every Event is an API write.
+    const tenth = (n: number) => Math.floor((n * 10) / Math.max(1, plan.total));
+    if (plan.updated === 0 || tenth(plan.updated + names.length) > tenth(plan.updated)) {
+      this.event(w, kind, { type: 'Normal', reason: 'InPlaceRolloutProgress', action: 'Rollout', note: `${plan.updated} of ${plan.total} pods updated; now updating ${names.join(', ')}` });
+    }
   }
 
   private async noteStalled(w: Workload, kind: string, state: RolloutState, stalled: string[]): Promise<void> {

@@ -73,19 +73,17 @@ export function buildWebhookServer(options: ServerOptions): WebhookServer {
   function admissionRoutes(name: 'mutate' | 'validate', judge: Judge) {
     const webhook = `/${name}`;
     return (scope: FastifyInstance, _opts: unknown, done: (err?: Error) => void) => {
-      const started = new WeakMap<FastifyRequest, bigint>();
       // Label children bound once: prom-client hashes label objects on every call otherwise.
       const inFlight = metrics.inFlight.labels({ webhook });
       const latency = metrics.latency.labels({ webhook });
       const byCode = new Map<number, { inc(): void }>();
-      scope.addHook('onRequest', (request, _reply, next) => {
-        started.set(request, process.hrtime.bigint());
+      const byDecision = new Map<string, { inc(): void }>();
+      scope.addHook('onRequest', (_request, _reply, next) => {
         inFlight.inc();
         next();
       });
-      scope.addHook('onResponse', (request, reply, next) => {
-        const t0 = started.get(request);
-        if (t0 !== undefined) latency.observe(Number(process.hrtime.bigint() - t0) / 1e9);
+      scope.addHook('onResponse', (_request, reply, next) => {
+        latency.observe(reply.elapsedTime / 1000);
         inFlight.dec();
         let counter = byCode.get(reply.statusCode);
         if (counter === undefined) {
@@ -129,14 +127,19 @@ export function buildWebhookServer(options: ServerOptions): WebhookServer {
             return reply.code(400).send({ statusCode: 400, error: 'Bad Request', message: `not a review this webhook judges: ${judgement.message}` });
           }
           const response = completeResponse(req.uid, judgement, req.object);
-          metrics.decisions.inc({ webhook, decision: judgement.type, reason: judgement.reason });
+          const decisionKey = `${judgement.type}/${judgement.reason}`;
+          let decided = byDecision.get(decisionKey);
+          if (decided === undefined) {
+            decided = metrics.decisions.labels({ webhook, decision: judgement.type, reason: judgement.reason });
+            byDecision.set(decisionKey, decided);
+          }
+          decided.inc();
           // What a person is told (a denial, a warning: deferred, cancelled, undrained) at
           // info; the routine (allows, the gate added to a new pod) at debug.
           const notable = judgement.type === 'deny' || judgement.warnings.length > 0;
           if (!logger.isLevelEnabled(notable ? 'info' : 'debug')) {
             return { apiVersion: ADMISSION_API_VERSION, kind: 'AdmissionReview', response };
           }
-          const t0 = started.get(request);
           const line = {
             webhook,
             uid: req.uid,
@@ -147,7 +150,7 @@ export function buildWebhookServer(options: ServerOptions): WebhookServer {
             decision: judgement.type,
             reason: judgement.reason,
             ...(judgement.type === 'allow' && judgement.detail ? { detail: judgement.detail } : {}),
-            latencyMs: t0 === undefined ? undefined : Number(process.hrtime.bigint() - t0) / 1e6,
+            latencyMs: reply.elapsedTime,
           };
           if (notable) logger.info(line, 'admission');
           else logger.debug(line, 'admission');
