@@ -17,6 +17,12 @@ export const GRACE_PERIOD_ANNOTATION = `${PREFIX}/grace-period-seconds`;
 export const ROLLOUT_ANNOTATION = `${PREFIX}/rollout`;
 export const ROLLOUT_STATE_ANNOTATION = `${PREFIX}/rollout-state`;
 export const PARTITION_ANNOTATION = `${PREFIX}/partition`;
+/**
+ * On a ReplicaSet's pod template while its Deployment rolls out in place: the
+ * template differs from the Deployment's until the end, so the controller counts
+ * no pod as updated early and `kubectl rollout status` waits as for a native rollout.
+ */
+export const ROLLOUT_IN_PROGRESS = `${PREFIX}/rollout-in-progress`;
 
 /** Set by the kubelet on the API copy of a static pod. */
 export const MIRROR_POD_ANNOTATION = 'kubernetes.io/config.mirror';

@@ -7,7 +7,7 @@
 import { imageChanges, specImages, type ImageMap } from '../core/containers.ts';
 import type { Pod } from '../core/kube-types.ts';
 import { WATCHER_FIELD_MANAGER, type PodEvent } from '../core/lifecycle.ts';
-import { PARTITION_ANNOTATION, ROLLOUT_STATE_ANNOTATION, UPDATE_ANNOTATION } from '../core/names.ts';
+import { PARTITION_ANNOTATION, ROLLOUT_IN_PROGRESS, ROLLOUT_STATE_ANNOTATION, UPDATE_ANNOTATION } from '../core/names.ts';
 import { encodeRolloutState, parseRolloutState, type RolloutState } from '../core/rollout-state.ts';
 import { planRollout, resolveMaxUnavailable, type RolloutPlan, type RolloutPod } from '../core/rollout.ts';
 import { encodeUpdateState, parseUpdateState, type UpdateState } from '../core/state.ts';
@@ -128,7 +128,7 @@ export class RolloutReconciler {
       const containers = rs.spec.template.spec.containers.filter((c) => target[c.name] !== undefined).map((c) => ({ name: c.name, image: target[c.name] }));
       const initContainers = (rs.spec.template.spec.initContainers ?? []).filter((c) => target[c.name] !== undefined).map((c) => ({ name: c.name, image: target[c.name] }));
       this.d.replicaSets.upsert(await this.d.client.patch(`/apis/apps/v1/namespaces/${ns}/replicasets/${rs.metadata.name ?? ''}`,
-        { spec: { template: { spec: { containers, ...(initContainers.length > 0 ? { initContainers } : {}) } } } }, 'strategic', state.fieldManager ?? WATCHER_FIELD_MANAGER));
+        { spec: { template: { metadata: { annotations: { [ROLLOUT_IN_PROGRESS]: 'true' } }, spec: { containers, ...(initContainers.length > 0 ? { initContainers } : {}) } } } }, 'strategic', state.fieldManager ?? WATCHER_FIELD_MANAGER));
       this.event(d, 'Deployment', { type: 'Normal', reason: 'InPlaceRolloutStarted', action: 'Rollout', note: `Rolling out ${describe(imageChanges(rs.spec.template.spec, d.spec.template.spec))} in place to ${pods.length} pods, ReplicaSet ${rs.metadata.name ?? ''} kept` });
     }
 
@@ -136,7 +136,12 @@ export class RolloutReconciler {
     const maxUnavailable = resolveMaxUnavailable(d.spec.strategy?.rollingUpdate?.maxUnavailable, replicas, '25%');
     const plan = planRollout(pods.map(asRolloutPod), target, maxUnavailable, { order: 'name', partition: this.partition(d) });
     if (plan.done && this.partition(d) === 0) {
-      // One patch: the template already equals the ReplicaSet's, so the controller adopts it.
+      if (rs.spec.template.metadata?.annotations?.[ROLLOUT_IN_PROGRESS] !== undefined) {
+        // The ReplicaSet's template becomes the Deployment's again...
+        this.d.replicaSets.upsert(await this.d.client.patch(`/apis/apps/v1/namespaces/${ns}/replicasets/${rs.metadata.name ?? ''}`,
+          { spec: { template: { metadata: { annotations: { [ROLLOUT_IN_PROGRESS]: null } } } } }, 'strategic', WATCHER_FIELD_MANAGER));
+      }
+      // ...and one patch releases the Deployment: the controller adopts that ReplicaSet.
       this.d.deployments.upsert(await this.d.client.patch(`/apis/apps/v1/namespaces/${ns}/deployments/${d.metadata.name ?? ''}`,
         { metadata: { resourceVersion: d.metadata.resourceVersion, annotations: { [ROLLOUT_STATE_ANNOTATION]: null } }, spec: { paused: false } }, 'strategic', WATCHER_FIELD_MANAGER));
       this.finished(d, 'Deployment', state, plan.total);
@@ -160,6 +165,7 @@ export class RolloutReconciler {
     const raw = await this.d.client.get<Workload>(`/apis/apps/v1/namespaces/${ns}/replicasets/${rs.metadata.name ?? ''}`);
     const name = `${d.metadata.name ?? ''}-${HISTORY_SUFFIX}`;
     const labels = { ...raw.spec.template.metadata?.labels, [TEMPLATE_HASH]: HISTORY_SUFFIX };
+    const { [ROLLOUT_IN_PROGRESS]: _mark, ...templateAnnotations } = raw.spec.template.metadata?.annotations ?? {};
     const selector = raw.spec.selector as { matchLabels?: Record<string, string>; matchExpressions?: unknown[] } | undefined;
     const body = {
       apiVersion: 'apps/v1',
@@ -174,7 +180,7 @@ export class RolloutReconciler {
       spec: {
         replicas: 0,
         selector: { ...selector, matchLabels: { ...selector?.matchLabels, [TEMPLATE_HASH]: HISTORY_SUFFIX } },
-        template: { ...raw.spec.template, metadata: { ...raw.spec.template.metadata, labels } },
+        template: { ...raw.spec.template, metadata: { ...raw.spec.template.metadata, labels, annotations: templateAnnotations } },
       },
     };
     // Server-side apply: create or replace the kept ReplicaSet in one idempotent write.

@@ -3,7 +3,7 @@
 // costs little memory.
 
 import type { Container, ContainerStatus, Pod } from '../core/kube-types.ts';
-import { GRACE_PERIOD_ANNOTATION, PARTITION_ANNOTATION, ROLLOUT_ANNOTATION, ROLLOUT_STATE_ANNOTATION, UPDATE_ANNOTATION } from '../core/names.ts';
+import { GRACE_PERIOD_ANNOTATION, PARTITION_ANNOTATION, ROLLOUT_ANNOTATION, ROLLOUT_IN_PROGRESS, ROLLOUT_STATE_ANNOTATION, UPDATE_ANNOTATION } from '../core/names.ts';
 import type { Workload } from '../core/workload-types.ts';
 
 export interface NamespaceMeta {
@@ -96,6 +96,7 @@ export function trimWorkload(raw: unknown): Workload {
       ...(w.spec.strategy ? { strategy: w.spec.strategy } : {}),
       ...(w.spec.updateStrategy ? { updateStrategy: w.spec.updateStrategy } : {}),
       template: {
+        ...(t.metadata?.annotations?.[ROLLOUT_IN_PROGRESS] === undefined ? {} : { metadata: { annotations: { [ROLLOUT_IN_PROGRESS]: t.metadata.annotations[ROLLOUT_IN_PROGRESS] } } }),
         spec: {
           containers: t.spec.containers.map(container),
           ...(t.spec.initContainers ? { initContainers: t.spec.initContainers.map(container) } : {}),

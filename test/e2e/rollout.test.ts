@@ -80,6 +80,9 @@ describe('Deployment', () => {
     const since = Date.now();
     await kubectl(['-n', NS, 'set', 'image', 'deployment/web', `app=${IMAGE_2}`]);
     await kubectl(['-n', NS, 'rollout', 'status', 'deployment/web', '--timeout=150s']);
+    // kubectl rollout status ends as for a native rollout: only once every pod runs the new image.
+    const atStatus = await listPods('web');
+    expect(atStatus.filter((p) => p.spec.containers[0]?.image !== IMAGE_2 || conditionOf(p, READINESS_GATE) !== 'True').map((p) => p.metadata.name)).toEqual([]);
     const after = await allRunning('web', 10, IMAGE_2);
     expect(after.map((p) => p.metadata.uid).sort()).toEqual(uids);
     expect(after.every((p) => (p.status?.containerStatuses?.[0]?.restartCount ?? 0) >= 1)).toBe(true);
@@ -99,7 +102,11 @@ describe('Deployment', () => {
 
     await kubectl(['-n', NS, 'rollout', 'undo', 'deployment/web']);
     await kubectl(['-n', NS, 'rollout', 'status', 'deployment/web', '--timeout=150s']);
+    expect((await listPods('web')).every((p) => p.spec.containers[0]?.image === IMAGE)).toBe(true);
     const back = await allRunning('web', 10, IMAGE);
+    // Nothing of the rollout's bookkeeping is left on the ReplicaSet's template (or the pods).
+    const rsAfter = await kubectlJson<{ items: Workload[] }>(['-n', NS, 'get', 'replicasets', '-l', 'app=web']);
+    expect(JSON.stringify(rsAfter.items.map((r) => r.spec.template.metadata))).not.toContain('rollout-in-progress');
     expect(back.map((p) => p.metadata.uid).sort()).toEqual(uids);
   });
 
