@@ -33,7 +33,8 @@ function deployment(name: string, ns: string, replicas: number, image: string) {
 }
 
 async function main() {
-  const b = await startBenchCluster(nodes, Math.ceil((Math.max(...sizes) * 1.3) / nodes) + 20);
+  // Both Deployments (in place and native) exist at once, plus surge during the native rollout.
+  const b = await startBenchCluster(nodes, Math.ceil((Math.max(...sizes) * 2.5) / nodes) + 20);
   const { client, kubectl, writes } = b;
   const rows: string[] = [];
   try {
