@@ -7,7 +7,7 @@
 import { imageChanges, specImages, type ImageMap } from '../core/containers.ts';
 import type { Pod } from '../core/kube-types.ts';
 import { WATCHER_FIELD_MANAGER, type PodEvent } from '../core/lifecycle.ts';
-import { PARTITION_ANNOTATION, ROLLOUT_IN_PROGRESS, ROLLOUT_STATE_ANNOTATION, UPDATE_ANNOTATION } from '../core/names.ts';
+import { MANAGED_LABEL, PARTITION_ANNOTATION, READINESS_GATE, ROLLOUT_IN_PROGRESS, ROLLOUT_STATE_ANNOTATION, UPDATE_ANNOTATION } from '../core/names.ts';
 import { encodeRolloutState, parseRolloutState, type RolloutState } from '../core/rollout-state.ts';
 import { planRollout, resolveMaxUnavailable, type RolloutPlan, type RolloutPod } from '../core/rollout.ts';
 import { encodeUpdateState, parseUpdateState, type UpdateState } from '../core/state.ts';
@@ -119,10 +119,10 @@ export class RolloutReconciler {
     }
     if (!rs) return { requeueAfterMs: WAIT_MS };
     const pods = this.managedPods(ns, rs.metadata.uid);
-    if (await this.fellBack(key, d, pods.length, rs.status?.replicas ?? rs.spec.replicas ?? 0)) return {};
 
     const rsImages = templateImages(rs);
     if (Object.entries(target).some(([n, i]) => rsImages[n] !== i)) {
+      if (await this.fellBack(key, d, rs)) return {};
       await this.keepHistory(d, rs);
       // Pods the ReplicaSet creates from now on (a replacement, a scale-up) start on the new images.
       const containers = rs.spec.template.spec.containers.filter((c) => target[c.name] !== undefined).map((c) => ({ name: c.name, image: target[c.name] }));
@@ -193,12 +193,13 @@ export class RolloutReconciler {
     const revision = s.status?.updateRevision;
     if (!revision || (s.status?.observedGeneration ?? 0) < (s.metadata.generation ?? 0)) return { requeueAfterMs: 500 };
     const pods = this.managedPods(ns, s.metadata.uid);
-    if (await this.fellBack(key, s, pods.length, s.status?.replicas ?? s.spec.replicas ?? 0)) return {};
 
     const replicas = s.spec.replicas ?? 1;
     const maxUnavailable = resolveMaxUnavailable(s.spec.updateStrategy?.rollingUpdate?.maxUnavailable, replicas, 1);
     const partition = Math.max(state.partition ?? 0, this.partition(s));
     const plan = planRollout(pods.map(asRolloutPod), target, maxUnavailable, { order: 'ordinal-desc', partition });
+    // Before the first pod is touched, make sure the lifecycle can drive them all.
+    if (plan.updated === 0 && plan.start.length > 0 && pods.every((p) => asRolloutPod(p).update === undefined) && (await this.fellBack(key, s, s))) return {};
     if (plan.done) {
       const rollingUpdate = (s.spec.updateStrategy?.type ?? 'RollingUpdate') === 'RollingUpdate';
       this.d.statefulSets.upsert(await this.d.client.patch(`/apis/apps/v1/namespaces/${ns}/statefulsets/${s.metadata.name ?? ''}`,
@@ -214,9 +215,20 @@ export class RolloutReconciler {
     return { requeueAfterMs: 30_000 };
   }
 
-  /** Pods the lifecycle cannot drive (no gate, not managed) would keep the old images: fall back to native. */
-  private async fellBack(key: string, w: Workload, managed: number, replicas: number): Promise<boolean> {
-    if (managed >= replicas) return false;
+  /**
+   * Pods the lifecycle cannot drive (not managed: created before their namespace
+   * opted in) would keep the old images: then the workload rolls out natively.
+   * Asked of the apiserver, not the cache, which holds managed pods only.
+   */
+  private async fellBack(key: string, w: Workload, owner: Workload): Promise<boolean> {
+    const selector = owner.spec.selector as { matchLabels?: Record<string, string> } | undefined;
+    const labels = Object.entries(selector?.matchLabels ?? {}).map(([k, v]) => `${k}=${v}`).join(',');
+    const list = await this.d.client.get<{ items: Pod[] }>(`/api/v1/namespaces/${w.metadata.namespace ?? ''}/pods?labelSelector=${encodeURIComponent(labels)}`);
+    const owned = list.items.filter((p) => ownedBy(p, owner.metadata.uid) && p.metadata.deletionTimestamp === undefined);
+    const unmanaged = owned.filter((p) => p.metadata.labels?.[MANAGED_LABEL] !== 'true' || !p.spec.readinessGates?.some((g) => g.conditionType === READINESS_GATE));
+    if (unmanaged.length === 0) return false;
+    const replicas = owned.length;
+    const managed = replicas - unmanaged.length;
     const kind = key.split('/')[0] as 'Deployment' | 'StatefulSet';
     const ns = w.metadata.namespace ?? '';
     const state = parseRolloutState(w.metadata.annotations?.[ROLLOUT_STATE_ANNOTATION]);

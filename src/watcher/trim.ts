@@ -92,6 +92,7 @@ export function trimWorkload(raw: unknown): Workload {
     metadata: trimMeta(m, annotations),
     spec: {
       ...(w.spec.replicas === undefined ? {} : { replicas: w.spec.replicas }),
+      ...(w.spec.selector ? { selector: w.spec.selector } : {}),
       ...(w.spec.paused === undefined ? {} : { paused: w.spec.paused }),
       ...(w.spec.strategy ? { strategy: w.spec.strategy } : {}),
       ...(w.spec.updateStrategy ? { updateStrategy: w.spec.updateStrategy } : {}),

@@ -133,6 +133,29 @@ describe('Deployment', () => {
   });
 });
 
+describe('fallback', () => {
+  it('pods created before their namespace opted in cannot be drained: the Deployment rolls out natively, with a Warning', async () => {
+    const ns = `${NS}-late`;
+    await createNamespace(ns);
+    await applyManifest({ ...deployment('late', 2, IMAGE, 1), metadata: { name: 'late', namespace: ns } });
+    const pods0 = await eventually('unmanaged pods running', async () => {
+      const ps = (await kubectlJson<{ items: Pod[] }>(['-n', ns, 'get', 'pods', '-l', 'app=late'])).items;
+      return ps.length === 2 && ps.every((p) => p.status?.containerStatuses?.[0]?.state?.running) ? ps : undefined;
+    }, 60_000);
+    await kubectl(['label', 'namespace', ns, 'inplace-gate.dev/enabled=true']);
+    await kubectl(['-n', ns, 'set', 'image', 'deployment/late', `app=${IMAGE_2}`]);
+    await kubectl(['-n', ns, 'rollout', 'status', 'deployment/late', '--timeout=120s']);
+    const after = await eventually('natively replaced pods', async () => {
+      const ps = (await kubectlJson<{ items: Pod[] }>(['-n', ns, 'get', 'pods', '-l', 'app=late'])).items.filter((p) => p.metadata.deletionTimestamp === undefined);
+      return ps.length === 2 && ps.every((p) => p.spec.containers[0]?.image === IMAGE_2 && !pods0.some((o) => o.metadata.uid === p.metadata.uid)) ? ps : undefined;
+    }, 60_000);
+    expect(after).toHaveLength(2);
+    const events = await kubectl(['-n', ns, 'get', 'events.events.k8s.io', '--field-selector', 'regarding.kind=Deployment,regarding.name=late', '-o', 'jsonpath={.items[*].reason}']);
+    expect(events).toContain('InPlaceRolloutFallback');
+    await kubectl(['delete', 'namespace', ns, '--wait=false']);
+  });
+});
+
 describe('StatefulSet', () => {
   it('RollingUpdate: in place, highest ordinal first, currentRevision = updateRevision at the end', async () => {
     await applyManifest(statefulSet('db', 5, IMAGE, { type: 'RollingUpdate' }));
