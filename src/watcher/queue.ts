@@ -17,6 +17,8 @@ export interface WorkQueueOptions {
 
 export class WorkQueue {
   private readonly queue: string[] = [];
+  /** Served first: work that ends an outage (a proven pod going back into endpoints). */
+  private readonly urgent: string[] = [];
   private readonly queued = new Set<string>();
   private readonly processing = new Set<string>();
   private readonly dirty = new Set<string>();
@@ -32,17 +34,24 @@ export class WorkQueue {
   }
 
   get depth(): number {
-    return this.queue.length;
+    return this.queue.length + this.urgent.length;
   }
 
-  add(key: string): void {
+  /** `urgent` keys go before every other queued key (and an already queued key is moved up). */
+  add(key: string, urgent = false): void {
     if (this.processing.has(key)) {
       this.dirty.add(key);
       return;
     }
-    if (this.queued.has(key)) return;
+    if (this.queued.has(key)) {
+      if (urgent && !this.urgent.includes(key)) {
+        this.queue.splice(this.queue.indexOf(key), 1);
+        this.urgent.push(key);
+      }
+      return;
+    }
     this.queued.add(key);
-    this.queue.push(key);
+    (urgent ? this.urgent : this.queue).push(key);
     this.pump();
   }
 
@@ -84,13 +93,13 @@ export class WorkQueue {
 
   /** Resolves when nothing is queued or in progress (for tests). */
   idle(): Promise<void> {
-    if (this.active === 0 && this.queue.length === 0) return Promise.resolve();
+    if (this.active === 0 && this.depth === 0) return Promise.resolve();
     return new Promise((resolve) => this.idleWaiters.push(resolve));
   }
 
   private pump(): void {
-    while (this.running && this.active < this.opts.concurrency && this.queue.length > 0) {
-      const key = this.queue.shift() as string;
+    while (this.running && this.active < this.opts.concurrency && this.depth > 0) {
+      const key = (this.urgent.length > 0 ? this.urgent.shift() : this.queue.shift()) as string;
       this.queued.delete(key);
       this.processing.add(key);
       this.active++;
@@ -114,7 +123,7 @@ export class WorkQueue {
       this.active--;
       if (this.dirty.delete(key)) this.add(key);
       this.pump();
-      if (this.active === 0 && this.queue.length === 0) {
+      if (this.active === 0 && this.depth === 0) {
         const waiters = this.idleWaiters;
         this.idleWaiters = [];
         for (const w of waiters) w();

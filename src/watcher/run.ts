@@ -3,7 +3,7 @@
 // warm; only the leader's queue runs, so failover costs one lease round.
 
 import { createServer, type Server } from 'node:http';
-import { MANAGED_LABEL, ROLLOUT_STATE_ANNOTATION } from '../core/names.ts';
+import { MANAGED_LABEL, ROLLOUT_STATE_ANNOTATION, UPDATE_ANNOTATION } from '../core/names.ts';
 import type { Workload } from '../core/workload-types.ts';
 import { RolloutReconciler } from './rollout-reconciler.ts';
 import type { Pod } from '../core/kube-types.ts';
@@ -51,7 +51,8 @@ export async function runWatcher(settings: Settings): Promise<RunningWatcher> {
     resyncMs: w.resyncSeconds * 1000,
     onChange: (key, pod) => {
       if (pod === undefined) queue.forget(key);
-      else if (leading) queue.add(key);
+      // A pod whose new container may be proven goes first: it ends an outage, a drain only starts one.
+      else if (leading) queue.add(key, pod.metadata.annotations?.[UPDATE_ANNOTATION]?.includes('"phase":"Updating"') ?? false);
       const rollout = pod ? rollouts.rolloutOf(pod) : undefined;
       if (leading && rollout) rolloutQueue.add(rollout);
     },

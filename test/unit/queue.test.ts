@@ -1,4 +1,4 @@
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
 import { WorkQueue } from '../../src/watcher/queue.ts';
 
 const tick = (ms = 5) => new Promise((r) => setTimeout(r, ms));
@@ -35,36 +35,58 @@ describe('WorkQueue', () => {
   });
 
   it('retries a failing key with growing backoff, and forgets the failures on success', async () => {
-    const at: number[] = [];
-    const errors: number[] = [];
-    const q = new WorkQueue({
-      concurrency: 1,
-      baseDelayMs: 10,
-      handler: (key) => {
-        at.push(Date.now());
-        if (at.length < 4) return Promise.reject(new Error(`fail ${key}`));
-        return Promise.resolve({});
-      },
-      onError: (_key, _err, retryInMs) => errors.push(retryInMs),
-    });
-    q.start();
-    q.add('x');
-    await tick(200);
-    expect(errors).toEqual([10, 20, 40]);
-    expect(at).toHaveLength(4);
+    vi.useFakeTimers();
+    try {
+      let calls = 0;
+      const errors: number[] = [];
+      const q = new WorkQueue({
+        concurrency: 1,
+        baseDelayMs: 10,
+        handler: (key) => (++calls < 4 ? Promise.reject(new Error(`fail ${key}`)) : Promise.resolve({})),
+        onError: (_key, _err, retryInMs) => errors.push(retryInMs),
+      });
+      q.start();
+      q.add('x');
+      await vi.advanceTimersByTimeAsync(1000);
+      expect(errors).toEqual([10, 20, 40]);
+      expect(calls).toBe(4);
+      q.add('x');
+      await vi.advanceTimersByTimeAsync(1);
+      expect(calls).toBe(5);
+    } finally {
+      vi.useRealTimers();
+    }
   });
 
-  it('requeues after the delay a result asks for, keeping the earliest of several', async () => {
-    const at: number[] = [];
-    const q = new WorkQueue({ concurrency: 1, handler: () => { at.push(Date.now()); return Promise.resolve({}); }, onError: () => undefined });
+  it('requeues after the delay asked for, keeping the earliest of several', async () => {
+    vi.useFakeTimers();
+    try {
+      let calls = 0;
+      const q = new WorkQueue({ concurrency: 1, handler: () => { calls++; return Promise.resolve({}); }, onError: () => undefined });
+      q.start();
+      q.addAfter('k', 80);
+      q.addAfter('k', 30);
+      await vi.advanceTimersByTimeAsync(29);
+      expect(calls).toBe(0);
+      await vi.advanceTimersByTimeAsync(1);
+      expect(calls).toBe(1);
+      await vi.advanceTimersByTimeAsync(100);
+      expect(calls).toBe(1);
+    } finally {
+      vi.useRealTimers();
+    }
+  });
+
+  it('serves urgent keys first, moving a queued key up', async () => {
+    const order: string[] = [];
+    const q = new WorkQueue({ concurrency: 1, handler: async (key) => { order.push(key); await tick(2); return {}; }, onError: () => undefined });
+    for (const k of ['a', 'b', 'c', 'd']) q.add(k);
+    q.add('d', true);
+    q.add('e', true);
     q.start();
-    const t0 = Date.now();
-    q.addAfter('k', 80);
-    q.addAfter('k', 30);
-    await tick(120);
-    expect(at).toHaveLength(1);
-    expect(at[0]! - t0).toBeGreaterThanOrEqual(25);
-    expect(at[0]! - t0).toBeLessThan(80);
+    await tick(40);
+    await q.idle();
+    expect(order).toEqual(['d', 'e', 'a', 'b', 'c']);
   });
 
   it('does nothing while stopped', async () => {
