@@ -8,7 +8,8 @@
 #   cluster.sh status           exit 0 when the cluster is running and healthy
 #
 # Environment: CLUSTER_DIR (state dir, default <repo>/.cluster), CLUSTER_NODES
-# (default 2), CLUSTER_MAX_PODS (pods per hollow node, default 110), CLUSTER_TIMEOUT (seconds per readiness wait, default 120).
+# (default 2), KUBEBUILDER_ASSETS (a folder with the six binaries, instead of building them),
+# CLUSTER_MAX_PODS (pods per hollow node, default 110), CLUSTER_TIMEOUT (seconds per readiness wait, default 120).
 # `up` prints the env file on stdout (so `eval "$(cluster.sh up)"` works);
 # every message goes to stderr.
 #
@@ -519,8 +520,15 @@ cmd_up() {
     nodes=$wanted
   fi
 
-  local bin_dir
-  bin_dir=$(bash "$here/build.sh") # builds on first use; its progress goes to stderr
+  local bin_dir from=build.sh
+  if [ -n "${KUBEBUILDER_ASSETS:-}" ]; then
+    from=KUBEBUILDER_ASSETS
+    # Binaries of one's own (envtest's layout); they must include the scheduler,
+    # controller-manager and kubemark too, which envtest's own archives do not.
+    bin_dir=$KUBEBUILDER_ASSETS
+  else
+    bin_dir=$(bash "$here/build.sh") # builds on first use; its progress goes to stderr
+  fi
   trap up_failed EXIT
   trap 'exit 130' INT
   trap 'exit 143' TERM
@@ -530,7 +538,7 @@ cmd_up() {
   rm -rf "$bin" "$logs"/{etcd,kube-apiserver,kube-controller-manager,kube-scheduler,hollow-node-*,pki}.log
   mkdir -p "$bin" "$logs" "$pids"
   for b in etcd kube-apiserver kube-controller-manager kube-scheduler kubemark kubectl; do
-    [ -x "$bin_dir/$b" ] || die "build.sh gave $bin_dir, which has no $b"
+    [ -x "$bin_dir/$b" ] || die "$bin_dir (from $from) has no $b"
     ln -s "$bin_dir/$b" "$bin/$b"
   done
 
