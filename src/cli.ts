@@ -29,20 +29,10 @@ async function main(argv: string[]): Promise<number> {
     return command === undefined ? 2 : 0;
   }
   switch (command) {
-    case 'webhook': {
-      const settings = loadSettings(rest, process.env);
-      const webhook = await runWebhook(settings);
-      await untilSignal();
-      await webhook.stop();
-      return 0;
-    }
-    case 'watcher': {
-      const settings = loadSettings(rest, process.env);
-      const watcher = await runWatcher(settings);
-      await untilSignal();
-      await watcher.stop();
-      return 0;
-    }
+    case 'webhook':
+      return serveUntilSignal(await runWebhook(loadSettings(rest, process.env)));
+    case 'watcher':
+      return serveUntilSignal(await runWatcher(loadSettings(rest, process.env)));
     case 'certs': {
       const watch = rest.includes('--watch');
       const settings = loadSettings(rest.filter((a) => a !== '--watch'), process.env);
@@ -85,6 +75,13 @@ async function main(argv: string[]): Promise<number> {
       process.stderr.write(`inplace-gate: unknown command "${command}"\n\n${USAGE}`);
       return 2;
   }
+}
+
+/** Runs until SIGINT or SIGTERM, then stops what was started. */
+async function serveUntilSignal(running: { stop(): Promise<void> }): Promise<number> {
+  await untilSignal();
+  await running.stop();
+  return 0;
 }
 
 function untilSignal(): Promise<NodeJS.Signals> {

@@ -142,15 +142,7 @@ export function nextStep(pod: Pod, ctx: PodContext, config: LifecycleConfig): St
   switch (state.phase) {
     case 'Pending': {
       if (state.drained === true && condition?.status === 'False') return writeImages(pod, state, ctx);
-      const grace = graceSeconds(pod, ctx, config);
-      const deadline = new Date(now + grace * 1000).toISOString();
-      return {
-        kind: 'transition',
-        condition: { status: 'False', reason: 'Draining', message: `draining for ${grace}s before ${describe(state.images)}` },
-        state: { ...state, phase: 'Draining', drainStartedAt: ctx.now.toISOString(), drainDeadline: deadline },
-        event: { type: 'Normal', reason: 'InPlaceUpdateStarted', action: 'Drain', note: `Draining for ${grace}s, then updating ${describe(state.images)} in place` },
-        requeueAfterMs: grace * 1000,
-      };
+      return startDrain(pod, state, ctx, config);
     }
     case 'Draining': {
       if (condition?.status !== 'False') {
@@ -160,7 +152,7 @@ export function nextStep(pod: Pod, ctx: PodContext, config: LifecycleConfig): St
       const deadline = ms(state.drainDeadline);
       if (Number.isNaN(deadline)) {
         // A Draining with no deadline has no grace period to honour: start the drain again.
-        return nextStep({ ...pod, metadata: { ...pod.metadata, annotations: { ...pod.metadata.annotations, [UPDATE_ANNOTATION]: JSON.stringify({ ...state, phase: 'Pending' }) } } }, ctx, config);
+        return startDrain(pod, state, ctx, config);
       }
       if (deadline > now) return { kind: 'none', why: 'draining', requeueAfterMs: deadline - now };
       return writeImages(pod, state, ctx);
@@ -169,6 +161,19 @@ export function nextStep(pod: Pod, ctx: PodContext, config: LifecycleConfig): St
     case 'Stalled':
       return whileUpdating(pod, state, condition?.status, ctx, config);
   }
+}
+
+/** One status patch: the condition False and Draining with its deadline, the grace period from now. */
+function startDrain(pod: Pod, state: UpdateState, ctx: PodContext, config: LifecycleConfig): Step {
+  const grace = graceSeconds(pod, ctx, config);
+  const { drainDeadline: _old, ...rest } = state;
+  return {
+    kind: 'transition',
+    condition: { status: 'False', reason: 'Draining', message: `draining for ${grace}s before ${describe(state.images)}` },
+    state: { ...rest, phase: 'Draining', drainStartedAt: ctx.now.toISOString(), drainDeadline: new Date(ctx.now.getTime() + grace * 1000).toISOString() },
+    event: { type: 'Normal', reason: 'InPlaceUpdateStarted', action: 'Drain', note: `Draining for ${grace}s, then updating ${describe(state.images)} in place` },
+    requeueAfterMs: grace * 1000,
+  };
 }
 
 function writeImages(pod: Pod, state: UpdateState, ctx: PodContext): Step {

@@ -8,7 +8,7 @@ import type { ContainerList } from '../core/containers.ts';
 import { eachContainer } from '../core/containers.ts';
 import type { Pod, PodCondition } from '../core/kube-types.ts';
 import { WATCHER_FIELD_MANAGER, gateCondition, nextStep, type GateCondition, type LifecycleConfig, type Step } from '../core/lifecycle.ts';
-import { READINESS_GATE, UPDATE_ANNOTATION } from '../core/names.ts';
+import { GRACE_PERIOD_ANNOTATION, READINESS_GATE, UPDATE_ANNOTATION } from '../core/names.ts';
 import { encodeUpdateState, parseUpdateState, type UpdateState } from '../core/state.ts';
 import { ApiError, type KubeClient } from '../kube/client.ts';
 import type { Logger } from '../log.ts';
@@ -17,7 +17,6 @@ import type { Informer } from './informer.ts';
 import type { WatcherMetrics } from './metrics.ts';
 import type { QueueResult } from './queue.ts';
 import type { NamespaceMeta } from './trim.ts';
-import { GRACE_PERIOD_ANNOTATION } from '../core/names.ts';
 
 export interface PodReconcilerDeps {
   client: KubeClient;

@@ -458,6 +458,15 @@ describe('Draining: the images are written once the grace period has passed', ()
   });
 });
 
+describe('Draining with no deadline (only a broken writer makes one)', () => {
+  it('starts the drain again instead of writing the images at once', () => {
+    const { drainDeadline: _none, ...noDeadline } = { ...pendingState({ app: APP_NEW }), phase: 'Draining' as const, drainDeadline: undefined };
+    const pod = withCondition(withState(runningPod(), noDeadline), 'False');
+    const step = nextStep(pod, ctx, config);
+    expect(step).toMatchObject({ kind: 'transition', condition: { status: 'False' }, state: { phase: 'Draining', drainDeadline: at(config.defaultGraceSeconds) } });
+  });
+});
+
 describe('Updating: done means proven', () => {
   it('the kubelet has not restarted the container yet: nothing, until the progress deadline', () => {
     const { pod } = updatingPod({ app: APP_NEW });
