@@ -6,6 +6,8 @@ import { startLocal } from './local.ts';
 import { runCerts } from './certs-run.ts';
 import { renderedManifests, writeManifests } from './manifests.ts';
 import { SettingsError, loadSettings, settingsHelp } from './settings.ts';
+import { ClusterTargetError, startTarget } from './core/cluster-target.ts';
+import { describeKubeConfig } from './kube/client.ts';
 
 const USAGE = `Usage: inplace-gate <command> [flags]
 
@@ -15,8 +17,9 @@ Commands:
   certs      self-managed certificates: a Secret shared by the webhook replicas, the caBundle of both
              webhook configurations, files in --cert-dir; once, or with --watch as a sidecar
   manifests  print the webhook configurations the manifests ship (--write: regenerate manifests/)
-  start      the main job: webhook and watcher together; with no cluster configured, on a local real
-             control plane it starts, with a demo namespace
+  start      the main job: webhook and watcher together, on a local real control plane it starts (or
+             reuses), with a demo namespace; an exported KUBECONFIG is ignored. With --attach: against
+             the cluster of --kubeconfig, else KUBECONFIG, else in-cluster (printed first)
 
 Flags (each also read from its environment variable):
 ${settingsHelp()}
@@ -53,18 +56,25 @@ async function main(argv: string[]): Promise<number> {
       return 0;
     }
     case 'start': {
-      const settings = loadSettings(rest, process.env);
-      if (!(settings.watcher.kubeconfig || process.env.KUBECONFIG || process.env.KUBERNETES_SERVICE_HOST)) {
-        // No cluster configured: the whole product on a local real control plane.
+      const attach = rest.includes('--attach');
+      const settings = loadSettings(rest.filter((a) => a !== '--attach'), process.env);
+      const target = startTarget(attach, settings.watcher.kubeconfig, process.env);
+      if (target.kind === 'local') {
+        if (target.ignored !== undefined) {
+          process.stderr.write(`inplace-gate: ignoring ${target.ignored}: npm start runs on its own local cluster (--attach to run against that one)\n`);
+        }
+        // The whole product on a local real control plane.
         const local = await startLocal(settings);
         await untilSignal();
         await local.stop();
         return 0;
       }
-      const webhook = await runWebhook(settings);
-      const watcher = await runWatcher(settings);
+      process.stderr.write(`inplace-gate: attaching (${target.reason}) to ${describeKubeConfig(target.kubeconfig)}\n`);
+      const attached = { ...settings, watcher: { ...settings.watcher, kubeconfig: target.kubeconfig } };
+      const webhook = await runWebhook(attached);
+      const watcher = await runWatcher(attached);
       process.stderr.write(
-        'inplace-gate: webhook and watcher running against the configured cluster. The webhook configurations are not ' +
+        'inplace-gate: webhook and watcher running against that cluster. The webhook configurations are not ' +
           'registered from here: install them from manifests/ (kubectl apply -k), pointing at a reachable webhook.\n',
       );
       await untilSignal();
@@ -97,7 +107,7 @@ function untilSignal(): Promise<NodeJS.Signals> {
 main(process.argv.slice(2)).then(
   (code) => { process.exitCode = code; },
   (err: unknown) => {
-    const message = err instanceof SettingsError ? err.message : err instanceof Error ? (err.stack ?? err.message) : String(err);
+    const message = err instanceof SettingsError || err instanceof ClusterTargetError ? err.message : err instanceof Error ? (err.stack ?? err.message) : String(err);
     process.stderr.write(`inplace-gate: ${message}\n`);
     process.exitCode = 1;
   },

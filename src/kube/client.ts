@@ -211,3 +211,9 @@ function apiError(status: number, text: string, what: string): ApiError {
     return new ApiError(status, String(status), `${what}: ${text.slice(0, 500)}`);
   }
 }
+
+/** `context "c", server https://...` of the kubeconfig loadKubeConfig(path) would use, for a line before acting on it. */
+export function describeKubeConfig(path?: string): string {
+  const kc = loadKubeConfig(path);
+  return `context "${kc.getCurrentContext()}", server ${kc.getCurrentCluster()?.server ?? '(none)'}${path ? ` (kubeconfig ${path})` : ''}`;
+}

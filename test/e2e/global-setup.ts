@@ -1,5 +1,6 @@
-// End-to-end set-up: a real control plane (started with test/cluster/cluster.sh
-// unless KUBECONFIG names one), the webhook as a real process over real TLS,
+// End-to-end set-up: a real control plane (its own, started with
+// test/cluster/cluster.sh; an existing one only with USE_EXISTING_CLUSTER=true
+// and KUBECONFIG, printed first), the webhook as a real process over real TLS,
 // and the webhook configurations registered with a `url` clientConfig and the
 // CA in caBundle, built by the same code as the shipped manifests.
 
@@ -13,6 +14,8 @@ import type { TestProject } from 'vitest/node';
 import { webhookConfigurations } from '../../src/kube/webhook-configurations.ts';
 import { DEFAULT_WATCHER_USER } from '../../src/core/names.ts';
 import type { E2EContext } from './support/context.ts';
+import { e2eTarget } from '../../src/core/cluster-target.ts';
+import { describeKubeConfig } from '../../src/kube/client.ts';
 
 const run = promisify(execFile);
 const repo = resolve(import.meta.dirname, '../..');
@@ -43,9 +46,16 @@ async function waitForHealthy(url: string, caFile: string, timeoutMs: number): P
 
 export default async function setup(project: TestProject) {
   const clusterDir = process.env.CLUSTER_DIR ?? join(repo, '.cluster');
-  let kubeconfig = process.env.KUBECONFIG;
+  const target = e2eTarget(process.env);
+  let kubeconfig: string;
   let startedCluster = false;
-  if (kubeconfig === undefined) {
+  if (target.kind === 'existing' && target.kubeconfig !== undefined) {
+    kubeconfig = target.kubeconfig;
+    console.error(`e2e: USE_EXISTING_CLUSTER=true: testing on ${describeKubeConfig(kubeconfig)}`);
+  } else {
+    if (target.kind === 'local' && target.ignored !== undefined) {
+      console.error(`e2e: ignoring ${target.ignored}: the suite runs on its own local cluster (USE_EXISTING_CLUSTER=true to use that one)`);
+    }
     const env = { ...process.env, CLUSTER_DIR: clusterDir };
     const status = await run('bash', [join(repo, 'test/cluster/cluster.sh'), 'status'], { env }).then(() => true, () => false);
     if (!status) {
