@@ -8,6 +8,7 @@ import { renderedManifests, writeManifests } from './manifests.ts';
 import { SettingsError, loadSettings, settingsHelp } from './settings.ts';
 import { ClusterTargetError, startTarget } from './core/cluster-target.ts';
 import { describeKubeConfig } from './kube/client.ts';
+import { StartupError } from './startup-error.ts';
 
 const USAGE = `Usage: inplace-gate <command> [flags]
 
@@ -107,8 +108,11 @@ function untilSignal(): Promise<NodeJS.Signals> {
 main(process.argv.slice(2)).then(
   (code) => { process.exitCode = code; },
   (err: unknown) => {
-    const message = err instanceof SettingsError || err instanceof ClusterTargetError ? err.message : err instanceof Error ? (err.stack ?? err.message) : String(err);
+    const known = err instanceof SettingsError || err instanceof ClusterTargetError || err instanceof StartupError;
+    const message = known ? err.message : err instanceof Error ? (err.stack ?? err.message) : String(err);
     process.stderr.write(`inplace-gate: ${message}\n`);
     process.exitCode = 1;
+    // What was started has been stopped; should anything still hold the event loop, exit anyway.
+    setTimeout(() => { process.exit(1); }, 2000).unref();
   },
 );

@@ -3,6 +3,7 @@
 import { resolve } from 'node:path';
 import { createLogger } from '../log.ts';
 import type { Settings } from '../settings.ts';
+import { listenError } from '../startup-error.ts';
 import { CertificateWatcher, ensureCertificates, readKeyPair, type CertificateFiles } from './certs.ts';
 import { createWebhookMetrics } from './metrics.ts';
 import { buildWebhookServer, type WebhookServer } from './server.ts';
@@ -46,9 +47,17 @@ export async function runWebhook(settings: Settings): Promise<RunningWebhook> {
       logger.warn({ err: err.message, cert: files.certFile }, 'serving certificate not reloaded; keeping the current one');
     },
   );
-  certificates.start();
 
-  const address = await server.app.listen({ port: settings.port, host: settings.host });
+  let address: string;
+  try {
+    address = await server.app.listen({ port: settings.port, host: settings.host });
+  } catch (err) {
+    // Nothing may outlive a failed start: the process would stay up doing nothing.
+    await server.app.close().catch(() => undefined);
+    throw listenError('webhook', settings.host, settings.port, err);
+  }
+  // Watched only once serving: a watch is a handle that keeps the process alive.
+  certificates.start();
   logger.info({ address, mode: settings.admission.mode }, 'webhook serving /mutate and /validate');
 
   return {

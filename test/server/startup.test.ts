@@ -1,0 +1,59 @@
+// A fatal start-up error stops what was started and exits with one line, never hangs.
+
+import { spawn } from 'node:child_process';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { createServer, type Server } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { loadSettings } from '../../src/settings.ts';
+import { StartupError } from '../../src/startup-error.ts';
+import { runWebhook } from '../../src/webhook/run.ts';
+
+const cli = resolve(import.meta.dirname, '../../src/cli.ts');
+let dir: string;
+let busy: Server;
+let port: number;
+
+beforeAll(async () => {
+  dir = await mkdtemp(join(tmpdir(), 'inplace-gate-startup-'));
+  busy = createServer();
+  await new Promise<void>((ok) => busy.listen(0, '127.0.0.1', ok));
+  const address = busy.address();
+  port = typeof address === 'object' && address ? address.port : 0;
+});
+
+afterAll(async () => {
+  await new Promise((ok) => busy.close(ok));
+  await rm(dir, { recursive: true, force: true });
+});
+
+// Handles that keep a process alive: a directory watch, a listening server, a file poll.
+const LONG_LIVED = new Set(['FSEventWrap', 'TCPServerWrap', 'StatWatcher']);
+const handles = () => process.getActiveResourcesInfo().filter((r) => LONG_LIVED.has(r)).sort();
+
+describe('the webhook on a busy port', () => {
+  it('rejects with the cause and leaves nothing running', async () => {
+    const settings = loadSettings(['--port', String(port), '--host', '127.0.0.1', '--cert-dir', dir, '--log-level', 'silent'], {});
+    const before = handles();
+    const started = runWebhook(settings);
+    await expect(started).rejects.toThrow(StartupError);
+    await expect(started).rejects.toThrow(`webhook cannot listen on 127.0.0.1:${port}: address already in use (EADDRINUSE)`);
+    await new Promise((ok) => setTimeout(ok, 50));
+    expect(handles()).toEqual(before);
+  });
+
+  it('`inplace-gate webhook` exits non-zero within seconds with one line naming the cause', async () => {
+    const child = spawn(process.execPath, [cli, 'webhook', '--port', String(port), '--host', '127.0.0.1', '--cert-dir', dir], {
+      stdio: ['ignore', 'ignore', 'pipe'],
+    });
+    let stderr = '';
+    child.stderr.on('data', (chunk: Buffer) => { stderr += chunk.toString(); });
+    const timer = setTimeout(() => { child.kill('SIGKILL'); }, 8000);
+    const [code, signal] = await new Promise<[number | null, NodeJS.Signals | null]>((ok) => child.once('exit', (c, s) => { ok([c, s]); }));
+    clearTimeout(timer);
+    expect(signal).toBeNull();
+    expect(code).toBe(1);
+    expect(stderr).toBe(`inplace-gate: webhook cannot listen on 127.0.0.1:${port}: address already in use (EADDRINUSE)\n`);
+  }, 15_000);
+});
