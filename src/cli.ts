@@ -111,8 +111,10 @@ main(process.argv.slice(2)).then(
     const known = err instanceof SettingsError || err instanceof ClusterTargetError || err instanceof StartupError;
     const message = known ? err.message : err instanceof Error ? (err.stack ?? err.message) : String(err);
     process.stderr.write(`inplace-gate: ${message}\n`);
-    process.exitCode = 1;
+    // A usage error (an unknown flag, a bad value) is 2, as for an unknown command.
+    const code = err instanceof SettingsError ? 2 : 1;
+    process.exitCode = code;
     // What was started has been stopped; should anything still hold the event loop, exit anyway.
-    setTimeout(() => { process.exit(1); }, 2000).unref();
+    setTimeout(() => { process.exit(code); }, 2000).unref();
   },
 );

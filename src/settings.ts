@@ -2,7 +2,6 @@
 // `--help` and the README's configuration table are both made from this list.
 
 import { hostname } from 'node:os';
-import { parseArgs } from 'node:util';
 import { defaultAdmissionConfig, type AdmissionConfig } from './core/config.ts';
 import { DEFAULT_NAMESPACE, DEFAULT_WATCHER_USER } from './core/names.ts';
 
@@ -43,6 +42,9 @@ interface SettingSpec {
   default: string;
   help: string;
 }
+
+/** pino's levels, the values --log-level takes. */
+export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
 
 export const SETTINGS = {
   port: { flag: 'port', kind: 'int', default: '9443', help: 'HTTPS port of the webhook' },
@@ -105,7 +107,7 @@ export const SETTINGS = {
   certSecret: { flag: 'cert-secret', kind: 'string', default: 'inplace-gate-webhook-tls', help: 'certs: the Secret (in --namespace) that holds the CA and serving certificate' },
   service: { flag: 'service', kind: 'string', default: 'inplace-gate-webhook', help: "certs and manifests: the webhook's Service, whose DNS names the certificate carries" },
   webhookConfiguration: { flag: 'webhook-configuration', kind: 'string', default: 'inplace-gate', help: 'certs: the webhook configurations whose caBundle is kept equal to the CA' },
-  logLevel: { flag: 'log-level', kind: 'string', default: 'info', help: 'pino level: debug logs every admission, info the ones that change or deny something' },
+  logLevel: { flag: 'log-level', kind: 'string', default: 'info', help: `one of ${LOG_LEVELS.join(', ')}: debug logs every admission, info the ones that change or deny something` },
 } as const satisfies Record<string, SettingSpec>;
 
 type Name = keyof typeof SETTINGS;
@@ -116,39 +118,89 @@ export function envName(spec: SettingSpec): string {
 
 export class SettingsError extends Error {}
 
+const BY_FLAG: ReadonlyMap<string, SettingSpec> = new Map(Object.values(SETTINGS).map((s: SettingSpec) => [s.flag, s]));
+const TRUE = new Set(['true', '1', 'yes']);
+const FALSE = new Set(['false', '0', 'no']);
+
+
+/**
+ * `--flag value` and `--flag=value`; a boolean also bare (`--allow-resize`, true),
+ * with a value (`--allow-resize=false`, or `--allow-resize false`) and negated
+ * (`--no-allow-resize`). Anything else is a one-line SettingsError.
+ */
+export function parseFlags(argv: readonly string[]): Map<string, string> {
+  const values = new Map<string, string>();
+  for (let i = 0; i < argv.length; i++) {
+    const arg = argv[i] as string;
+    if (!arg.startsWith('--') || arg === '--') {
+      throw new SettingsError(arg.startsWith('-') && arg !== '-' && arg !== '--' ? `unknown flag ${arg} (see --help)` : `unexpected argument "${arg}" (see --help)`);
+    }
+    const eq = arg.indexOf('=');
+    const name = eq === -1 ? arg.slice(2) : arg.slice(2, eq);
+    let value = eq === -1 ? undefined : arg.slice(eq + 1);
+    const spec = BY_FLAG.get(name);
+    if (spec === undefined && name.startsWith('no-')) {
+      const negated = BY_FLAG.get(name.slice(3));
+      if (negated?.kind === 'bool') {
+        if (value !== undefined) throw new SettingsError(`--${name} takes no value (use --${negated.flag}=${value})`);
+        values.set(negated.flag, 'false');
+        continue;
+      }
+    }
+    if (spec === undefined) throw new SettingsError(`unknown flag --${name} (see --help)`);
+    if (value === undefined) {
+      const next = argv[i + 1];
+      if (spec.kind === 'bool') {
+        if (next !== undefined && (TRUE.has(next.toLowerCase()) || FALSE.has(next.toLowerCase()))) {
+          value = next;
+          i++;
+        } else {
+          value = 'true';
+        }
+      } else {
+        if (next === undefined || next.startsWith('--')) throw new SettingsError(`--${spec.flag} needs a value (see --help)`);
+        value = next;
+        i++;
+      }
+    }
+    values.set(spec.flag, value);
+  }
+  return values;
+}
+
 /** Flags win over environment variables, which win over defaults. */
 export function loadSettings(argv: string[], env: Record<string, string | undefined>): Settings {
-  const options = Object.fromEntries(
-    Object.values(SETTINGS).map((s) => [s.flag, { type: 'string' as const }]),
-  );
-  let values: Record<string, string | boolean | undefined>;
-  try {
-    ({ values } = parseArgs({ args: argv, options, strict: true, allowPositionals: false }));
-  } catch (err) {
-    throw new SettingsError(`${(err as Error).message} (see --help)`);
-  }
+  const values = parseFlags(argv);
   const raw = (name: Name): string => {
     const spec: SettingSpec = SETTINGS[name];
-    const flag = values[spec.flag];
-    return typeof flag === 'string' ? flag : (env[envName(spec)] ?? spec.default);
+    return values.get(spec.flag) ?? env[envName(spec)] ?? spec.default;
+  };
+  /** Where a bad value came from, for the error. */
+  const source = (name: Name): string => {
+    const spec: SettingSpec = SETTINGS[name];
+    return values.has(spec.flag) ? `--${spec.flag}` : env[envName(spec)] !== undefined ? envName(spec) : `--${spec.flag}`;
   };
   const int = (name: Name): number => {
     const text = raw(name);
     const n = Number(text);
-    if (!Number.isInteger(n) || n < 0) throw new SettingsError(`--${SETTINGS[name].flag} must be a whole number ≥ 0, not "${text}"`);
+    if (text.trim() === '' || !Number.isInteger(n) || n < 0) throw new SettingsError(`${source(name)} must be a whole number ≥ 0, not "${text}"`);
     return n;
   };
   const list = (name: Name): string[] => raw(name).split(',').map((s) => s.trim()).filter((s) => s !== '');
   const bool = (name: Name): boolean => {
     const text = raw(name).toLowerCase();
-    if (text === 'true' || text === '1' || text === 'yes') return true;
-    if (text === 'false' || text === '0' || text === 'no') return false;
-    throw new SettingsError(`--${SETTINGS[name].flag} must be true or false, not "${text}"`);
+    if (TRUE.has(text)) return true;
+    if (FALSE.has(text)) return false;
+    throw new SettingsError(`${source(name)} must be true or false, not "${raw(name)}"`);
   };
   const mode = raw('mode');
-  if (mode !== 'drain' && mode !== 'immediate') throw new SettingsError(`--mode must be drain or immediate, not "${mode}"`);
+  if (mode !== 'drain' && mode !== 'immediate') throw new SettingsError(`${source('mode')} must be drain or immediate, not "${mode}"`);
+  const logLevel = raw('logLevel');
+  if (!(LOG_LEVELS as readonly string[]).includes(logLevel)) {
+    throw new SettingsError(`${source('logLevel')} must be one of ${LOG_LEVELS.join(', ')}, not "${logLevel}"`);
+  }
   const port = int('port');
-  if (port < 1 || port > 65535) throw new SettingsError(`--port must be between 1 and 65535, not ${port}`);
+  if (port < 1 || port > 65535) throw new SettingsError(`${source('port')} must be between 1 and 65535, not ${port}`);
   const tlsCertFile = raw('tlsCertFile') || undefined;
   const tlsKeyFile = raw('tlsKeyFile') || undefined;
   if ((tlsCertFile === undefined) !== (tlsKeyFile === undefined)) {
@@ -163,7 +215,7 @@ export function loadSettings(argv: string[], env: Record<string, string | undefi
     dnsNames: list('dnsNames'),
     gracePeriodSeconds: int('gracePeriodSeconds'),
     shutdownDelaySeconds: int('shutdownDelaySeconds'),
-    logLevel: raw('logLevel'),
+    logLevel,
     certs: { secret: raw('certSecret'), service: raw('service'), webhookConfiguration: raw('webhookConfiguration') },
     watcher: {
       kubeconfig: raw('kubeconfig') || undefined,
@@ -193,6 +245,6 @@ export function loadSettings(argv: string[], env: Record<string, string | undefi
 /** One line per setting, for --help and the README. */
 export function settingsHelp(): string {
   return Object.values(SETTINGS)
-    .map((s: SettingSpec) => `  --${s.flag.padEnd(28)} ${envName(s).padEnd(40)} ${s.help}${s.default === '' ? '' : ` (default: ${s.default})`}`)
+    .map((s: SettingSpec) => `  ${(s.kind === 'bool' ? `--[no-]${s.flag}` : `--${s.flag}`).padEnd(36)} ${envName(s).padEnd(40)} ${s.help}${s.default === '' ? '' : ` (default: ${s.default})`}`)
     .join('\n');
 }

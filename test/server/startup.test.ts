@@ -49,11 +49,11 @@ describe('the webhook on a busy port', () => {
     });
     let stderr = '';
     child.stderr.on('data', (chunk: Buffer) => { stderr += chunk.toString(); });
-    const timer = setTimeout(() => { child.kill('SIGKILL'); }, 8000);
+    const timer = setTimeout(() => { child.kill('SIGKILL'); }, 12_000);
     const [code, signal] = await new Promise<[number | null, NodeJS.Signals | null]>((ok) => child.once('exit', (c, s) => { ok([c, s]); }));
     clearTimeout(timer);
     expect(signal).toBeNull();
     expect(code).toBe(1);
     expect(stderr).toBe(`inplace-gate: webhook cannot listen on 127.0.0.1:${port}: address already in use (EADDRINUSE)\n`);
-  }, 15_000);
+  }, 20_000);
 });
