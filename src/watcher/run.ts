@@ -10,6 +10,7 @@ import type { Pod } from '../core/kube-types.ts';
 import { KubeClient, loadKubeConfig } from '../kube/client.ts';
 import { createLogger } from '../log.ts';
 import type { Settings } from '../settings.ts';
+import { listenError } from '../startup-error.ts';
 import { EventRecorder } from './events.ts';
 import { Informer } from './informer.ts';
 import { LeaderElector } from './leader.ts';
@@ -145,6 +146,19 @@ export async function runWatcher(settings: Settings): Promise<RunningWatcher> {
 
   let server: Server | undefined;
   let healthUrl: string | undefined;
+  const stop = async () => {
+    queue.stop();
+    rolloutQueue.stop();
+    electorAbort.abort();
+    await electorDone;
+    await elector?.release();
+    abort.abort();
+    await informersDone;
+    server?.closeAllConnections();
+    await new Promise<void>((resolve) => { if (server) server.close(() => { resolve(); }); else resolve(); });
+    client.close();
+    log.info('watcher stopped');
+  };
   if (w.healthPort > 0) {
     server = createServer((req, res) => {
       if (req.url === '/healthz') {
@@ -163,7 +177,18 @@ export async function runWatcher(settings: Settings): Promise<RunningWatcher> {
         res.end('not found');
       }
     });
-    await new Promise<void>((resolve) => server?.listen(w.healthPort, resolve));
+    const health = server;
+    try {
+      await new Promise<void>((resolve, reject) => {
+        health.once('error', reject);
+        health.listen(w.healthPort, () => { health.off('error', reject); resolve(); });
+      });
+    } catch (err) {
+      // Not listening, so nothing to close there; everything else started is stopped.
+      server = undefined;
+      await stop();
+      throw listenError('watcher health endpoint', undefined, w.healthPort, err);
+    }
     const address = server.address();
     healthUrl = `http://127.0.0.1:${typeof address === 'object' && address ? address.port : w.healthPort}`;
   }
@@ -172,19 +197,7 @@ export async function runWatcher(settings: Settings): Promise<RunningWatcher> {
   return {
     healthUrl,
     isLeader: () => leading,
-    async stop() {
-      queue.stop();
-      rolloutQueue.stop();
-      electorAbort.abort();
-      await electorDone;
-      await elector?.release();
-      abort.abort();
-      await informersDone;
-      server?.closeAllConnections();
-      await new Promise<void>((resolve) => { if (server) server.close(() => { resolve(); }); else resolve(); });
-      client.close();
-      log.info('watcher stopped');
-    },
+    stop,
   };
 }
 

@@ -2,6 +2,7 @@
 
 import { spawn } from 'node:child_process';
 import { mkdtemp, rm } from 'node:fs/promises';
+import { createServer as createHttpServer } from 'node:http';
 import { createServer, type Server } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
@@ -9,6 +10,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadSettings } from '../../src/settings.ts';
 import { StartupError } from '../../src/startup-error.ts';
 import { runWebhook } from '../../src/webhook/run.ts';
+import { runWatcher } from '../../src/watcher/run.ts';
+import { writeFile } from 'node:fs/promises';
 
 const cli = resolve(import.meta.dirname, '../../src/cli.ts');
 let dir: string;
@@ -56,4 +59,34 @@ describe('the webhook on a busy port', () => {
     expect(code).toBe(1);
     expect(stderr).toBe(`inplace-gate: webhook cannot listen on 127.0.0.1:${port}: address already in use (EADDRINUSE)\n`);
   }, 20_000);
+});
+
+describe('the watcher with its health port busy', () => {
+  it('rejects with the cause after stopping what it started', async () => {
+    // A stand-in apiserver: empty lists, watches that stay open.
+    const api = createHttpServer((req, res) => {
+      res.writeHead(200, { 'content-type': 'application/json' });
+      if (req.url?.includes('watch=') === true) return;
+      res.end(JSON.stringify({ kind: 'List', apiVersion: 'v1', metadata: { resourceVersion: '1' }, items: [] }));
+    });
+    await new Promise<void>((ok) => api.listen(0, '127.0.0.1', ok));
+    const apiAddress = api.address();
+    const apiPort = typeof apiAddress === 'object' && apiAddress ? apiAddress.port : 0;
+    const kubeconfig = join(dir, 'kubeconfig');
+    await writeFile(kubeconfig, JSON.stringify({
+      apiVersion: 'v1', kind: 'Config', 'current-context': 'c',
+      clusters: [{ name: 'c', cluster: { server: `http://127.0.0.1:${apiPort}`, 'insecure-skip-tls-verify': true } }],
+      users: [{ name: 'u', user: { token: 't' } }],
+      contexts: [{ name: 'c', context: { cluster: 'c', user: 'u' } }],
+    }));
+    try {
+      const settings = loadSettings(['--kubeconfig', kubeconfig, '--no-leader-elect', '--health-port', String(port), '--log-level', 'silent'], {});
+      const started = runWatcher(settings);
+      await expect(started).rejects.toThrow(StartupError);
+      await expect(started).rejects.toThrow(`watcher health endpoint cannot listen on *:${port}: address already in use (EADDRINUSE)`);
+    } finally {
+      api.closeAllConnections();
+      await new Promise((ok) => api.close(ok));
+    }
+  });
 });
