@@ -76,6 +76,29 @@ describe('UPDATE pods, mutating: image changes are deferred', () => {
   });
 });
 
+describe('UPDATE pods, mutating: ordinary init containers need no drain', () => {
+  const pending: UpdateState = { phase: 'Pending', images: { app: `${WEB}:1.5.0` }, requestedBy: 'bob', requestedAt: '2026-11-28T11:59:58Z' };
+  it.each([
+    ['no state', undefined],
+    ['Pending', pending],
+    ['Draining', { ...pending, phase: 'Draining' as const, drainDeadline: '2026-11-28T12:00:08Z' }],
+  ])('an image change of an ordinary init container alone goes through as sent (%s)', (_what, state) => {
+    const old = buildPod({ ...twoContainers, ...(state ? { state } : {}) });
+    const { decision, stored } = request(old, { migrate: `${WEB}-migrate:1.5.0` });
+    expect(decision).toMatchObject({ type: 'allow', reason: 'init-containers-only' });
+    expect(specImages(stored.spec).migrate).toBe(`${WEB}-migrate:1.5.0`);
+    expect(stateOf(stored)).toEqual(state);
+  });
+
+  it('with a container change, only the container is deferred; the init container image goes through', () => {
+    const old = buildPod(twoContainers);
+    const { decision, stored } = request(old, { app: `${WEB}:1.5.0`, migrate: `${WEB}-migrate:1.5.0` });
+    expect(decision.reason).toBe('deferred');
+    expect(specImages(stored.spec)).toEqual({ ...specImages(old.spec), migrate: `${WEB}-migrate:1.5.0` });
+    expect(stateOf(stored)?.images).toEqual({ app: `${WEB}:1.5.0` });
+  });
+});
+
 describe('UPDATE pods, mutating: latest request wins', () => {
   const pending: UpdateState = { phase: 'Pending', images: { app: `${WEB}:1.5.0` }, requestedBy: 'bob', requestedAt: '2026-11-28T11:59:58Z' };
   const draining: UpdateState = { ...pending, phase: 'Draining', drainDeadline: '2026-11-28T12:00:08Z' };

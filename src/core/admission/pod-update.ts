@@ -4,7 +4,7 @@
 // images. Pods without the gate, and immediate mode, get the images at once.
 
 import type { AdmissionConfig } from '../config.ts';
-import { imageChanges, isEmpty, specImages, withImages, type ImageMap } from '../containers.ts';
+import { imageChanges, isEmpty, restartsInPlace, specImages, withImages, type ImageMap } from '../containers.ts';
 import type { Pod } from '../kube-types.ts';
 import { READINESS_GATE, UPDATE_ANNOTATION } from '../names.ts';
 import { hasReadinessGate, isExcludedNamespace, isManaged, matchesIdentity } from '../scope.ts';
@@ -30,7 +30,14 @@ export function admitPodUpdate(
   const current = parsed.ok ? parsed.state : undefined;
   const warnings = parsed.ok ? [] : [`inplace-gate: the stored ${UPDATE_ANNOTATION} was unreadable (${parsed.error}) and is replaced`];
   // Compared with the stored spec: while Pending or Draining that is what runs.
-  const changes = imageChanges(old.spec, pod.spec);
+  const allChanges = imageChanges(old.spec, pod.spec);
+  // Ordinary init containers never rerun on a running pod: their images go
+  // through as sent, with no drain and no lifecycle state of their own.
+  const changes: ImageMap = {};
+  for (const [name, image] of Object.entries(allChanges)) if (restartsInPlace(old.spec, name)) changes[name] = image;
+  if (isEmpty(changes) && !isEmpty(allChanges)) {
+    return allow('init-containers-only', warnings, `${describe(allChanges)}: ordinary init containers do not rerun, nothing to drain`);
+  }
 
   if (isEmpty(changes)) {
     // Re-asserting the object as stored (a GitOps sync of the running images)
@@ -85,7 +92,11 @@ export function admitPodUpdate(
     ...(draining && current.drainDeadline !== undefined ? { drainDeadline: current.drainDeadline } : {}),
     ...(isEmpty(before) ? {} : { before }),
   };
-  const deferred: Pod = { ...withState(pod, state), spec: withImages(pod.spec, specImages(old.spec)) };
+  // Only the containers that restart in place keep their running images; ordinary init containers' images go through.
+  const running = specImages(old.spec);
+  const held: ImageMap = {};
+  for (const name of Object.keys(changes)) held[name] = running[name] ?? changes[name] ?? '';
+  const deferred: Pod = { ...withState(pod, state), spec: withImages(pod.spec, held) };
   return patch(deferred, current === undefined ? 'deferred' : 'deferred-replaced', [
     ...warnings,
     `inplace-gate: image change deferred (${describe(changes)}): the pod leaves its Service endpoints first, then restarts in place`,
