@@ -114,10 +114,20 @@ describe('UPDATE pods, mutating: latest request wins', () => {
     expect(stateOf(stored)).toMatchObject({ phase: 'Draining', images: { app: `${WEB}:1.6.0` }, drainDeadline: draining.drainDeadline });
   });
 
-  it('the request replaces, not merges: images it does not change are no longer requested', () => {
-    const old = buildPod({ ...twoContainers, state: pending });
+  it.each([
+    ['Pending', pending],
+    ['Draining', draining],
+  ])('requests merge per container while %s: an earlier request for another container is kept', (_what, state) => {
+    const old = buildPod({ ...twoContainers, state });
     const { stored } = request(old, { 'istio-proxy': 'docker.io/istio/proxyv2:1.25.1' });
-    expect(stateOf(stored)?.images).toEqual({ 'istio-proxy': 'docker.io/istio/proxyv2:1.25.1' });
+    expect(stateOf(stored)?.images).toEqual({ app: `${WEB}:1.5.0`, 'istio-proxy': 'docker.io/istio/proxyv2:1.25.1' });
+    expect(specImages(stored.spec)).toEqual(specImages(old.spec));
+  });
+
+  it('the latest request wins per container', () => {
+    const old = buildPod({ ...twoContainers, state: { ...pending, images: { app: `${WEB}:1.5.0`, 'istio-proxy': 'docker.io/istio/proxyv2:1.25.1' } } });
+    const { stored } = request(old, { app: `${WEB}:1.6.0` });
+    expect(stateOf(stored)?.images).toEqual({ app: `${WEB}:1.6.0`, 'istio-proxy': 'docker.io/istio/proxyv2:1.25.1' });
   });
 
   it('re-asserting the running images while Pending or Draining cancels the request', () => {

@@ -56,8 +56,11 @@ export function admitPodUpdate(
     return allow('no-image-change', warnings);
   }
 
+  // Latest request wins per container: while Pending or Draining a request
+  // keeps the earlier request's images for the containers it does not change.
+  const stillPending = current?.phase === 'Pending' || current?.phase === 'Draining' ? current.images : {};
   const request = {
-    images: changes,
+    images: { ...stillPending, ...changes },
     requestedBy: req.userInfo.username ?? '',
     ...(req.options?.fieldManager === undefined ? {} : { fieldManager: req.options.fieldManager }),
     requestedAt: now.toISOString(),
@@ -79,7 +82,7 @@ export function admitPodUpdate(
     ]);
   }
 
-  // Latest request wins: it replaces what was pending. While Draining the
+  // Latest request wins, per container (merged above). While Draining the
   // drain already under way goes on; after Updating or Stalled the pod is
   // already out of endpoints and needs no new drain.
   const draining = current?.phase === 'Draining';
@@ -99,7 +102,7 @@ export function admitPodUpdate(
   const deferred: Pod = { ...withState(pod, state), spec: withImages(pod.spec, held) };
   return patch(deferred, current === undefined ? 'deferred' : 'deferred-replaced', [
     ...warnings,
-    `inplace-gate: image change deferred (${describe(changes)}): the pod leaves its Service endpoints first, then restarts in place`,
+    `inplace-gate: image change deferred (${describe(request.images)}): the pod leaves its Service endpoints first, then restarts in place`,
   ]);
 }
 
