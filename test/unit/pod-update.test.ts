@@ -2,6 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { mutate } from '../../src/core/admission/index.ts';
 import { defaultAdmissionConfig, type AdmissionConfig } from '../../src/core/config.ts';
 import { specImages } from '../../src/core/containers.ts';
+import type { Pod } from '../../src/core/kube-types.ts';
 import { UPDATE_ANNOTATION } from '../../src/core/names.ts';
 import type { UpdateState } from '../../src/core/state.ts';
 import { applied, expectDecision, stateOf } from '../support/apply.ts';
@@ -130,21 +131,62 @@ describe('UPDATE pods, mutating: latest request wins', () => {
     expect(stateOf(stored)?.images).toEqual({ app: `${WEB}:1.6.0`, 'istio-proxy': 'docker.io/istio/proxyv2:1.25.1' });
   });
 
-  it('re-asserting the running images while Pending or Draining cancels the request', () => {
-    for (const state of [pending, draining]) {
-      const old = buildPod({ state });
-      const { decision, stored } = request(old, {});
-      expect(decision).toMatchObject({ type: 'patch', reason: 'cancelled' });
-      expect(stored.metadata.annotations?.[UPDATE_ANNOTATION]).toBeUndefined();
-      expect(specImages(stored.spec)).toEqual(specImages(old.spec));
-    }
+  /** The pod as a server-side apply by `manager` of fields `owned` leaves it, images unchanged. */
+  const applyOf = (old: Pod, manager: string, owned: Record<string, unknown>, labels: Record<string, string> = {}): Pod => ({
+    ...old,
+    metadata: {
+      ...old.metadata,
+      labels: { ...old.metadata.labels, ...labels },
+      managedFields: [...(old.metadata.managedFields ?? []), { manager, operation: 'Apply', apiVersion: 'v1', time: now.toISOString(), fieldsType: 'FieldsV1', fieldsV1: owned }],
+    },
+  });
+  const ownsImages = (...names: string[]) => ({
+    'f:spec': { 'f:containers': Object.fromEntries(names.map((n) => [`k:{"name":"${n}"}`, { '.': {}, 'f:image': {}, 'f:name': {} }])) },
+  });
+  const ssa = (manager: string) => ({ options: { kind: 'PatchOptions', apiVersion: 'meta.k8s.io/v1', fieldManager: manager, force: true } });
+
+  it.each([
+    ['Pending', pending],
+    ['Draining', draining],
+  ])('a server-side apply naming the running images while %s cancels the request (a rollback, no drain)', (_what, state) => {
+    const old = buildPod({ state });
+    const pod = applyOf(old, 'argocd-controller', ownsImages('app'));
+    const decision = expectDecision(mutate(updateRequest(old, pod, ssa('argocd-controller')), config, now));
+    expect(decision).toMatchObject({ type: 'patch', reason: 'cancelled' });
+    const stored = applied(pod, decision);
+    expect(stored.metadata.annotations?.[UPDATE_ANNOTATION]).toBeUndefined();
+    expect(specImages(stored.spec)).toEqual(specImages(old.spec));
   });
 
-  it('a write that changes only labels while Pending leaves the request alone', () => {
-    const old = buildPod({ state: pending });
-    const pod = { ...old, metadata: { ...old.metadata, labels: { ...old.metadata.labels, team: 'shop' } } };
-    const decision = expectDecision(mutate(updateRequest(old, pod), config, now));
-    expect(decision).toMatchObject({ type: 'allow', reason: 'no-image-change' });
+  it('a client-side kubectl apply whose last-applied now names the running image cancels', () => {
+    const lastApplied = (image: string) => JSON.stringify({ apiVersion: 'v1', kind: 'Pod', spec: { containers: [{ name: 'app', image }] } });
+    const old = buildPod({ state: pending, annotations: { 'kubectl.kubernetes.io/last-applied-configuration': lastApplied(`${WEB}:1.5.0`) } });
+    const pod = { ...old, metadata: { ...old.metadata, annotations: { ...old.metadata.annotations, 'kubectl.kubernetes.io/last-applied-configuration': lastApplied(`${WEB}:1.4.2`) } } };
+    const decision = expectDecision(mutate(updateRequest(old, pod, { options: { fieldManager: 'kubectl-client-side-apply' } }), config, now));
+    expect(decision).toMatchObject({ type: 'patch', reason: 'cancelled' });
+  });
+
+  it('re-asserting one of two pending containers cancels that one only', () => {
+    const both: UpdateState = { ...pending, images: { app: `${WEB}:1.5.0`, 'istio-proxy': 'docker.io/istio/proxyv2:1.25.1' } };
+    const old = buildPod({ ...twoContainers, state: both });
+    const pod = applyOf(old, 'argocd-controller', ownsImages('istio-proxy'));
+    const decision = expectDecision(mutate(updateRequest(old, pod, ssa('argocd-controller')), config, now));
+    expect(decision).toMatchObject({ type: 'patch', reason: 'cancelled-in-part' });
+    expect(stateOf(applied(pod, decision))?.images).toEqual({ app: `${WEB}:1.5.0` });
+  });
+
+  it.each([
+    ['the pod written back as stored (a PUT)', (old: Pod) => old, {}],
+    ['a server-side apply of unchanged labels', (old: Pod) => applyOf(old, 'labeller', { 'f:metadata': { 'f:labels': { 'f:app': {} } } }), ssa('labeller')],
+    ['a server-side apply that adds a label', (old: Pod) => applyOf(old, 'labeller', { 'f:metadata': { 'f:labels': { 'f:team': {} } } }, { team: 'shop' }), ssa('labeller')],
+    ['a controller adding a label', (old: Pod) => ({ ...old, metadata: { ...old.metadata, labels: { ...old.metadata.labels, team: 'shop' } } }), {}],
+    ["another manager's apply that owns the image", (old: Pod) => applyOf(old, 'argocd-controller', ownsImages('app')), ssa('labeller')],
+  ])('%s while Pending or Draining leaves the request alone', (_what, write, extra) => {
+    for (const state of [pending, draining]) {
+      const old = buildPod({ state });
+      const decision = expectDecision(mutate(updateRequest(old, write(old), extra), config, now));
+      expect(decision).toMatchObject({ type: 'allow', reason: 'no-image-change' });
+    }
   });
 
   it('a request while Updating starts a new Pending that needs no new drain and carries unproven baselines', () => {

@@ -8,7 +8,6 @@ import { imageChanges, isEmpty, restartsInPlace, specImages, withImages, type Im
 import type { Pod } from '../kube-types.ts';
 import { READINESS_GATE, UPDATE_ANNOTATION } from '../names.ts';
 import { hasReadinessGate, isExcludedNamespace, isManaged, matchesIdentity } from '../scope.ts';
-import { changedPaths, formatPath, type PathSegment } from '../spec-diff.ts';
 
 const LAST_APPLIED = 'kubectl.kubernetes.io/last-applied-configuration';
 import { currentRecords, encodeUpdateState, parseUpdateState, type ContainerRecord, type UpdateState } from '../state.ts';
@@ -40,18 +39,28 @@ export function admitPodUpdate(
   }
 
   if (isEmpty(changes)) {
-    // Re-asserting the object as stored (a GitOps sync of the running images)
-    // is a change back to the running images: it cancels a request not yet
-    // written. Any other write (labels from a controller) leaves it alone.
+    // A cancel must be asked for: the request re-asserts the running image of
+    // a container whose image is pending (a server-side apply whose manifest
+    // names that image, or a client-side apply that now names it). Writes of
+    // the pod as stored (a no-op apply of labels, a controller's update)
+    // and metadata-only changes leave the request alone.
     if (current?.phase === 'Pending' || current?.phase === 'Draining') {
-      const differs = firstDifference(old, pod);
-      if (differs === undefined) {
-        return patch(withState(pod, undefined), 'cancelled', [
+      const reasserted = reassertedImages(req, old, pod, Object.keys(current.images));
+      if (reasserted.length === 0) {
+        return allow('no-image-change', warnings, 'not a re-assertion of the running images');
+      }
+      const left: ImageMap = {};
+      for (const [name, image] of Object.entries(current.images)) if (!reasserted.includes(name)) left[name] = image;
+      if (!isEmpty(left)) {
+        return patch(withState(pod, { ...current, images: left, requestedBy: req.userInfo.username ?? '' }), 'cancelled-in-part', [
           ...warnings,
-          `inplace-gate: the pending image change (${describe(current.images)}) was cancelled: the pod keeps its running images`,
+          `inplace-gate: the pending image change of ${reasserted.join(', ')} was cancelled; still pending: ${describe(left)}`,
         ]);
       }
-      return allow('no-image-change', warnings, `not a re-assertion: ${differs} differs`);
+      return patch(withState(pod, undefined), 'cancelled', [
+        ...warnings,
+        `inplace-gate: the pending image change (${describe(current.images)}) was cancelled: the pod keeps its running images`,
+      ]);
     }
     return allow('no-image-change', warnings);
   }
@@ -107,18 +116,59 @@ export function admitPodUpdate(
 }
 
 /**
- * Where the written pod differs from the stored one, ignoring server-managed
- * metadata; undefined when it is the pod as stored, written again.
+ * Containers among `names` whose running image this request explicitly names:
+ * its field manager's `Apply` entry in the request's managedFields owns the
+ * container's image field (server-side apply), or kubectl's last-applied
+ * configuration changed in this request and names the running image
+ * (client-side apply). A write of the object as stored names nothing.
  */
-function firstDifference(old: Pod, pod: Pod): string | undefined {
-  const strip = ({ metadata, status: _status, ...rest }: Pod) => {
-    const { managedFields: _m, resourceVersion: _r, generation: _g, ...meta } = metadata;
-    return { ...rest, metadata: meta };
-  };
-  // kubectl's own bookkeeping changes on every `kubectl replace` or `apply`.
-  const bookkeeping = (p: readonly PathSegment[]) => p[0] === 'metadata' && p[1] === 'annotations' && p[2] === LAST_APPLIED;
-  const [path] = changedPaths(strip(old), strip(pod), [], bookkeeping, 1);
-  return path === undefined ? undefined : formatPath(path);
+function reassertedImages(req: AdmissionRequest<Pod>, old: Pod, pod: Pod, names: string[]): string[] {
+  const running = specImages(old.spec);
+  const manager = req.options?.fieldManager;
+  const applied = manager === undefined ? undefined : appliedFields(pod, manager);
+  const lastApplied = pod.metadata.annotations?.[LAST_APPLIED];
+  const csa = lastApplied !== undefined && lastApplied !== old.metadata.annotations?.[LAST_APPLIED] ? lastAppliedImages(lastApplied) : {};
+  return names.filter((name) => {
+    if (applied !== undefined && ownsImage(applied, name)) return true;
+    return running[name] !== undefined && csa[name] === running[name];
+  });
+}
+
+function asRecord(value: unknown): Record<string, unknown> | undefined {
+  return typeof value === 'object' && value !== null && !Array.isArray(value) ? (value as Record<string, unknown>) : undefined;
+}
+
+/** The fieldsV1 of the manager's Apply entry, if it has one. */
+function appliedFields(pod: Pod, manager: string): Record<string, unknown> | undefined {
+  for (const entry of pod.metadata.managedFields ?? []) {
+    const e = asRecord(entry);
+    if (e?.manager === manager && e.operation === 'Apply' && (e.subresource ?? '') === '') return asRecord(e.fieldsV1);
+  }
+  return undefined;
+}
+
+function ownsImage(fields: Record<string, unknown>, name: string): boolean {
+  const spec = asRecord(fields['f:spec']);
+  const key = `k:${JSON.stringify({ name })}`;
+  return ['f:containers', 'f:initContainers'].some((list) => asRecord(asRecord(asRecord(spec?.[list])?.[key])?.['f:image']) !== undefined);
+}
+
+function lastAppliedImages(raw: string): ImageMap {
+  try {
+    const parsed = asRecord(JSON.parse(raw));
+    const spec = asRecord(parsed?.spec);
+    const out: ImageMap = {};
+    for (const list of [spec?.containers, spec?.initContainers]) {
+      if (!Array.isArray(list)) continue;
+      for (const c of list) {
+        const r = asRecord(c);
+        if (typeof r?.name === 'string' && typeof r.image === 'string') out[r.name] = r.image;
+      }
+    }
+    return out;
+  } catch {
+    return {};
+  }
 }
 
 /** Baselines of containers an earlier Updating has not proven yet, and that this request does not touch again. */
