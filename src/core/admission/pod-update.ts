@@ -102,6 +102,7 @@ export function admitPodUpdate(
     ...request,
     ...(drained ? { drained: true } : {}),
     ...(draining && current.drainDeadline !== undefined ? { drainDeadline: current.drainDeadline } : {}),
+    ...(draining && current.drainStartedAt !== undefined ? { drainStartedAt: current.drainStartedAt } : {}),
     ...(isEmpty(before) ? {} : { before }),
   };
   // Only the containers that restart in place keep their running images; ordinary init containers' images go through.
