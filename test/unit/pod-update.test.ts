@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { mutate } from '../../src/core/admission/index.ts';
+import { mutate, validate } from '../../src/core/admission/index.ts';
+import { nextStep } from '../../src/core/lifecycle.ts';
 import { defaultAdmissionConfig, type AdmissionConfig } from '../../src/core/config.ts';
 import { specImages } from '../../src/core/containers.ts';
 import type { Pod } from '../../src/core/kube-types.ts';
@@ -211,6 +212,25 @@ describe('UPDATE pods, mutating: latest request wins', () => {
       drained: true,
       before: { 'istio-proxy': updating.before?.['istio-proxy'] },
     });
+  });
+
+  it('a cancel of a request made while Updating never sets the condition True before the restart is proven', () => {
+    // app=1.5.0 was written (Updating, kubelet not restarted yet), then app=1.6.0 asked (Pending, drained), then cancelled.
+    const record = { image: `${WEB}:1.4.2`, containerID: 'containerd://old', imageID: 'x', restartCount: 0 };
+    const pendingDrained: UpdateState = { phase: 'Pending', images: { 'istio-proxy': 'docker.io/istio/proxyv2:1.25.1' }, requestedBy: 'bob', requestedAt: '2026-11-28T11:59:30Z', drained: true, before: { app: record } };
+    const base = withSpecImages(buildPod({ ...twoContainers, state: pendingDrained, generation: 2 }), { app: `${WEB}:1.5.0` });
+    const old: Pod = structuredClone(base);
+    old.status!.observedGeneration = 1; // the kubelet has not acted on the written image
+    old.status!.containerStatuses![0]!.containerID = 'containerd://old';
+    for (const c of old.status!.conditions!) if (c.type === 'InPlaceUpdateReady') c.status = 'False';
+    const pod = applyOf(old, 'argocd-controller', ownsImages('istio-proxy'));
+    const decision = expectDecision(mutate(updateRequest(old, pod, ssa('argocd-controller')), config, now));
+    expect(decision.type).toBe('patch');
+    const stored = applied(pod, decision);
+    expect(validate(updateRequest(old, stored, ssa('argocd-controller')), config)).toMatchObject({ type: 'allow' });
+    const step = nextStep(stored, { now }, { defaultGraceSeconds: 10, progressDeadlineSeconds: 300 });
+    expect(step.kind === 'setCondition' || step.kind === 'transition' ? step.condition?.status : undefined).not.toBe('True');
+    expect(stateOf(stored)).toMatchObject({ phase: 'Updating', images: { app: `${WEB}:1.5.0` }, before: { app: record }, generation: 2 });
   });
 
   it('a request while Stalled (a rollback) starts over without a new drain', () => {

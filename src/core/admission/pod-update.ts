@@ -57,6 +57,31 @@ export function admitPodUpdate(
           `inplace-gate: the pending image change of ${reasserted.join(', ')} was cancelled; still pending: ${describe(left)}`,
         ]);
       }
+      if (current.drained === true) {
+        // Asked while Updating or Stalled: images written earlier are not
+        // proven yet, and the pod is out of endpoints. Back to Updating over
+        // the spec's images, so the condition goes True only once the kubelet's
+        // restart is proven, never on the cancellation alone.
+        const spec = specImages(old.spec);
+        const names = [...new Set([...Object.keys(current.before ?? {}), ...Object.keys(current.images)])].filter(
+          (n) => spec[n] !== undefined && restartsInPlace(old.spec, n),
+        );
+        const images: ImageMap = {};
+        for (const n of names) images[n] = spec[n] ?? '';
+        const { drained: _d, drainDeadline: _dd, drainStartedAt: _ds, ...rest } = current;
+        const state: UpdateState = {
+          ...rest,
+          phase: 'Updating',
+          images,
+          requestedBy: req.userInfo.username ?? '',
+          updatedAt: now.toISOString(),
+          ...(old.metadata.generation === undefined ? {} : { generation: old.metadata.generation }),
+        };
+        return patch(withState(pod, state), 'cancelled-updating', [
+          ...warnings,
+          `inplace-gate: the pending image change (${describe(current.images)}) was cancelled; the pod stays out of endpoints until ${describe(images)} is proven`,
+        ]);
+      }
       return patch(withState(pod, undefined), 'cancelled', [
         ...warnings,
         `inplace-gate: the pending image change (${describe(current.images)}) was cancelled: the pod keeps its running images`,

@@ -133,9 +133,14 @@ function isWebhookTransition(
         (next.drained === true) === (previous.drained === true)
       );
     case 'Updating': {
-      if (next.immediate !== true || (hasReadinessGate(old) && config.mode !== 'immediate')) return false;
       const spec = specImages(pod.spec);
-      return Object.entries(next.images).every(([container, image]) => spec[container] === image);
+      const namesSpec = Object.entries(next.images).every(([container, image]) => spec[container] === image);
+      if (next.immediate !== true && wasWaiting && previous.drained === true) {
+        // A cancellation of a request made while Updating: back to Updating, same baselines, current generation.
+        return namesSpec && JSON.stringify(next.before ?? {}) === JSON.stringify(previous.before ?? {}) && next.generation === old.metadata.generation;
+      }
+      if (next.immediate !== true || (hasReadinessGate(old) && config.mode !== 'immediate')) return false;
+      return namesSpec;
     }
     case 'Stalled':
       return false;
