@@ -279,6 +279,17 @@ describe('UPDATE pods, mutating: immediate', () => {
   });
 });
 
+describe('UPDATE pods, immediate mode with a request still pending', () => {
+  it('records only the images it puts into the spec, and the validating webhook accepts its own write', () => {
+    const pending: UpdateState = { phase: 'Pending', images: { app: `${WEB}:1.5.0` }, requestedBy: 'bob', requestedAt: '2026-11-28T11:59:58Z' };
+    const old = buildPod({ ...twoContainers, state: pending });
+    const cfg = { ...config, mode: 'immediate' as const };
+    const { stored } = request(old, { 'istio-proxy': 'docker.io/istio/proxyv2:1.25.1' }, cfg);
+    expect(stateOf(stored)?.images).toEqual({ 'istio-proxy': 'docker.io/istio/proxyv2:1.25.1' });
+    expect(validate(updateRequest(old, stored), cfg)).toMatchObject({ type: 'allow' });
+  });
+});
+
 describe('UPDATE pods, mutating: requests it leaves alone', () => {
   it.each([
     ['the watcher, by username', { userInfo: { username: 'system:serviceaccount:inplace-gate:inplace-gate-watcher', groups: [] } }, config, 'watcher'],

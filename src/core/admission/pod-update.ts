@@ -104,6 +104,7 @@ export function admitPodUpdate(
     const state: UpdateState = {
       phase: 'Updating',
       ...request,
+      images: changes, // what this request puts into the spec; nothing pending is merged in without a drain
       immediate: true,
       ...(old.metadata.generation === undefined ? {} : { generation: old.metadata.generation + 1 }),
       updatedAt: request.requestedAt,
