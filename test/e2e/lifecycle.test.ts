@@ -111,12 +111,13 @@ describe('variations', () => {
     expect(statusOf(after, 'app')!.image).toBe(IMAGE_3);
   });
 
-  it('writing the pod back as stored while Draining cancels: no restart, Ready again', async () => {
+  it('a server-side apply of the running images while Draining cancels: no restart, Ready again', async () => {
     await applyManifest(podManifest('cancel', NS));
     const before = await settled(NS, 'cancel');
     await kubectl(['-n', NS, 'set', 'image', 'pod/cancel', `app=${IMAGE_2}`]);
-    const draining = await phaseIs(NS, 'cancel', 'Draining');
-    await kubectl(['replace', '-f', '-'], JSON.stringify(draining));
+    await phaseIs(NS, 'cancel', 'Draining');
+    // A write of the pod as stored (kubectl replace) no longer cancels: the request must re-assert the image.
+    await applyManifest(podManifest('cancel', NS), ['--server-side', '--field-manager=gitops', '--force-conflicts']);
     const after = await settled(NS, 'cancel');
     expect(after.spec.containers[0]!.image).toBe(IMAGE);
     expect(statusOf(after, 'app')!.containerID).toBe(statusOf(before, 'app')!.containerID);

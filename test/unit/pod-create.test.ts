@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { mutate } from '../../src/core/admission/index.ts';
 import { defaultAdmissionConfig } from '../../src/core/config.ts';
-import { MANAGED_LABEL, READINESS_GATE } from '../../src/core/names.ts';
+import { MANAGED_LABEL, READINESS_GATE, UPDATE_ANNOTATION } from '../../src/core/names.ts';
 import { applied, expectDecision, patchOf } from '../support/apply.ts';
 import { buildPod, createRequest } from '../support/pods.ts';
 
@@ -65,6 +65,20 @@ describe('CREATE pods', () => {
     const stored = applied(pod, mutate(createRequest(pod), config, now));
     expect(stored.spec.readinessGates).toEqual([{ conditionType: READINESS_GATE }]);
     expect(stored.spec.containers).toEqual(pod.spec.containers);
+  });
+
+  it.each([
+    ['a new pod', {}],
+    ['a pod that already has the gate and the label (reinvocation, or copied from a managed pod)', { readinessGates: [READINESS_GATE], labels: { [MANAGED_LABEL]: 'true' } }],
+  ])('strips a lifecycle annotation from %s: nobody may create a pod in Updating or Draining', (_what, shape) => {
+    const forged = JSON.stringify({ phase: 'Updating', images: { app: 'x:2' }, requestedBy: 'mallory', requestedAt: '2026-11-28T12:00:00Z', immediate: true });
+    const pod = fresh({ ...shape, annotations: { [UPDATE_ANNOTATION]: forged, note: 'kept' } });
+    const decision = expectDecision(mutate(createRequest(pod), config, now));
+    expect(decision.type).toBe('patch');
+    const stored = applied(pod, decision);
+    expect(stored.metadata.annotations?.[UPDATE_ANNOTATION]).toBeUndefined();
+    expect(stored.metadata.annotations?.note).toBe('kept');
+    expect(stored.spec.readinessGates).toEqual([{ conditionType: READINESS_GATE }]);
   });
 
   it('answers a dry run exactly as the real request', () => {

@@ -1,7 +1,9 @@
 import { describe, expect, it } from 'vitest';
-import { mutate } from '../../src/core/admission/index.ts';
+import { mutate, validate } from '../../src/core/admission/index.ts';
+import { nextStep } from '../../src/core/lifecycle.ts';
 import { defaultAdmissionConfig, type AdmissionConfig } from '../../src/core/config.ts';
 import { specImages } from '../../src/core/containers.ts';
+import type { Pod } from '../../src/core/kube-types.ts';
 import { UPDATE_ANNOTATION } from '../../src/core/names.ts';
 import type { UpdateState } from '../../src/core/state.ts';
 import { applied, expectDecision, stateOf } from '../support/apply.ts';
@@ -76,6 +78,29 @@ describe('UPDATE pods, mutating: image changes are deferred', () => {
   });
 });
 
+describe('UPDATE pods, mutating: ordinary init containers need no drain', () => {
+  const pending: UpdateState = { phase: 'Pending', images: { app: `${WEB}:1.5.0` }, requestedBy: 'bob', requestedAt: '2026-11-28T11:59:58Z' };
+  it.each([
+    ['no state', undefined],
+    ['Pending', pending],
+    ['Draining', { ...pending, phase: 'Draining' as const, drainDeadline: '2026-11-28T12:00:08Z' }],
+  ])('an image change of an ordinary init container alone goes through as sent (%s)', (_what, state) => {
+    const old = buildPod({ ...twoContainers, ...(state ? { state } : {}) });
+    const { decision, stored } = request(old, { migrate: `${WEB}-migrate:1.5.0` });
+    expect(decision).toMatchObject({ type: 'allow', reason: 'init-containers-only' });
+    expect(specImages(stored.spec).migrate).toBe(`${WEB}-migrate:1.5.0`);
+    expect(stateOf(stored)).toEqual(state);
+  });
+
+  it('with a container change, only the container is deferred; the init container image goes through', () => {
+    const old = buildPod(twoContainers);
+    const { decision, stored } = request(old, { app: `${WEB}:1.5.0`, migrate: `${WEB}-migrate:1.5.0` });
+    expect(decision.reason).toBe('deferred');
+    expect(specImages(stored.spec)).toEqual({ ...specImages(old.spec), migrate: `${WEB}-migrate:1.5.0` });
+    expect(stateOf(stored)?.images).toEqual({ app: `${WEB}:1.5.0` });
+  });
+});
+
 describe('UPDATE pods, mutating: latest request wins', () => {
   const pending: UpdateState = { phase: 'Pending', images: { app: `${WEB}:1.5.0` }, requestedBy: 'bob', requestedAt: '2026-11-28T11:59:58Z' };
   const draining: UpdateState = { ...pending, phase: 'Draining', drainDeadline: '2026-11-28T12:00:08Z' };
@@ -91,27 +116,78 @@ describe('UPDATE pods, mutating: latest request wins', () => {
     expect(stateOf(stored)).toMatchObject({ phase: 'Draining', images: { app: `${WEB}:1.6.0` }, drainDeadline: draining.drainDeadline });
   });
 
-  it('the request replaces, not merges: images it does not change are no longer requested', () => {
-    const old = buildPod({ ...twoContainers, state: pending });
+  it.each([
+    ['Pending', pending],
+    ['Draining', draining],
+  ])('requests merge per container while %s: an earlier request for another container is kept', (_what, state) => {
+    const old = buildPod({ ...twoContainers, state });
     const { stored } = request(old, { 'istio-proxy': 'docker.io/istio/proxyv2:1.25.1' });
-    expect(stateOf(stored)?.images).toEqual({ 'istio-proxy': 'docker.io/istio/proxyv2:1.25.1' });
+    expect(stateOf(stored)?.images).toEqual({ app: `${WEB}:1.5.0`, 'istio-proxy': 'docker.io/istio/proxyv2:1.25.1' });
+    expect(specImages(stored.spec)).toEqual(specImages(old.spec));
   });
 
-  it('re-asserting the running images while Pending or Draining cancels the request', () => {
+  it('the latest request wins per container', () => {
+    const old = buildPod({ ...twoContainers, state: { ...pending, images: { app: `${WEB}:1.5.0`, 'istio-proxy': 'docker.io/istio/proxyv2:1.25.1' } } });
+    const { stored } = request(old, { app: `${WEB}:1.6.0` });
+    expect(stateOf(stored)?.images).toEqual({ app: `${WEB}:1.6.0`, 'istio-proxy': 'docker.io/istio/proxyv2:1.25.1' });
+  });
+
+  /** The pod as a server-side apply by `manager` of fields `owned` leaves it, images unchanged. */
+  const applyOf = (old: Pod, manager: string, owned: Record<string, unknown>, labels: Record<string, string> = {}): Pod => ({
+    ...old,
+    metadata: {
+      ...old.metadata,
+      labels: { ...old.metadata.labels, ...labels },
+      managedFields: [...(old.metadata.managedFields ?? []), { manager, operation: 'Apply', apiVersion: 'v1', time: now.toISOString(), fieldsType: 'FieldsV1', fieldsV1: owned }],
+    },
+  });
+  const ownsImages = (...names: string[]) => ({
+    'f:spec': { 'f:containers': Object.fromEntries(names.map((n) => [`k:{"name":"${n}"}`, { '.': {}, 'f:image': {}, 'f:name': {} }])) },
+  });
+  const ssa = (manager: string) => ({ options: { kind: 'PatchOptions', apiVersion: 'meta.k8s.io/v1', fieldManager: manager, force: true } });
+
+  it.each([
+    ['Pending', pending],
+    ['Draining', draining],
+  ])('a server-side apply naming the running images while %s cancels the request (a rollback, no drain)', (_what, state) => {
+    const old = buildPod({ state });
+    const pod = applyOf(old, 'argocd-controller', ownsImages('app'));
+    const decision = expectDecision(mutate(updateRequest(old, pod, ssa('argocd-controller')), config, now));
+    expect(decision).toMatchObject({ type: 'patch', reason: 'cancelled' });
+    const stored = applied(pod, decision);
+    expect(stored.metadata.annotations?.[UPDATE_ANNOTATION]).toBeUndefined();
+    expect(specImages(stored.spec)).toEqual(specImages(old.spec));
+  });
+
+  it('a client-side kubectl apply whose last-applied now names the running image cancels', () => {
+    const lastApplied = (image: string) => JSON.stringify({ apiVersion: 'v1', kind: 'Pod', spec: { containers: [{ name: 'app', image }] } });
+    const old = buildPod({ state: pending, annotations: { 'kubectl.kubernetes.io/last-applied-configuration': lastApplied(`${WEB}:1.5.0`) } });
+    const pod = { ...old, metadata: { ...old.metadata, annotations: { ...old.metadata.annotations, 'kubectl.kubernetes.io/last-applied-configuration': lastApplied(`${WEB}:1.4.2`) } } };
+    const decision = expectDecision(mutate(updateRequest(old, pod, { options: { fieldManager: 'kubectl-client-side-apply' } }), config, now));
+    expect(decision).toMatchObject({ type: 'patch', reason: 'cancelled' });
+  });
+
+  it('re-asserting one of two pending containers cancels that one only', () => {
+    const both: UpdateState = { ...pending, images: { app: `${WEB}:1.5.0`, 'istio-proxy': 'docker.io/istio/proxyv2:1.25.1' } };
+    const old = buildPod({ ...twoContainers, state: both });
+    const pod = applyOf(old, 'argocd-controller', ownsImages('istio-proxy'));
+    const decision = expectDecision(mutate(updateRequest(old, pod, ssa('argocd-controller')), config, now));
+    expect(decision).toMatchObject({ type: 'patch', reason: 'cancelled-in-part' });
+    expect(stateOf(applied(pod, decision))?.images).toEqual({ app: `${WEB}:1.5.0` });
+  });
+
+  it.each([
+    ['the pod written back as stored (a PUT)', (old: Pod) => old, {}],
+    ['a server-side apply of unchanged labels', (old: Pod) => applyOf(old, 'labeller', { 'f:metadata': { 'f:labels': { 'f:app': {} } } }), ssa('labeller')],
+    ['a server-side apply that adds a label', (old: Pod) => applyOf(old, 'labeller', { 'f:metadata': { 'f:labels': { 'f:team': {} } } }, { team: 'shop' }), ssa('labeller')],
+    ['a controller adding a label', (old: Pod) => ({ ...old, metadata: { ...old.metadata, labels: { ...old.metadata.labels, team: 'shop' } } }), {}],
+    ["another manager's apply that owns the image", (old: Pod) => applyOf(old, 'argocd-controller', ownsImages('app')), ssa('labeller')],
+  ])('%s while Pending or Draining leaves the request alone', (_what, write, extra) => {
     for (const state of [pending, draining]) {
       const old = buildPod({ state });
-      const { decision, stored } = request(old, {});
-      expect(decision).toMatchObject({ type: 'patch', reason: 'cancelled' });
-      expect(stored.metadata.annotations?.[UPDATE_ANNOTATION]).toBeUndefined();
-      expect(specImages(stored.spec)).toEqual(specImages(old.spec));
+      const decision = expectDecision(mutate(updateRequest(old, write(old), extra), config, now));
+      expect(decision).toMatchObject({ type: 'allow', reason: 'no-image-change' });
     }
-  });
-
-  it('a write that changes only labels while Pending leaves the request alone', () => {
-    const old = buildPod({ state: pending });
-    const pod = { ...old, metadata: { ...old.metadata, labels: { ...old.metadata.labels, team: 'shop' } } };
-    const decision = expectDecision(mutate(updateRequest(old, pod), config, now));
-    expect(decision).toMatchObject({ type: 'allow', reason: 'no-image-change' });
   });
 
   it('a request while Updating starts a new Pending that needs no new drain and carries unproven baselines', () => {
@@ -136,6 +212,25 @@ describe('UPDATE pods, mutating: latest request wins', () => {
       drained: true,
       before: { 'istio-proxy': updating.before?.['istio-proxy'] },
     });
+  });
+
+  it('a cancel of a request made while Updating never sets the condition True before the restart is proven', () => {
+    // app=1.5.0 was written (Updating, kubelet not restarted yet), then app=1.6.0 asked (Pending, drained), then cancelled.
+    const record = { image: `${WEB}:1.4.2`, containerID: 'containerd://old', imageID: 'x', restartCount: 0 };
+    const pendingDrained: UpdateState = { phase: 'Pending', images: { 'istio-proxy': 'docker.io/istio/proxyv2:1.25.1' }, requestedBy: 'bob', requestedAt: '2026-11-28T11:59:30Z', drained: true, before: { app: record } };
+    const base = withSpecImages(buildPod({ ...twoContainers, state: pendingDrained, generation: 2 }), { app: `${WEB}:1.5.0` });
+    const old: Pod = structuredClone(base);
+    old.status!.observedGeneration = 1; // the kubelet has not acted on the written image
+    old.status!.containerStatuses![0]!.containerID = 'containerd://old';
+    for (const c of old.status!.conditions!) if (c.type === 'InPlaceUpdateReady') c.status = 'False';
+    const pod = applyOf(old, 'argocd-controller', ownsImages('istio-proxy'));
+    const decision = expectDecision(mutate(updateRequest(old, pod, ssa('argocd-controller')), config, now));
+    expect(decision.type).toBe('patch');
+    const stored = applied(pod, decision);
+    expect(validate(updateRequest(old, stored, ssa('argocd-controller')), config)).toMatchObject({ type: 'allow' });
+    const step = nextStep(stored, { now }, { defaultGraceSeconds: 10, progressDeadlineSeconds: 300 });
+    expect(step.kind === 'setCondition' || step.kind === 'transition' ? step.condition?.status : undefined).not.toBe('True');
+    expect(stateOf(stored)).toMatchObject({ phase: 'Updating', images: { app: `${WEB}:1.5.0` }, before: { app: record }, generation: 2 });
   });
 
   it('a request while Stalled (a rollback) starts over without a new drain', () => {
@@ -181,6 +276,17 @@ describe('UPDATE pods, mutating: immediate', () => {
     const { stored } = request(buildPod(), { app: `${WEB}:1.5.0` }, { ...config, mode: 'immediate' });
     expect(specImages(stored.spec)).toEqual({ app: `${WEB}:1.5.0` });
     expect(stateOf(stored)?.phase).toBe('Updating');
+  });
+});
+
+describe('UPDATE pods, immediate mode with a request still pending', () => {
+  it('records only the images it puts into the spec, and the validating webhook accepts its own write', () => {
+    const pending: UpdateState = { phase: 'Pending', images: { app: `${WEB}:1.5.0` }, requestedBy: 'bob', requestedAt: '2026-11-28T11:59:58Z' };
+    const old = buildPod({ ...twoContainers, state: pending });
+    const cfg = { ...config, mode: 'immediate' as const };
+    const { stored } = request(old, { 'istio-proxy': 'docker.io/istio/proxyv2:1.25.1' }, cfg);
+    expect(stateOf(stored)?.images).toEqual({ 'istio-proxy': 'docker.io/istio/proxyv2:1.25.1' });
+    expect(validate(updateRequest(old, stored), cfg)).toMatchObject({ type: 'allow' });
   });
 });
 

@@ -105,14 +105,23 @@ describe('UPDATE pods, validating: the lifecycle label and annotation', () => {
 
   it("allows the mutating webhook's transitions: a request under the user's own name, a cancellation", () => {
     expect(judge(old, withState(old, pending))).toMatchObject({ type: 'allow' });
-    expect(judge(old, withState(old, { ...pending, phase: 'Updating', immediate: true }))).toMatchObject({ type: 'allow' });
+    const ungated = buildPod({ readinessGates: [] });
+    expect(judge(ungated, withState(withSpecImages(ungated, { app: 'web:2' }), { ...pending, phase: 'Updating', immediate: true }))).toMatchObject({ type: 'allow' });
     expect(judge(withState(old, pending), old)).toMatchObject({ type: 'allow' });
+    const draining = { ...pending, phase: 'Draining' as const, drainStartedAt: '2026-11-28T12:00:01Z', drainDeadline: '2026-11-28T12:00:11Z' };
+    expect(judge(withState(old, draining), withState(old, { ...draining, images: { app: 'web:3' } }))).toMatchObject({ type: 'allow' });
   });
 
   it.each([
     ['a state under someone else’s name', undefined, { ...pending, requestedBy: 'bob' }],
     ['a forged Updating', undefined, { ...pending, phase: 'Updating' as const }],
-    ['a forged Draining with an early deadline', { ...pending, phase: 'Draining' as const, requestedBy: 'bob' }, { ...pending, phase: 'Updating' as const }],
+    ['a Draining forged to Updating', { ...pending, phase: 'Draining' as const, requestedBy: 'bob' }, { ...pending, phase: 'Updating' as const }],
+    ['a forged Draining with an early deadline, from Pending', pending, { ...pending, phase: 'Draining' as const, drainStartedAt: '2026-11-28T11:00:00Z', drainDeadline: '2026-11-28T11:00:01Z' }],
+    ['a forged Draining with an early deadline, from no state', undefined, { ...pending, phase: 'Draining' as const, drainDeadline: '2026-11-28T11:00:01Z' }],
+    ['a Draining whose deadline is moved earlier', { ...pending, phase: 'Draining' as const, drainStartedAt: '2026-11-28T12:00:01Z', drainDeadline: '2026-11-28T12:00:11Z' }, { ...pending, phase: 'Draining' as const, drainStartedAt: '2026-11-28T12:00:01Z', drainDeadline: '2026-11-28T12:00:02Z' }],
+    ['a forged Updating marked immediate on a gated pod in drain mode', undefined, { ...pending, phase: 'Updating' as const, immediate: true }],
+    ['a forged Pending marked drained on a pod that never drained', undefined, { ...pending, drained: true }],
+    ['a forged Stalled', undefined, { ...pending, phase: 'Stalled' as const }],
     ['removing a state while Updating', { ...pending, phase: 'Updating' as const }, undefined],
   ])('denies %s', (_what, before, after) => {
     const decision = judge(withState(old, before), withState(old, after));

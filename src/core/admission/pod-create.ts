@@ -3,7 +3,7 @@
 
 import type { AdmissionConfig } from '../config.ts';
 import type { Pod } from '../kube-types.ts';
-import { MANAGED_LABEL, READINESS_GATE } from '../names.ts';
+import { MANAGED_LABEL, READINESS_GATE, UPDATE_ANNOTATION } from '../names.ts';
 import { createExclusion, hasReadinessGate, isManaged } from '../scope.ts';
 import { allow, patch, type Decision } from './decision.ts';
 import type { AdmissionRequest } from './request.ts';
@@ -14,14 +14,19 @@ export function admitPodCreate(req: AdmissionRequest<Pod>, pod: Pod, config: Adm
 
   const gated = hasReadinessGate(pod);
   const labelled = isManaged(pod);
-  if (gated && labelled) return allow('already-managed');
+  // The lifecycle state is inplace-gate's own: a new pod never starts with one
+  // (a forged Updating or Draining would skip the drain).
+  const forged = pod.metadata.annotations?.[UPDATE_ANNOTATION] !== undefined;
+  if (gated && labelled && !forged) return allow('already-managed');
 
+  const { [UPDATE_ANNOTATION]: _dropped, ...annotations } = pod.metadata.annotations ?? {};
+  const metadata = forged ? { ...pod.metadata, annotations } : pod.metadata;
   const mutated: Pod = {
     ...pod,
-    metadata: labelled ? pod.metadata : { ...pod.metadata, labels: { ...pod.metadata.labels, [MANAGED_LABEL]: 'true' } },
+    metadata: labelled ? metadata : { ...metadata, labels: { ...metadata.labels, [MANAGED_LABEL]: 'true' } },
     spec: gated
       ? pod.spec
       : { ...pod.spec, readinessGates: [...(pod.spec.readinessGates ?? []), { conditionType: READINESS_GATE }] },
   };
-  return patch(mutated, 'gate-added');
+  return patch(mutated, forged ? 'state-stripped' : 'gate-added', forged ? [`inplace-gate: the annotation ${UPDATE_ANNOTATION} on a new pod was removed: only inplace-gate writes it`] : []);
 }

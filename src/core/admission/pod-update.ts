@@ -4,11 +4,10 @@
 // images. Pods without the gate, and immediate mode, get the images at once.
 
 import type { AdmissionConfig } from '../config.ts';
-import { imageChanges, isEmpty, specImages, withImages, type ImageMap } from '../containers.ts';
+import { imageChanges, isEmpty, restartsInPlace, specImages, withImages, type ImageMap } from '../containers.ts';
 import type { Pod } from '../kube-types.ts';
 import { READINESS_GATE, UPDATE_ANNOTATION } from '../names.ts';
 import { hasReadinessGate, isExcludedNamespace, isManaged, matchesIdentity } from '../scope.ts';
-import { changedPaths, formatPath, type PathSegment } from '../spec-diff.ts';
 
 const LAST_APPLIED = 'kubectl.kubernetes.io/last-applied-configuration';
 import { currentRecords, encodeUpdateState, parseUpdateState, type ContainerRecord, type UpdateState } from '../state.ts';
@@ -30,27 +29,72 @@ export function admitPodUpdate(
   const current = parsed.ok ? parsed.state : undefined;
   const warnings = parsed.ok ? [] : [`inplace-gate: the stored ${UPDATE_ANNOTATION} was unreadable (${parsed.error}) and is replaced`];
   // Compared with the stored spec: while Pending or Draining that is what runs.
-  const changes = imageChanges(old.spec, pod.spec);
+  const allChanges = imageChanges(old.spec, pod.spec);
+  // Ordinary init containers never rerun on a running pod: their images go
+  // through as sent, with no drain and no lifecycle state of their own.
+  const changes: ImageMap = {};
+  for (const [name, image] of Object.entries(allChanges)) if (restartsInPlace(old.spec, name)) changes[name] = image;
+  if (isEmpty(changes) && !isEmpty(allChanges)) {
+    return allow('init-containers-only', warnings, `${describe(allChanges)}: ordinary init containers do not rerun, nothing to drain`);
+  }
 
   if (isEmpty(changes)) {
-    // Re-asserting the object as stored (a GitOps sync of the running images)
-    // is a change back to the running images: it cancels a request not yet
-    // written. Any other write (labels from a controller) leaves it alone.
+    // A cancel must be asked for: the request re-asserts the running image of
+    // a container whose image is pending (a server-side apply whose manifest
+    // names that image, or a client-side apply that now names it). Writes of
+    // the pod as stored (a no-op apply of labels, a controller's update)
+    // and metadata-only changes leave the request alone.
     if (current?.phase === 'Pending' || current?.phase === 'Draining') {
-      const differs = firstDifference(old, pod);
-      if (differs === undefined) {
-        return patch(withState(pod, undefined), 'cancelled', [
+      const reasserted = reassertedImages(req, old, pod, Object.keys(current.images));
+      if (reasserted.length === 0) {
+        return allow('no-image-change', warnings, 'not a re-assertion of the running images');
+      }
+      const left: ImageMap = {};
+      for (const [name, image] of Object.entries(current.images)) if (!reasserted.includes(name)) left[name] = image;
+      if (!isEmpty(left)) {
+        return patch(withState(pod, { ...current, images: left, requestedBy: req.userInfo.username ?? '' }), 'cancelled-in-part', [
           ...warnings,
-          `inplace-gate: the pending image change (${describe(current.images)}) was cancelled: the pod keeps its running images`,
+          `inplace-gate: the pending image change of ${reasserted.join(', ')} was cancelled; still pending: ${describe(left)}`,
         ]);
       }
-      return allow('no-image-change', warnings, `not a re-assertion: ${differs} differs`);
+      if (current.drained === true) {
+        // Asked while Updating or Stalled: images written earlier are not
+        // proven yet, and the pod is out of endpoints. Back to Updating over
+        // the spec's images, so the condition goes True only once the kubelet's
+        // restart is proven, never on the cancellation alone.
+        const spec = specImages(old.spec);
+        const names = [...new Set([...Object.keys(current.before ?? {}), ...Object.keys(current.images)])].filter(
+          (n) => spec[n] !== undefined && restartsInPlace(old.spec, n),
+        );
+        const images: ImageMap = {};
+        for (const n of names) images[n] = spec[n] ?? '';
+        const { drained: _d, drainDeadline: _dd, drainStartedAt: _ds, ...rest } = current;
+        const state: UpdateState = {
+          ...rest,
+          phase: 'Updating',
+          images,
+          requestedBy: req.userInfo.username ?? '',
+          updatedAt: now.toISOString(),
+          ...(old.metadata.generation === undefined ? {} : { generation: old.metadata.generation }),
+        };
+        return patch(withState(pod, state), 'cancelled-updating', [
+          ...warnings,
+          `inplace-gate: the pending image change (${describe(current.images)}) was cancelled; the pod stays out of endpoints until ${describe(images)} is proven`,
+        ]);
+      }
+      return patch(withState(pod, undefined), 'cancelled', [
+        ...warnings,
+        `inplace-gate: the pending image change (${describe(current.images)}) was cancelled: the pod keeps its running images`,
+      ]);
     }
     return allow('no-image-change', warnings);
   }
 
+  // Latest request wins per container: while Pending or Draining a request
+  // keeps the earlier request's images for the containers it does not change.
+  const stillPending = current?.phase === 'Pending' || current?.phase === 'Draining' ? current.images : {};
   const request = {
-    images: changes,
+    images: { ...stillPending, ...changes },
     requestedBy: req.userInfo.username ?? '',
     ...(req.options?.fieldManager === undefined ? {} : { fieldManager: req.options.fieldManager }),
     requestedAt: now.toISOString(),
@@ -60,6 +104,7 @@ export function admitPodUpdate(
     const state: UpdateState = {
       phase: 'Updating',
       ...request,
+      images: changes, // what this request puts into the spec; nothing pending is merged in without a drain
       immediate: true,
       ...(old.metadata.generation === undefined ? {} : { generation: old.metadata.generation + 1 }),
       updatedAt: request.requestedAt,
@@ -72,7 +117,7 @@ export function admitPodUpdate(
     ]);
   }
 
-  // Latest request wins: it replaces what was pending. While Draining the
+  // Latest request wins, per container (merged above). While Draining the
   // drain already under way goes on; after Updating or Stalled the pod is
   // already out of endpoints and needs no new drain.
   const draining = current?.phase === 'Draining';
@@ -83,28 +128,74 @@ export function admitPodUpdate(
     ...request,
     ...(drained ? { drained: true } : {}),
     ...(draining && current.drainDeadline !== undefined ? { drainDeadline: current.drainDeadline } : {}),
+    ...(draining && current.drainStartedAt !== undefined ? { drainStartedAt: current.drainStartedAt } : {}),
     ...(isEmpty(before) ? {} : { before }),
   };
-  const deferred: Pod = { ...withState(pod, state), spec: withImages(pod.spec, specImages(old.spec)) };
+  // Only the containers that restart in place keep their running images; ordinary init containers' images go through.
+  const running = specImages(old.spec);
+  const held: ImageMap = {};
+  for (const name of Object.keys(changes)) held[name] = running[name] ?? changes[name] ?? '';
+  const deferred: Pod = { ...withState(pod, state), spec: withImages(pod.spec, held) };
   return patch(deferred, current === undefined ? 'deferred' : 'deferred-replaced', [
     ...warnings,
-    `inplace-gate: image change deferred (${describe(changes)}): the pod leaves its Service endpoints first, then restarts in place`,
+    `inplace-gate: image change deferred (${describe(request.images)}): the pod leaves its Service endpoints first, then restarts in place`,
   ]);
 }
 
 /**
- * Where the written pod differs from the stored one, ignoring server-managed
- * metadata; undefined when it is the pod as stored, written again.
+ * Containers among `names` whose running image this request explicitly names:
+ * its field manager's `Apply` entry in the request's managedFields owns the
+ * container's image field (server-side apply), or kubectl's last-applied
+ * configuration changed in this request and names the running image
+ * (client-side apply). A write of the object as stored names nothing.
  */
-function firstDifference(old: Pod, pod: Pod): string | undefined {
-  const strip = ({ metadata, status: _status, ...rest }: Pod) => {
-    const { managedFields: _m, resourceVersion: _r, generation: _g, ...meta } = metadata;
-    return { ...rest, metadata: meta };
-  };
-  // kubectl's own bookkeeping changes on every `kubectl replace` or `apply`.
-  const bookkeeping = (p: readonly PathSegment[]) => p[0] === 'metadata' && p[1] === 'annotations' && p[2] === LAST_APPLIED;
-  const [path] = changedPaths(strip(old), strip(pod), [], bookkeeping, 1);
-  return path === undefined ? undefined : formatPath(path);
+function reassertedImages(req: AdmissionRequest<Pod>, old: Pod, pod: Pod, names: string[]): string[] {
+  const running = specImages(old.spec);
+  const manager = req.options?.fieldManager;
+  const applied = manager === undefined ? undefined : appliedFields(pod, manager);
+  const lastApplied = pod.metadata.annotations?.[LAST_APPLIED];
+  const csa = lastApplied !== undefined && lastApplied !== old.metadata.annotations?.[LAST_APPLIED] ? lastAppliedImages(lastApplied) : {};
+  return names.filter((name) => {
+    if (applied !== undefined && ownsImage(applied, name)) return true;
+    return running[name] !== undefined && csa[name] === running[name];
+  });
+}
+
+function asRecord(value: unknown): Record<string, unknown> | undefined {
+  return typeof value === 'object' && value !== null && !Array.isArray(value) ? (value as Record<string, unknown>) : undefined;
+}
+
+/** The fieldsV1 of the manager's Apply entry, if it has one. */
+function appliedFields(pod: Pod, manager: string): Record<string, unknown> | undefined {
+  for (const entry of pod.metadata.managedFields ?? []) {
+    const e = asRecord(entry);
+    if (e?.manager === manager && e.operation === 'Apply' && (e.subresource ?? '') === '') return asRecord(e.fieldsV1);
+  }
+  return undefined;
+}
+
+function ownsImage(fields: Record<string, unknown>, name: string): boolean {
+  const spec = asRecord(fields['f:spec']);
+  const key = `k:${JSON.stringify({ name })}`;
+  return ['f:containers', 'f:initContainers'].some((list) => asRecord(asRecord(asRecord(spec?.[list])?.[key])?.['f:image']) !== undefined);
+}
+
+function lastAppliedImages(raw: string): ImageMap {
+  try {
+    const parsed = asRecord(JSON.parse(raw));
+    const spec = asRecord(parsed?.spec);
+    const out: ImageMap = {};
+    for (const list of [spec?.containers, spec?.initContainers]) {
+      if (!Array.isArray(list)) continue;
+      for (const c of list) {
+        const r = asRecord(c);
+        if (typeof r?.name === 'string' && typeof r.image === 'string') out[r.name] = r.image;
+      }
+    }
+    return out;
+  } catch {
+    return {};
+  }
 }
 
 /** Baselines of containers an earlier Updating has not proven yet, and that this request does not touch again. */

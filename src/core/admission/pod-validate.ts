@@ -5,9 +5,10 @@
 import type { AdmissionConfig } from '../config.ts';
 import type { Pod } from '../kube-types.ts';
 import { ENABLED_LABEL, MANAGED_LABEL, UPDATE_ANNOTATION } from '../names.ts';
-import { isExcludedNamespace, isManaged, matchesIdentity } from '../scope.ts';
+import { specImages } from '../containers.ts';
+import { hasReadinessGate, isExcludedNamespace, isManaged, matchesIdentity } from '../scope.ts';
 import { changedPaths, formatPath, type PathSegment } from '../spec-diff.ts';
-import { parseUpdateState } from '../state.ts';
+import { parseUpdateState, type UpdateState } from '../state.ts';
 import { allow, deny, type Decision } from './decision.ts';
 import type { AdmissionRequest } from './request.ts';
 
@@ -45,7 +46,7 @@ export function validatePodUpdate(req: AdmissionRequest<Pod>, pod: Pod, old: Pod
           `Debug a copy instead (kubectl debug --copy-to), or have the operator start the webhook with --allow-ephemeral-containers.`,
       );
     case 'status':
-      return watcher ? allow('watcher') : checkLifecycleKeys(req, pod, old);
+      return watcher ? allow('watcher') : checkLifecycleKeys(req, pod, old, config);
     default:
       return allow('other-subresource');
   }
@@ -63,7 +64,7 @@ export function validatePodUpdate(req: AdmissionRequest<Pod>, pod: Pod, old: Pod
         `replaces the pod, or delete and recreate the pod; to change images, change only the image fields.`,
     );
   }
-  return watcher ? allow('watcher') : checkLifecycleKeys(req, pod, old);
+  return watcher ? allow('watcher') : checkLifecycleKeys(req, pod, old, config);
 }
 
 /**
@@ -72,7 +73,7 @@ export function validatePodUpdate(req: AdmissionRequest<Pod>, pod: Pod, old: Pod
  * (a request recorded under the user's own name, or a cancellation), since
  * that webhook sees, and rewrites, every request that changes images.
  */
-function checkLifecycleKeys(req: AdmissionRequest<Pod>, pod: Pod, old: Pod): Decision {
+function checkLifecycleKeys(req: AdmissionRequest<Pod>, pod: Pod, old: Pod, config: AdmissionConfig): Decision {
   const oldLabel = old.metadata.labels?.[MANAGED_LABEL];
   const newLabel = pod.metadata.labels?.[MANAGED_LABEL];
   if (oldLabel !== newLabel) {
@@ -90,14 +91,7 @@ function checkLifecycleKeys(req: AdmissionRequest<Pod>, pod: Pod, old: Pod): Dec
   const next = parseUpdateState(newRaw);
   const user = req.userInfo.username ?? '';
   const webhookTransition =
-    req.subResource === undefined &&
-    next.ok &&
-    (next.state === undefined
-      ? previous.ok && (previous.state?.phase === 'Pending' || previous.state?.phase === 'Draining')
-      : next.state.requestedBy === user &&
-        (next.state.phase === 'Pending' ||
-          next.state.phase === 'Draining' ||
-          (next.state.phase === 'Updating' && next.state.immediate === true)));
+    req.subResource === undefined && previous.ok && next.ok && isWebhookTransition(previous.state, next.state, pod, old, user, config);
   if (webhookTransition) return allow('valid');
   return deny(
     'lifecycle-annotation-denied',
@@ -105,6 +99,52 @@ function checkLifecycleKeys(req: AdmissionRequest<Pod>, pod: Pod, old: Pod): Dec
       `only inplace-gate writes it. To change images, set the container images; to cancel a pending change, ` +
       `set them back to the running ones.`,
   );
+}
+
+/**
+ * The transitions the mutating webhook itself writes, and nothing else: a
+ * cancellation of a request not yet written; a Pending under the user's own
+ * name (marked drained only when the pod already is); a Draining that keeps
+ * the drain under way exactly (same start and deadline); an immediate
+ * Updating only where immediate applies, naming the images the spec now has.
+ * Anything else (a Draining with an early deadline, a forged Updating or
+ * Stalled) is the watcher's to write.
+ */
+function isWebhookTransition(
+  previous: UpdateState | undefined,
+  next: UpdateState | undefined,
+  pod: Pod,
+  old: Pod,
+  user: string,
+  config: AdmissionConfig,
+): boolean {
+  const wasWaiting = previous?.phase === 'Pending' || previous?.phase === 'Draining';
+  if (next === undefined) return wasWaiting;
+  if (next.requestedBy !== user) return false;
+  const alreadyDrained = previous?.phase === 'Updating' || previous?.phase === 'Stalled' || previous?.drained === true;
+  switch (next.phase) {
+    case 'Pending':
+      return (next.drained !== true || alreadyDrained) && next.drainDeadline === undefined && next.drainStartedAt === undefined;
+    case 'Draining':
+      return (
+        previous?.phase === 'Draining' &&
+        next.drainDeadline === previous.drainDeadline &&
+        next.drainStartedAt === previous.drainStartedAt &&
+        (next.drained === true) === (previous.drained === true)
+      );
+    case 'Updating': {
+      const spec = specImages(pod.spec);
+      const namesSpec = Object.entries(next.images).every(([container, image]) => spec[container] === image);
+      if (next.immediate !== true && wasWaiting && previous.drained === true) {
+        // A cancellation of a request made while Updating: back to Updating, same baselines, current generation.
+        return namesSpec && JSON.stringify(next.before ?? {}) === JSON.stringify(previous.before ?? {}) && next.generation === old.metadata.generation;
+      }
+      if (next.immediate !== true || (hasReadinessGate(old) && config.mode !== 'immediate')) return false;
+      return namesSpec;
+    }
+    case 'Stalled':
+      return false;
+  }
 }
 
 function name(req: AdmissionRequest): string {
