@@ -125,3 +125,22 @@ describe('left to the native controller', () => {
     expect(expectDecision(mutate(request(workload('Deployment'), workload('Deployment', 'web:2'), { userInfo: { username: 'system:serviceaccount:inplace-gate:inplace-gate-watcher' } }), config, now)).reason).toBe('watcher');
   });
 });
+
+describe('a Deployment whose maxUnavailable resolves to 0 rolls natively (never below native capacity)', () => {
+  it.each([
+    ['1 replica, the default 25%/25%', { replicas: 1, strategy: { type: 'RollingUpdate', rollingUpdate: { maxUnavailable: '25%', maxSurge: '25%' } } }, 1],
+    ['3 replicas, no rollingUpdate given', { replicas: 3, strategy: { type: 'RollingUpdate' } }, 3],
+    ['5 replicas, maxUnavailable 0 / maxSurge 1', { replicas: 5, strategy: { type: 'RollingUpdate', rollingUpdate: { maxUnavailable: 0, maxSurge: 1 } } }, 5],
+  ])('%s: not paused, and the client is told why', (_what, spec, replicas) => {
+    const decision = expectDecision(mutate(request(workload('Deployment', 'web:1', spec), workload('Deployment', 'web:2', spec)), config, now));
+    expect(decision).toMatchObject({ type: 'allow', reason: 'max-unavailable-zero' });
+    expect(decision.warnings).toEqual([`inplace-gate: Deployment rolls out natively: maxUnavailable resolves to 0 for ${replicas} replicas; an in-place update takes a pod out of service, so the native rollout (surge) is used`]);
+  });
+
+  it('4 replicas with the default strategy, and a Recreate Deployment, roll in place', () => {
+    const four = { replicas: 4, strategy: { type: 'RollingUpdate', rollingUpdate: { maxUnavailable: '25%', maxSurge: '25%' } } };
+    expect(stored(workload('Deployment', 'web:1', four), workload('Deployment', 'web:2', four)).after.spec.paused).toBe(true);
+    const recreate = { replicas: 1, strategy: { type: 'Recreate' } };
+    expect(stored(workload('Deployment', 'web:1', recreate), workload('Deployment', 'web:2', recreate)).after.spec.paused).toBe(true);
+  });
+});
