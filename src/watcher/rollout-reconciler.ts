@@ -9,7 +9,7 @@ import type { Pod } from '../core/kube-types.ts';
 import { WATCHER_FIELD_MANAGER, type PodEvent } from '../core/lifecycle.ts';
 import { MANAGED_LABEL, PARTITION_ANNOTATION, READINESS_GATE, ROLLOUT_IN_PROGRESS, ROLLOUT_STATE_ANNOTATION, UPDATE_ANNOTATION } from '../core/names.ts';
 import { encodeRolloutState, parseRolloutState, type RolloutState } from '../core/rollout-state.ts';
-import { deploymentWindow, planRollout, resolveMaxUnavailable, type RolloutPlan, type RolloutPod } from '../core/rollout.ts';
+import { deploymentWindow, planRollout, statefulSetWindow, type RolloutPlan, type RolloutPod } from '../core/rollout.ts';
 import { encodeUpdateState, parseUpdateState, type UpdateState } from '../core/state.ts';
 import type { Workload } from '../core/workload-types.ts';
 import type { KubeClient } from '../kube/client.ts';
@@ -202,8 +202,13 @@ export class RolloutReconciler {
     if (!revision || (s.status?.observedGeneration ?? 0) < (s.metadata.generation ?? 0)) return { requeueAfterMs: 500 };
     const pods = this.managedPods(ns, s.metadata.uid);
 
-    const replicas = s.spec.replicas ?? 1;
-    const maxUnavailable = resolveMaxUnavailable(s.spec.updateStrategy?.rollingUpdate?.maxUnavailable, replicas, 1);
+    const window = statefulSetWindow(s.spec);
+    if (!window.inPlace) {
+      // OnDelete (say, switched to mid-rollout): left to whoever deletes the pods; pods in flight finish.
+      await this.fallBack('StatefulSet', s, window.message);
+      return {};
+    }
+    const maxUnavailable = window.maxUnavailable;
     const partition = Math.max(state.partition ?? 0, this.partition(s));
     const plan = planRollout(pods.map(asRolloutPod), target, maxUnavailable, { order: 'ordinal-desc', partition });
     // Before the first pod is touched, make sure the lifecycle can drive them all.

@@ -69,11 +69,13 @@ describe('Deployments and StatefulSets: an image-only template change rolls out 
     expect(parseRolloutState(after.metadata.annotations?.[ROLLOUT_STATE_ANNOTATION])).toMatchObject({ ok: true, state: { partition: 1 } });
   });
 
-  it('a StatefulSet with OnDelete has nothing to hold', () => {
+  it('a StatefulSet with OnDelete is left to its owner: no hold, no rollout recorded', () => {
     const onDelete = { updateStrategy: { type: 'OnDelete' } };
-    const { after } = stored(workload('StatefulSet', 'web:1', onDelete), workload('StatefulSet', 'web:2', onDelete));
+    const { decision, after } = stored(workload('StatefulSet', 'web:1', onDelete), workload('StatefulSet', 'web:2', onDelete));
+    expect(decision).toMatchObject({ type: 'allow', reason: 'on-delete' });
+    expect(decision.warnings[0]).toMatch(/OnDelete/);
     expect(after.spec.updateStrategy).toEqual({ type: 'OnDelete' });
-    expect(after.metadata.annotations?.[ROLLOUT_STATE_ANNOTATION]).toBeDefined();
+    expect(after.metadata.annotations?.[ROLLOUT_STATE_ANNOTATION]).toBeUndefined();
   });
 
   it('a change mid-rollout retargets it and keeps the start time and the user partition', () => {

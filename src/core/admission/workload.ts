@@ -7,7 +7,7 @@
 import type { AdmissionConfig } from '../config.ts';
 import { imageChanges, isEmpty } from '../containers.ts';
 import { ENABLED_LABEL, ROLLOUT_ANNOTATION, ROLLOUT_STATE_ANNOTATION } from '../names.ts';
-import { deploymentWindow } from '../rollout.ts';
+import { deploymentWindow, statefulSetWindow } from '../rollout.ts';
 import { encodeRolloutState, parseRolloutState, type RolloutState } from '../rollout-state.ts';
 import { isExcludedNamespace, matchesIdentity } from '../scope.ts';
 import { changedPaths, type PathSegment } from '../spec-diff.ts';
@@ -43,8 +43,8 @@ export function admitWorkloadUpdate(req: AdmissionRequest<Workload>, workload: W
 
   // A new rollout only where the in-place window keeps native capacity (and, for a StatefulSet, the
   // strategy rolls on a template change at all). One under way is retargeted: the watcher decides.
-  if (current === undefined && kind === 'Deployment') {
-    const window = deploymentWindow(workload.spec);
+  if (current === undefined && (kind === 'Deployment' || kind === 'StatefulSet')) {
+    const window = kind === 'Deployment' ? deploymentWindow(workload.spec) : statefulSetWindow(workload.spec);
     if (!window.inPlace) return allow(window.reason, [`inplace-gate: ${kind} rolls out natively: ${window.message}`]);
   }
 
