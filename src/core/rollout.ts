@@ -147,3 +147,28 @@ function sameImagesFor(p: RolloutPod, target: ImageMap): boolean {
   for (const name of Object.keys(relevant)) wanted[name] = target[name] ?? '';
   return sameImages(relevant, wanted);
 }
+
+/**
+ * The StatefulSet partition to hand back to the native controller: the user's,
+ * never below `inplace-gate.dev/partition`, so the ordinals it keeps on the
+ * old images are not recreated natively.
+ */
+export function restoredPartition(userPartition: number, annotationPartition: number): number {
+  return Math.max(userPartition, annotationPartition);
+}
+
+/**
+ * What a StatefulSet rollout does once planned: go on; or, every pod in scope
+ * done, stay held while `inplace-gate.dev/partition` keeps ordinals the user's
+ * own partition would let the native controller recreate (lowering it goes on
+ * in place); or end, handing back the partition.
+ */
+export function statefulSetRolloutStep(
+  plan: Pick<RolloutPlan, 'done'>,
+  userPartition: number,
+  annotationPartition: number,
+): { action: 'continue' } | { action: 'hold-partition'; partition: number } | { action: 'finish'; partition: number } {
+  if (!plan.done) return { action: 'continue' };
+  if (annotationPartition > userPartition) return { action: 'hold-partition', partition: annotationPartition };
+  return { action: 'finish', partition: restoredPartition(userPartition, annotationPartition) };
+}

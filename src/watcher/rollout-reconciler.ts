@@ -9,7 +9,7 @@ import type { Pod } from '../core/kube-types.ts';
 import { WATCHER_FIELD_MANAGER, type PodEvent } from '../core/lifecycle.ts';
 import { MANAGED_LABEL, PARTITION_ANNOTATION, READINESS_GATE, ROLLOUT_IN_PROGRESS, ROLLOUT_STATE_ANNOTATION, UPDATE_ANNOTATION } from '../core/names.ts';
 import { encodeRolloutState, parseRolloutState, type RolloutState } from '../core/rollout-state.ts';
-import { deploymentWindow, planRollout, statefulSetWindow, type RolloutPlan, type RolloutPod } from '../core/rollout.ts';
+import { deploymentWindow, planRollout, restoredPartition, statefulSetRolloutStep, statefulSetWindow, type RolloutPlan, type RolloutPod } from '../core/rollout.ts';
 import { encodeUpdateState, parseUpdateState, type UpdateState } from '../core/state.ts';
 import type { Workload } from '../core/workload-types.ts';
 import type { KubeClient } from '../kube/client.ts';
@@ -213,12 +213,16 @@ export class RolloutReconciler {
     const plan = planRollout(pods.map(asRolloutPod), target, maxUnavailable, { order: 'ordinal-desc', partition });
     // Before the first pod is touched, make sure the lifecycle can drive them all.
     if (plan.updated === 0 && plan.start.length > 0 && pods.every((p) => asRolloutPod(p).update === undefined) && (await this.fellBack(key, s, s))) return {};
-    if (plan.done) {
+    const step = statefulSetRolloutStep(plan, state.partition ?? 0, this.partition(s));
+    // The ordinals below the partition annotation stay on the old images: the StatefulSet stays held
+    // (lowering the annotation requeues it and goes on in place), never handed a partition below it.
+    if (step.action === 'hold-partition') return {};
+    if (step.action === 'finish') {
       const rollingUpdate = (s.spec.updateStrategy?.type ?? 'RollingUpdate') === 'RollingUpdate';
       this.d.statefulSets.upsert(await this.d.client.patch(`/apis/apps/v1/namespaces/${ns}/statefulsets/${s.metadata.name ?? ''}`,
         {
           metadata: { resourceVersion: s.metadata.resourceVersion, annotations: { [ROLLOUT_STATE_ANNOTATION]: null } },
-          ...(rollingUpdate ? { spec: { updateStrategy: { rollingUpdate: { partition: state.partition ?? 0 } } } } : {}),
+          ...(rollingUpdate ? { spec: { updateStrategy: { rollingUpdate: { partition: step.partition } } } } : {}),
         }, 'strategic', WATCHER_FIELD_MANAGER));
       this.finished(s, 'StatefulSet', state, plan.total);
       return {};
@@ -247,7 +251,8 @@ export class RolloutReconciler {
 
   /**
    * Hands the workload back to its native controller before any pod is touched:
-   * a Deployment unpaused, a StatefulSet's partition restored, the rollout state removed, and a Warning saying why.
+   * a Deployment unpaused, a StatefulSet's partition restored (never below the
+   * partition annotation), the rollout state removed, and a Warning saying why.
    */
   private async fallBack(kind: 'Deployment' | 'StatefulSet', w: Workload, note: string): Promise<void> {
     const ns = w.metadata.namespace ?? '';
@@ -256,7 +261,7 @@ export class RolloutReconciler {
     const rollingUpdate = (w.spec.updateStrategy?.type ?? 'RollingUpdate') === 'RollingUpdate';
     const spec = kind === 'Deployment'
       ? { paused: false }
-      : userPartition === undefined || !rollingUpdate ? undefined : { updateStrategy: { rollingUpdate: { partition: userPartition } } };
+      : userPartition === undefined || !rollingUpdate ? undefined : { updateStrategy: { rollingUpdate: { partition: restoredPartition(userPartition, this.partition(w)) } } };
     await this.d.client.patch(`/apis/apps/v1/namespaces/${ns}/${kind === 'Deployment' ? 'deployments' : 'statefulsets'}/${w.metadata.name ?? ''}`,
       { metadata: { resourceVersion: w.metadata.resourceVersion, annotations: { [ROLLOUT_STATE_ANNOTATION]: null } }, ...(spec ? { spec } : {}) }, 'strategic', WATCHER_FIELD_MANAGER);
     this.event(w, kind, { type: 'Warning', reason: 'InPlaceRolloutFallback', action: 'Rollout', note });

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { deploymentWindow, planRollout, resolveFenceposts, resolveMaxUnavailable, statefulSetWindow, type RolloutPod } from '../../src/core/rollout.ts';
+import { deploymentWindow, planRollout, resolveFenceposts, resolveMaxUnavailable, restoredPartition, statefulSetRolloutStep, statefulSetWindow, type RolloutPod } from '../../src/core/rollout.ts';
 
 const OLD = { app: 'web:1' };
 const NEW = { app: 'web:2' };
@@ -130,5 +130,37 @@ describe('planRollout', () => {
   it('touches only the containers the target names', () => {
     const two = pods(2, () => ({ specImages: { app: 'web:2', proxy: 'envoy:1' } }));
     expect(planRollout(two, NEW, 1, { order: 'name' }).done).toBe(true);
+  });
+});
+
+describe('a StatefulSet partition annotation holds: the ordinals below it are never handed to the native controller', () => {
+  it.each([
+    // done, user partition, annotation partition -> step
+    [false, 0, 2, { action: 'continue' }],
+    [true, 0, 2, { action: 'hold-partition', partition: 2 }],
+    [true, 1, 3, { action: 'hold-partition', partition: 3 }],
+    [true, 0, 0, { action: 'finish', partition: 0 }],
+    [true, 3, 2, { action: 'finish', partition: 3 }],
+    [true, 2, 2, { action: 'finish', partition: 2 }],
+  ] as const)('done %s, user partition %i, annotation %i', (done, user, annotation, step) => {
+    expect(statefulSetRolloutStep({ done }, user, annotation)).toEqual(step);
+  });
+
+  it('5 replicas, annotation 2: ordinals 4..2 updated in place, then held; 1 and 0 stay on the old images', () => {
+    const updated = pods(5, (i) => (i >= 2 ? { specImages: NEW } : {}));
+    const plan = planRollout(updated, NEW, 1, { order: 'ordinal-desc', partition: 2 });
+    expect(plan).toMatchObject({ start: [], done: true });
+    const step = statefulSetRolloutStep(plan, 0, 2);
+    // Not the user's 0: with it, the native controller would recreate web-1 and web-0 on the new revision.
+    expect(step.action).not.toBe('finish');
+    // Lowered to 0, the rollout goes on in place from web-1, then ends with the user's partition.
+    const lowered = planRollout(updated, NEW, 1, { order: 'ordinal-desc', partition: 0 });
+    expect(lowered.start).toEqual(['web-1']);
+    expect(statefulSetRolloutStep(lowered, 0, 0)).toEqual({ action: 'continue' });
+  });
+
+  it('a fallback hands back the larger of the two partitions', () => {
+    expect(restoredPartition(0, 2)).toBe(2);
+    expect(restoredPartition(3, 2)).toBe(3);
   });
 });
