@@ -250,7 +250,7 @@ export class RolloutReconciler {
   }
 
   /**
-   * Hands the workload back to its native controller before any pod is touched:
+   * Hands the workload back to its native controller (before a pod is touched, or OnDelete):
    * a Deployment unpaused, a StatefulSet's partition restored (never below the
    * partition annotation), the rollout state removed, and a Warning saying why.
    */
