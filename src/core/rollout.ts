@@ -5,7 +5,7 @@
 // highest ordinal down; and whether the rollout is done or stalled.
 
 import { sameImages, type ImageMap } from './containers.ts';
-import type { IntOrString } from './workload-types.ts';
+import type { IntOrString, Workload } from './workload-types.ts';
 
 export interface RolloutPod {
   name: string;
@@ -28,11 +28,72 @@ export interface RolloutPlan {
   stalled: string[];
 }
 
-/** maxUnavailable against replicas, rounded down as the Deployment controller does, at least 1. */
+/**
+ * A StatefulSet's maxUnavailable against replicas, rounded down as the
+ * StatefulSet controller does, at least 1 (its default is 1).
+ */
 export function resolveMaxUnavailable(value: IntOrString | undefined, replicas: number, fallback: IntOrString): number {
-  const v = value ?? fallback;
-  const n = typeof v === 'number' ? v : /^\d+%$/.test(v) ? Math.floor((Number(v.slice(0, -1)) * replicas) / 100) : Number(v);
-  return Number.isFinite(n) ? Math.max(1, n) : 1;
+  const n = scaledValue(value ?? fallback, replicas, false);
+  return n === undefined ? 1 : Math.max(1, n);
+}
+
+/** An int-or-percent scaled against a total, as intstr.GetScaledValueFromIntOrPercent; undefined if malformed. */
+export function scaledValue(value: IntOrString, total: number, roundUp: boolean): number | undefined {
+  if (typeof value === 'number') return Number.isInteger(value) && value >= 0 ? value : undefined;
+  const m = /^(\d+)%$/.exec(value);
+  if (!m) return undefined;
+  const exact = (Number(m[1]) * total) / 100;
+  return roundUp ? Math.ceil(exact) : Math.floor(exact);
+}
+
+/**
+ * A Deployment's maxSurge and maxUnavailable against replicas, exactly as the
+ * Deployment controller's ResolveFenceposts: surge rounds up, unavailable
+ * rounds down, and if both come to 0 unavailable is 1. Each defaults to 25%
+ * (the API's defaulting; the apiserver has normally applied it already).
+ */
+export function resolveFenceposts(maxSurge: IntOrString | undefined, maxUnavailable: IntOrString | undefined, replicas: number): { maxSurge: number; maxUnavailable: number } {
+  const surge = scaledValue(maxSurge ?? '25%', replicas, true) ?? 0;
+  let unavailable = scaledValue(maxUnavailable ?? '25%', replicas, false) ?? 0;
+  if (surge === 0 && unavailable === 0) unavailable = 1;
+  return { maxSurge: surge, maxUnavailable: unavailable };
+}
+
+/** Whether a workload's template change rolls in place, and how many pods may be out at once. */
+export type RolloutWindow =
+  | { inPlace: true; maxUnavailable: number }
+  | { inPlace: false; reason: string; message: string };
+
+/**
+ * The in-place window of a Deployment: never more pods out than its native
+ * rollout allows. Where maxUnavailable resolves to 0, the native rollout keeps
+ * every pod in service (it surges), which an in-place update cannot: such a
+ * Deployment rolls natively. `Recreate` rolls all its pods at once.
+ */
+export function deploymentWindow(spec: Pick<Workload['spec'], 'replicas' | 'strategy'>): RolloutWindow {
+  const replicas = spec.replicas ?? 1;
+  if (spec.strategy?.type === 'Recreate') return { inPlace: true, maxUnavailable: Math.max(1, replicas) };
+  const { maxUnavailable } = resolveFenceposts(spec.strategy?.rollingUpdate?.maxSurge, spec.strategy?.rollingUpdate?.maxUnavailable, replicas);
+  if (maxUnavailable === 0) {
+    return {
+      inPlace: false,
+      reason: 'max-unavailable-zero',
+      message: `maxUnavailable resolves to 0 for ${replicas} replicas; an in-place update takes a pod out of service, so the native rollout (surge) is used`,
+    };
+  }
+  return { inPlace: true, maxUnavailable };
+}
+
+/**
+ * The in-place window of a StatefulSet. OnDelete is left to whoever deletes
+ * its pods: the native controller changes nothing on a template change, and
+ * neither does inplace-gate.
+ */
+export function statefulSetWindow(spec: Pick<Workload['spec'], 'replicas' | 'updateStrategy'>): RolloutWindow {
+  if ((spec.updateStrategy?.type ?? 'RollingUpdate') === 'OnDelete') {
+    return { inPlace: false, reason: 'on-delete', message: 'updateStrategy OnDelete: pods take the new template when their owner deletes them; nothing is rolled on the template change' };
+  }
+  return { inPlace: true, maxUnavailable: resolveMaxUnavailable(spec.updateStrategy?.rollingUpdate?.maxUnavailable, spec.replicas ?? 1, 1) };
 }
 
 /** Does the pod run (or has it been asked for) the target images? */
@@ -85,4 +146,29 @@ function sameImagesFor(p: RolloutPod, target: ImageMap): boolean {
   const wanted: ImageMap = {};
   for (const name of Object.keys(relevant)) wanted[name] = target[name] ?? '';
   return sameImages(relevant, wanted);
+}
+
+/**
+ * The StatefulSet partition to hand back to the native controller: the user's,
+ * never below `inplace-gate.dev/partition`, so the ordinals it keeps on the
+ * old images are not recreated natively.
+ */
+export function restoredPartition(userPartition: number, annotationPartition: number): number {
+  return Math.max(userPartition, annotationPartition);
+}
+
+/**
+ * What a StatefulSet rollout does once planned: go on; or, every pod in scope
+ * done, stay held while `inplace-gate.dev/partition` keeps ordinals the user's
+ * own partition would let the native controller recreate (lowering it goes on
+ * in place); or end, handing back the partition.
+ */
+export function statefulSetRolloutStep(
+  plan: Pick<RolloutPlan, 'done'>,
+  userPartition: number,
+  annotationPartition: number,
+): { action: 'continue' } | { action: 'hold-partition'; partition: number } | { action: 'finish'; partition: number } {
+  if (!plan.done) return { action: 'continue' };
+  if (annotationPartition > userPartition) return { action: 'hold-partition', partition: annotationPartition };
+  return { action: 'finish', partition: restoredPartition(userPartition, annotationPartition) };
 }

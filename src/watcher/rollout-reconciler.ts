@@ -9,7 +9,7 @@ import type { Pod } from '../core/kube-types.ts';
 import { WATCHER_FIELD_MANAGER, type PodEvent } from '../core/lifecycle.ts';
 import { MANAGED_LABEL, PARTITION_ANNOTATION, READINESS_GATE, ROLLOUT_IN_PROGRESS, ROLLOUT_STATE_ANNOTATION, UPDATE_ANNOTATION } from '../core/names.ts';
 import { encodeRolloutState, parseRolloutState, type RolloutState } from '../core/rollout-state.ts';
-import { planRollout, resolveMaxUnavailable, type RolloutPlan, type RolloutPod } from '../core/rollout.ts';
+import { deploymentWindow, planRollout, restoredPartition, statefulSetRolloutStep, statefulSetWindow, type RolloutPlan, type RolloutPod } from '../core/rollout.ts';
 import { encodeUpdateState, parseUpdateState, type UpdateState } from '../core/state.ts';
 import type { Workload } from '../core/workload-types.ts';
 import type { KubeClient } from '../kube/client.ts';
@@ -121,7 +121,14 @@ export class RolloutReconciler {
     const pods = this.managedPods(ns, rs.metadata.uid);
 
     const rsImages = templateImages(rs);
+    const window = deploymentWindow(d.spec);
     if (Object.entries(target).some(([n, i]) => rsImages[n] !== i)) {
+      // The ReplicaSet's template differs from the target (not begun, or retargeted): unpaused, the
+      // native controller would roll every pod to the target, so it may still go native here.
+      if (!window.inPlace) {
+        await this.fallBack('Deployment', d, window.message);
+        return {};
+      }
       if (await this.fellBack(key, d, rs)) return {};
       await this.keepHistory(d, rs);
       // Pods the ReplicaSet creates from now on (a replacement, a scale-up) start on the new images.
@@ -132,8 +139,9 @@ export class RolloutReconciler {
       this.event(d, 'Deployment', { type: 'Normal', reason: 'InPlaceRolloutStarted', action: 'Rollout', note: `Rolling out ${describe(imageChanges(rs.spec.template.spec, d.spec.template.spec))} in place to ${pods.length} pods, ReplicaSet ${rs.metadata.name ?? ''} kept` });
     }
 
-    const replicas = d.spec.replicas ?? 1;
-    const maxUnavailable = resolveMaxUnavailable(d.spec.strategy?.rollingUpdate?.maxUnavailable, replicas, '25%');
+    // Begun: the ReplicaSet already has the new template, so there is no native way back without a
+    // mixed state; a Deployment scaled down mid-rollout below its window goes on one pod at a time.
+    const maxUnavailable = window.inPlace ? window.maxUnavailable : 1;
     const plan = planRollout(pods.map(asRolloutPod), target, maxUnavailable, { order: 'name', partition: this.partition(d) });
     if (plan.done && this.partition(d) === 0) {
       if (rs.spec.template.metadata?.annotations?.[ROLLOUT_IN_PROGRESS] !== undefined) {
@@ -194,18 +202,27 @@ export class RolloutReconciler {
     if (!revision || (s.status?.observedGeneration ?? 0) < (s.metadata.generation ?? 0)) return { requeueAfterMs: 500 };
     const pods = this.managedPods(ns, s.metadata.uid);
 
-    const replicas = s.spec.replicas ?? 1;
-    const maxUnavailable = resolveMaxUnavailable(s.spec.updateStrategy?.rollingUpdate?.maxUnavailable, replicas, 1);
+    const window = statefulSetWindow(s.spec);
+    if (!window.inPlace) {
+      // OnDelete (say, switched to mid-rollout): left to whoever deletes the pods; pods in flight finish.
+      await this.fallBack('StatefulSet', s, window.message);
+      return {};
+    }
+    const maxUnavailable = window.maxUnavailable;
     const partition = Math.max(state.partition ?? 0, this.partition(s));
     const plan = planRollout(pods.map(asRolloutPod), target, maxUnavailable, { order: 'ordinal-desc', partition });
     // Before the first pod is touched, make sure the lifecycle can drive them all.
     if (plan.updated === 0 && plan.start.length > 0 && pods.every((p) => asRolloutPod(p).update === undefined) && (await this.fellBack(key, s, s))) return {};
-    if (plan.done) {
+    const step = statefulSetRolloutStep(plan, state.partition ?? 0, this.partition(s));
+    // The ordinals below the partition annotation stay on the old images: the StatefulSet stays held
+    // (lowering the annotation requeues it and goes on in place), never handed a partition below it.
+    if (step.action === 'hold-partition') return {};
+    if (step.action === 'finish') {
       const rollingUpdate = (s.spec.updateStrategy?.type ?? 'RollingUpdate') === 'RollingUpdate';
       this.d.statefulSets.upsert(await this.d.client.patch(`/apis/apps/v1/namespaces/${ns}/statefulsets/${s.metadata.name ?? ''}`,
         {
           metadata: { resourceVersion: s.metadata.resourceVersion, annotations: { [ROLLOUT_STATE_ANNOTATION]: null } },
-          ...(rollingUpdate ? { spec: { updateStrategy: { rollingUpdate: { partition: state.partition ?? 0 } } } } : {}),
+          ...(rollingUpdate ? { spec: { updateStrategy: { rollingUpdate: { partition: step.partition } } } } : {}),
         }, 'strategic', WATCHER_FIELD_MANAGER));
       this.finished(s, 'StatefulSet', state, plan.total);
       return {};
@@ -228,17 +245,27 @@ export class RolloutReconciler {
     const unmanaged = owned.filter((p) => p.metadata.labels?.[MANAGED_LABEL] !== 'true' || !p.spec.readinessGates?.some((g) => g.conditionType === READINESS_GATE));
     if (unmanaged.length === 0) return false;
     const replicas = owned.length;
-    const managed = replicas - unmanaged.length;
-    const kind = key.split('/')[0] as 'Deployment' | 'StatefulSet';
+    await this.fallBack(key.split('/')[0] as 'Deployment' | 'StatefulSet', w, `${unmanaged.length} of ${replicas} pods are not managed by inplace-gate (created before their namespace opted in?): rolling out natively instead`);
+    return true;
+  }
+
+  /**
+   * Hands the workload back to its native controller (before a pod is touched, or OnDelete):
+   * a Deployment unpaused, a StatefulSet's partition restored (never below the
+   * partition annotation), the rollout state removed, and a Warning saying why.
+   */
+  private async fallBack(kind: 'Deployment' | 'StatefulSet', w: Workload, note: string): Promise<void> {
     const ns = w.metadata.namespace ?? '';
     const state = parseRolloutState(w.metadata.annotations?.[ROLLOUT_STATE_ANNOTATION]);
-    const partition = state.ok ? state.state?.partition : undefined;
-    const spec = kind === 'Deployment' ? { paused: false } : partition === undefined ? undefined : { updateStrategy: { rollingUpdate: { partition } } };
+    const userPartition = state.ok ? state.state?.partition : undefined;
+    const rollingUpdate = (w.spec.updateStrategy?.type ?? 'RollingUpdate') === 'RollingUpdate';
+    const spec = kind === 'Deployment'
+      ? { paused: false }
+      : userPartition === undefined || !rollingUpdate ? undefined : { updateStrategy: { rollingUpdate: { partition: restoredPartition(userPartition, this.partition(w)) } } };
     await this.d.client.patch(`/apis/apps/v1/namespaces/${ns}/${kind === 'Deployment' ? 'deployments' : 'statefulsets'}/${w.metadata.name ?? ''}`,
       { metadata: { resourceVersion: w.metadata.resourceVersion, annotations: { [ROLLOUT_STATE_ANNOTATION]: null } }, ...(spec ? { spec } : {}) }, 'strategic', WATCHER_FIELD_MANAGER);
-    this.event(w, kind, { type: 'Warning', reason: 'InPlaceRolloutFallback', action: 'Rollout', note: `${replicas - managed} of ${replicas} pods are not managed by inplace-gate (created before their namespace opted in?): rolling out natively instead` });
+    this.event(w, kind, { type: 'Warning', reason: 'InPlaceRolloutFallback', action: 'Rollout', note });
     this.d.metrics.rollouts.inc({ kind, result: 'fallback' });
-    return true;
   }
 
   private async startPods(w: Workload, kind: string, pods: Pod[], plan: RolloutPlan, target: ImageMap, state: RolloutState, revision: string | undefined): Promise<void> {

@@ -134,6 +134,29 @@ describe('Deployment', () => {
 });
 
 describe('fallback', () => {
+  it('a Deployment whose maxUnavailable resolves to 0 (1 replica, the default strategy) is never paused: it rolls natively, by surge', async () => {
+    await applyManifest({ apiVersion: 'apps/v1', kind: 'Deployment', metadata: { name: 'one', namespace: NS }, spec: { replicas: 1, selector: { matchLabels: { app: 'one' } }, template: template('one', IMAGE) } });
+    const [before] = await allRunning('one', 1, IMAGE);
+    const since = Date.now();
+    await kubectl(['-n', NS, 'set', 'image', 'deployment/one', `app=${IMAGE_2}`]);
+    const d = await kubectlJson<Workload>(['-n', NS, 'get', 'deployment', 'one']);
+    expect(d.spec.paused ?? false).toBe(false);
+    expect(d.metadata.annotations?.['inplace-gate.dev/rollout-state']).toBeUndefined();
+    await kubectl(['-n', NS, 'rollout', 'status', 'deployment/one', '--timeout=120s']);
+    const [after] = await allRunning('one', 1, IMAGE_2);
+    expect(after?.metadata.uid).not.toBe(before?.metadata.uid);
+    // Native surge: a Ready pod at every moment.
+    const readyAt = new Map<string, boolean>();
+    let minReady = Infinity;
+    for (const s of pods.seen) {
+      if (s.object.metadata.labels?.app !== 'one') continue;
+      if (s.type === 'DELETED' || s.object.metadata.deletionTimestamp !== undefined) readyAt.delete(s.object.metadata.name ?? '');
+      else readyAt.set(s.object.metadata.name ?? '', conditionOf(s.object, 'Ready') === 'True');
+      if (s.at >= since) minReady = Math.min(minReady, [...readyAt.values()].filter(Boolean).length);
+    }
+    expect(minReady).toBeGreaterThanOrEqual(1);
+  });
+
   it('pods created before their namespace opted in cannot be drained: the Deployment rolls out natively, with a Warning', async () => {
     const ns = `${NS}-late`;
     await createNamespace(ns);
@@ -176,7 +199,7 @@ describe('StatefulSet', () => {
     expect(maxNotReady('db', since)).toBeLessThanOrEqual(1);
   });
 
-  it('a held partition keeps the low ordinals on the old image; OnDelete rolls in place too', async () => {
+  it('a held partition keeps the low ordinals on the old image', async () => {
     await applyManifest(statefulSet('part', 4, IMAGE, { type: 'RollingUpdate', rollingUpdate: { partition: 2 } }));
     await allRunning('part', 4, IMAGE);
     await kubectl(['-n', NS, 'set', 'image', 'statefulset/part', `app=${IMAGE_2}`]);
@@ -191,11 +214,51 @@ describe('StatefulSet', () => {
     });
     expect(sts.spec.updateStrategy?.rollingUpdate?.partition).toBe(2);
 
+  });
+
+  it('OnDelete is left to its owner: nothing rolls on the template change; a deleted pod comes back on the new image', async () => {
     await applyManifest(statefulSet('ondel', 3, IMAGE, { type: 'OnDelete' }));
     const uids = (await allRunning('ondel', 3, IMAGE)).map((p) => p.metadata.uid).sort();
     await kubectl(['-n', NS, 'set', 'image', 'statefulset/ondel', `app=${IMAGE_2}`]);
-    const after = await allRunning('ondel', 3, IMAGE_2);
+    const sts = await kubectlJson<Workload>(['-n', NS, 'get', 'statefulset', 'ondel']);
+    expect(sts.metadata.annotations?.['inplace-gate.dev/rollout-state']).toBeUndefined();
+    await new Promise((r) => setTimeout(r, 5000));
+    const still = await allRunning('ondel', 3, IMAGE);
+    expect(still.map((p) => p.metadata.uid).sort()).toEqual(uids);
+    await kubectl(['-n', NS, 'delete', 'pod', 'ondel-2', '--wait=false']);
+    await eventually('ondel-2 recreated on the new image', async () => {
+      const p = (await listPods('ondel')).find((x) => x.metadata.name === 'ondel-2');
+      return p && !uids.includes(p.metadata.uid) && running(p, IMAGE_2) ? true : undefined;
+    }, 120_000);
+    const others = (await listPods('ondel')).filter((p) => p.metadata.name !== 'ondel-2');
+    expect(others.every((p) => running(p, IMAGE) && uids.includes(p.metadata.uid))).toBe(true);
+  });
+
+  it('inplace-gate.dev/partition holds: ordinals below it stay on the old image, not recreated; lowering it goes on in place', async () => {
+    await applyManifest({ ...statefulSet('ann', 4, IMAGE, { type: 'RollingUpdate' }), metadata: { name: 'ann', namespace: NS, annotations: { 'inplace-gate.dev/partition': '2' } } });
+    const uids = (await allRunning('ann', 4, IMAGE)).map((p) => p.metadata.uid).sort();
+    await kubectl(['-n', NS, 'set', 'image', 'statefulset/ann', `app=${IMAGE_2}`]);
+    const by = async () => { const ps = await listPods('ann'); return (n: number) => ps.find((p) => p.metadata.name === `ann-${n}`); };
+    await eventually('ordinals 2 and 3 updated', async () => {
+      const get = await by();
+      return [2, 3].every((n) => get(n) && running(get(n)!, IMAGE_2)) ? true : undefined;
+    }, 120_000);
+    // Long enough for the native controller to have recreated ordinals 0 and 1, were the partition handed back.
+    await new Promise((r) => setTimeout(r, 8000));
+    const held = await listPods('ann');
+    expect(held.map((p) => p.metadata.uid).sort()).toEqual(uids);
+    expect(held.filter((p) => ['ann-0', 'ann-1'].includes(p.metadata.name ?? '')).every((p) => running(p, IMAGE))).toBe(true);
+    const sts = await kubectlJson<Workload>(['-n', NS, 'get', 'statefulset', 'ann']);
+    expect(sts.spec.updateStrategy?.rollingUpdate?.partition ?? 0).toBeGreaterThanOrEqual(2);
+
+    await kubectl(['-n', NS, 'annotate', '--overwrite', 'statefulset/ann', 'inplace-gate.dev/partition=0']);
+    const after = await allRunning('ann', 4, IMAGE_2);
     expect(after.map((p) => p.metadata.uid).sort()).toEqual(uids);
+    const end = await eventually('rollout ended', async () => {
+      const s = await kubectlJson<Workload>(['-n', NS, 'get', 'statefulset', 'ann']);
+      return s.metadata.annotations?.['inplace-gate.dev/rollout-state'] === undefined ? s : undefined;
+    });
+    expect(end.spec.updateStrategy?.rollingUpdate?.partition ?? 0).toBe(0);
   });
 });
 

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { planRollout, resolveMaxUnavailable, type RolloutPod } from '../../src/core/rollout.ts';
+import { deploymentWindow, planRollout, resolveFenceposts, resolveMaxUnavailable, restoredPartition, statefulSetRolloutStep, statefulSetWindow, type RolloutPod } from '../../src/core/rollout.ts';
 
 const OLD = { app: 'web:1' };
 const NEW = { app: 'web:2' };
@@ -17,6 +17,58 @@ describe('resolveMaxUnavailable', () => {
     [undefined, 5, 1, 1],
   ] as const)('%s of %i (default %s) is %i', (value, replicas, fallback, expected) => {
     expect(resolveMaxUnavailable(value, replicas, fallback)).toBe(expected);
+  });
+});
+
+describe('resolveFenceposts: as the Deployment controller', () => {
+  it.each([
+    // maxSurge, maxUnavailable, replicas -> surge (rounds up), unavailable (rounds down)
+    [undefined, undefined, 10, 3, 2],
+    [undefined, undefined, 1, 1, 0],
+    [undefined, undefined, 3, 1, 0],
+    [undefined, undefined, 4, 1, 1],
+    ['25%', '25%', 7, 2, 1],
+    [1, 0, 5, 1, 0],
+    [0, 0, 5, 0, 1],
+    ['0%', '10%', 5, 0, 1],
+    [0, '100%', 3, 0, 3],
+    [2, 3, 10, 2, 3],
+  ] as const)('maxSurge %s, maxUnavailable %s of %i: %i/%i', (surge, unavailable, replicas, s, u) => {
+    expect(resolveFenceposts(surge, unavailable, replicas)).toEqual({ maxSurge: s, maxUnavailable: u });
+  });
+});
+
+describe('the in-place window: never below native capacity', () => {
+  const rolling = (maxUnavailable?: string | number, maxSurge?: string | number) => ({
+    type: 'RollingUpdate',
+    ...(maxUnavailable === undefined && maxSurge === undefined ? {} : { rollingUpdate: { ...(maxUnavailable === undefined ? {} : { maxUnavailable }), ...(maxSurge === undefined ? {} : { maxSurge }) } }),
+  });
+  it.each([
+    ['1 replica, default strategy', 1, undefined, false, 0],
+    ['3 replicas, default strategy', 3, undefined, false, 0],
+    ['4 replicas, default strategy', 4, undefined, true, 1],
+    ['10 replicas, 25%/25%', 10, rolling('25%', '25%'), true, 2],
+    ['5 replicas, maxUnavailable 0 / maxSurge 1', 5, rolling(0, 1), false, 0],
+    ['5 replicas, maxUnavailable 0 / maxSurge 0 (the controller makes it 1)', 5, rolling(0, 0), true, 1],
+    ['10 replicas, maxUnavailable 3', 10, rolling(3), true, 3],
+    ['6 replicas, Recreate: all at once', 6, { type: 'Recreate' }, true, 6],
+    ['1 replica, Recreate', 1, { type: 'Recreate' }, true, 1],
+  ] as const)('Deployment, %s', (_what, replicas, strategy, inPlace, maxUnavailable) => {
+    const w = deploymentWindow({ replicas, ...(strategy === undefined ? {} : { strategy }) });
+    expect(w.inPlace).toBe(inPlace);
+    if (w.inPlace) expect(w.maxUnavailable).toBe(maxUnavailable);
+    else expect(w.message).toBe(`maxUnavailable resolves to 0 for ${replicas} replicas; an in-place update takes a pod out of service, so the native rollout (surge) is used`);
+  });
+
+  it.each([
+    ['default', {}, true, 1],
+    ['RollingUpdate, maxUnavailable 2', { updateStrategy: { type: 'RollingUpdate', rollingUpdate: { maxUnavailable: 2 } } }, true, 2],
+    ['RollingUpdate, maxUnavailable 10% of 5 (at least 1)', { updateStrategy: { type: 'RollingUpdate', rollingUpdate: { maxUnavailable: '10%' } } }, true, 1],
+    ['OnDelete', { updateStrategy: { type: 'OnDelete' } }, false, 0],
+  ] as const)('StatefulSet, %s', (_what, spec, inPlace, maxUnavailable) => {
+    const w = statefulSetWindow({ replicas: 5, ...spec });
+    expect(w.inPlace).toBe(inPlace);
+    if (w.inPlace) expect(w.maxUnavailable).toBe(maxUnavailable);
   });
 });
 
@@ -78,5 +130,37 @@ describe('planRollout', () => {
   it('touches only the containers the target names', () => {
     const two = pods(2, () => ({ specImages: { app: 'web:2', proxy: 'envoy:1' } }));
     expect(planRollout(two, NEW, 1, { order: 'name' }).done).toBe(true);
+  });
+});
+
+describe('a StatefulSet partition annotation holds: the ordinals below it are never handed to the native controller', () => {
+  it.each([
+    // done, user partition, annotation partition -> step
+    [false, 0, 2, { action: 'continue' }],
+    [true, 0, 2, { action: 'hold-partition', partition: 2 }],
+    [true, 1, 3, { action: 'hold-partition', partition: 3 }],
+    [true, 0, 0, { action: 'finish', partition: 0 }],
+    [true, 3, 2, { action: 'finish', partition: 3 }],
+    [true, 2, 2, { action: 'finish', partition: 2 }],
+  ] as const)('done %s, user partition %i, annotation %i', (done, user, annotation, step) => {
+    expect(statefulSetRolloutStep({ done }, user, annotation)).toEqual(step);
+  });
+
+  it('5 replicas, annotation 2: ordinals 4..2 updated in place, then held; 1 and 0 stay on the old images', () => {
+    const updated = pods(5, (i) => (i >= 2 ? { specImages: NEW } : {}));
+    const plan = planRollout(updated, NEW, 1, { order: 'ordinal-desc', partition: 2 });
+    expect(plan).toMatchObject({ start: [], done: true });
+    const step = statefulSetRolloutStep(plan, 0, 2);
+    // Not the user's 0: with it, the native controller would recreate web-1 and web-0 on the new revision.
+    expect(step.action).not.toBe('finish');
+    // Lowered to 0, the rollout goes on in place from web-1, then ends with the user's partition.
+    const lowered = planRollout(updated, NEW, 1, { order: 'ordinal-desc', partition: 0 });
+    expect(lowered.start).toEqual(['web-1']);
+    expect(statefulSetRolloutStep(lowered, 0, 0)).toEqual({ action: 'continue' });
+  });
+
+  it('a fallback hands back the larger of the two partitions', () => {
+    expect(restoredPartition(0, 2)).toBe(2);
+    expect(restoredPartition(3, 2)).toBe(3);
   });
 });

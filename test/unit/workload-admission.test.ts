@@ -69,11 +69,13 @@ describe('Deployments and StatefulSets: an image-only template change rolls out 
     expect(parseRolloutState(after.metadata.annotations?.[ROLLOUT_STATE_ANNOTATION])).toMatchObject({ ok: true, state: { partition: 1 } });
   });
 
-  it('a StatefulSet with OnDelete has nothing to hold', () => {
+  it('a StatefulSet with OnDelete is left to its owner: no hold, no rollout recorded', () => {
     const onDelete = { updateStrategy: { type: 'OnDelete' } };
-    const { after } = stored(workload('StatefulSet', 'web:1', onDelete), workload('StatefulSet', 'web:2', onDelete));
+    const { decision, after } = stored(workload('StatefulSet', 'web:1', onDelete), workload('StatefulSet', 'web:2', onDelete));
+    expect(decision).toMatchObject({ type: 'allow', reason: 'on-delete' });
+    expect(decision.warnings[0]).toMatch(/OnDelete/);
     expect(after.spec.updateStrategy).toEqual({ type: 'OnDelete' });
-    expect(after.metadata.annotations?.[ROLLOUT_STATE_ANNOTATION]).toBeDefined();
+    expect(after.metadata.annotations?.[ROLLOUT_STATE_ANNOTATION]).toBeUndefined();
   });
 
   it('a change mid-rollout retargets it and keeps the start time and the user partition', () => {
@@ -123,5 +125,24 @@ describe('left to the native controller', () => {
     expect(expectDecision(mutate(request(outOld, out), config, now)).reason).toBe('opted-out');
     expect(expectDecision(mutate(request(workload('Deployment'), workload('Deployment', 'web:2'), { namespace: 'kube-system' }), config, now)).reason).toBe('excluded-namespace');
     expect(expectDecision(mutate(request(workload('Deployment'), workload('Deployment', 'web:2'), { userInfo: { username: 'system:serviceaccount:inplace-gate:inplace-gate-watcher' } }), config, now)).reason).toBe('watcher');
+  });
+});
+
+describe('a Deployment whose maxUnavailable resolves to 0 rolls natively (never below native capacity)', () => {
+  it.each([
+    ['1 replica, the default 25%/25%', { replicas: 1, strategy: { type: 'RollingUpdate', rollingUpdate: { maxUnavailable: '25%', maxSurge: '25%' } } }, 1],
+    ['3 replicas, no rollingUpdate given', { replicas: 3, strategy: { type: 'RollingUpdate' } }, 3],
+    ['5 replicas, maxUnavailable 0 / maxSurge 1', { replicas: 5, strategy: { type: 'RollingUpdate', rollingUpdate: { maxUnavailable: 0, maxSurge: 1 } } }, 5],
+  ])('%s: not paused, and the client is told why', (_what, spec, replicas) => {
+    const decision = expectDecision(mutate(request(workload('Deployment', 'web:1', spec), workload('Deployment', 'web:2', spec)), config, now));
+    expect(decision).toMatchObject({ type: 'allow', reason: 'max-unavailable-zero' });
+    expect(decision.warnings).toEqual([`inplace-gate: Deployment rolls out natively: maxUnavailable resolves to 0 for ${replicas} replicas; an in-place update takes a pod out of service, so the native rollout (surge) is used`]);
+  });
+
+  it('4 replicas with the default strategy, and a Recreate Deployment, roll in place', () => {
+    const four = { replicas: 4, strategy: { type: 'RollingUpdate', rollingUpdate: { maxUnavailable: '25%', maxSurge: '25%' } } };
+    expect(stored(workload('Deployment', 'web:1', four), workload('Deployment', 'web:2', four)).after.spec.paused).toBe(true);
+    const recreate = { replicas: 1, strategy: { type: 'Recreate' } };
+    expect(stored(workload('Deployment', 'web:1', recreate), workload('Deployment', 'web:2', recreate)).after.spec.paused).toBe(true);
   });
 });

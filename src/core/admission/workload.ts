@@ -7,6 +7,7 @@
 import type { AdmissionConfig } from '../config.ts';
 import { imageChanges, isEmpty } from '../containers.ts';
 import { ENABLED_LABEL, ROLLOUT_ANNOTATION, ROLLOUT_STATE_ANNOTATION } from '../names.ts';
+import { deploymentWindow, statefulSetWindow } from '../rollout.ts';
 import { encodeRolloutState, parseRolloutState, type RolloutState } from '../rollout-state.ts';
 import { isExcludedNamespace, matchesIdentity } from '../scope.ts';
 import { changedPaths, type PathSegment } from '../spec-diff.ts';
@@ -39,6 +40,13 @@ export function admitWorkloadUpdate(req: AdmissionRequest<Workload>, workload: W
   const parsed = parseRolloutState(old.metadata.annotations?.[ROLLOUT_STATE_ANNOTATION]);
   const current = parsed.ok ? parsed.state : undefined;
   if (kind === 'Deployment' && old.spec.paused === true && current === undefined) return allow('user-paused');
+
+  // A new rollout only where the in-place window keeps native capacity (and, for a StatefulSet, the
+  // strategy rolls on a template change at all). One under way is retargeted: the watcher decides.
+  if (current === undefined && (kind === 'Deployment' || kind === 'StatefulSet')) {
+    const window = kind === 'Deployment' ? deploymentWindow(workload.spec) : statefulSetWindow(workload.spec);
+    if (!window.inPlace) return allow(window.reason, [`inplace-gate: ${kind} rolls out natively: ${window.message}`]);
+  }
 
   // The images to reach are the new template's: a change mid-rollout (a rollback too) retargets it.
   const images: Record<string, string> = {};
