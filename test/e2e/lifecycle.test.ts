@@ -10,7 +10,10 @@ import { record, type Recorder } from './support/recorder.ts';
 import { startLeadingWatcher, type WatcherProcess } from './support/watcher.ts';
 
 const NS = `e2e-lifecycle-${Date.now().toString(36)}`;
-const GRACE_MS = 2000;
+// This test's pod grace period (the others use the watcher's 2 s). Long enough for a hollow kubelet to publish Ready False from the gate before the image write:
+// at 2 s it was late by 0.5-3.3 s in some runs. The watcher writes after the grace period without
+// observing the drain (issue 17: write only once the EndpointSlices drop the pod).
+const GRACE_MS = 5000;
 let watcher: WatcherProcess;
 let pods: Recorder<Pod>;
 
@@ -39,7 +42,10 @@ const endpointReady = (name: string, s: Slice) => s.endpoints?.find((e) => e.tar
 describe('one image change, end to end', () => {
   it('drains first, writes after the grace period, proves the restart, and comes back', async () => {
     await applyManifest({ apiVersion: 'v1', kind: 'Service', metadata: { name: 'web', namespace: NS }, spec: { selector: { app: 'web-1' }, ports: [{ port: 80 }] } });
-    await applyManifest(podManifest('web-1', NS, { containers: [{ name: 'app', image: IMAGE }, { name: 'proxy', image: IMAGE }] }));
+    await applyManifest(podManifest('web-1', NS, {
+      containers: [{ name: 'app', image: IMAGE }, { name: 'proxy', image: IMAGE }],
+      annotations: { 'inplace-gate.dev/grace-period-seconds': String(GRACE_MS / 1000) },
+    }));
     const before = await settled(NS, 'web-1');
 
     // Ready only once the watcher set the condition: no Ready=True without the gate True first.
