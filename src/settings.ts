@@ -127,6 +127,8 @@ const FALSE = new Set(['false', '0', 'no']);
  * `--flag value` and `--flag=value`; a boolean also bare (`--allow-resize`, true),
  * with a value (`--allow-resize=false`, or `--allow-resize false`) and negated
  * (`--no-allow-resize`). Anything else is a one-line SettingsError.
+ * Not util.parseArgs: its booleans refuse `--allow-resize=false` (every setting is also an
+ * environment variable with a value, and the help documents `=false`), and its errors name no env.
  */
 export function parseFlags(argv: readonly string[]): Map<string, string> {
   const values = new Map<string, string>();
