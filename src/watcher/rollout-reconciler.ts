@@ -9,6 +9,7 @@ import type { Pod } from '../core/kube-types.ts';
 import { WATCHER_FIELD_MANAGER, type PodEvent } from '../core/lifecycle.ts';
 import { MANAGED_LABEL, PARTITION_ANNOTATION, READINESS_GATE, ROLLOUT_IN_PROGRESS, ROLLOUT_STATE_ANNOTATION, UPDATE_ANNOTATION } from '../core/names.ts';
 import { encodeRolloutState, parseRolloutState, type RolloutState } from '../core/rollout-state.ts';
+import { currentReplicaSet, historyStep, replicaSetView } from '../core/deployment-rollout.ts';
 import { deploymentWindow, planRollout, restoredPartition, statefulSetRolloutStep, statefulSetWindow, type RolloutPlan, type RolloutPod } from '../core/rollout.ts';
 import { encodeUpdateState, parseUpdateState, type UpdateState } from '../core/state.ts';
 import type { Workload } from '../core/workload-types.ts';
@@ -31,16 +32,17 @@ export interface RolloutDeps {
   clock: () => Date;
 }
 
-const REVISION = 'deployment.kubernetes.io/revision';
 const REVISION_HASH = 'controller-revision-hash';
-const TEMPLATE_HASH = 'pod-template-hash';
-const HISTORY_SUFFIX = 'inplace-previous';
 const WAIT_MS = 2000;
 
 export const rolloutKey = (kind: 'Deployment' | 'StatefulSet', ns: string, name: string) => `${kind}/${ns}/${name}`;
 
 function templateImages(w: Workload): ImageMap {
   return specImages(w.spec.template.spec);
+}
+
+function controllerUid(w: Workload): string | undefined {
+  return w.metadata.ownerReferences?.find((o) => o.controller === true)?.uid;
 }
 
 function ownedBy(pod: Pod, uid: string | undefined): boolean {
@@ -110,13 +112,21 @@ export class RolloutReconciler {
   private async deployment(key: string, d: Workload, state: RolloutState): Promise<QueueResult> {
     const ns = d.metadata.namespace ?? '';
     const target = templateImages(d);
-    // The current ReplicaSet: the Deployment's, with the highest revision.
-    let rs: Workload | undefined;
-    for (const r of this.d.replicaSets.store.values()) {
-      if (r.metadata.namespace !== ns || !r.metadata.ownerReferences?.some((o) => o.uid === d.metadata.uid)) continue;
-      if (r.metadata.name === `${d.metadata.name ?? ''}-${HISTORY_SUFFIX}`) continue;
-      if (!rs || Number(r.metadata.annotations?.[REVISION] ?? 0) > Number(rs.metadata.annotations?.[REVISION] ?? 0)) rs = r;
+    const owned = [...this.d.replicaSets.store.values()].filter((r) => r.metadata.namespace === ns && controllerUid(r) === d.metadata.uid);
+    // The ReplicaSet that runs the pods, as the controller sees it: never picked by name or revision.
+    const current = currentReplicaSet(owned.map(replicaSetView));
+    if (current.kind === 'several') {
+      await this.fallBack('Deployment', d, `ReplicaSets ${current.names.join(', ')} all run pods (a native rollout under way): it goes on natively`);
+      return {};
     }
+    if (current.kind === 'none') {
+      // Nothing runs (scaled to 0, or the first ReplicaSet not created yet): nothing to update in place.
+      if (owned.length === 0 && (d.spec.replicas ?? 1) > 0) return { requeueAfterMs: WAIT_MS };
+      await this.release(d);
+      this.finished(d, 'Deployment', state, 0);
+      return {};
+    }
+    const rs = owned.find((r) => r.metadata.uid === current.rs.uid);
     if (!rs) return { requeueAfterMs: WAIT_MS };
     const pods = this.managedPods(ns, rs.metadata.uid);
 
@@ -130,7 +140,7 @@ export class RolloutReconciler {
         return {};
       }
       if (await this.fellBack(key, d, rs)) return {};
-      await this.keepHistory(d, rs);
+      if (await this.prepareHistory(d, rs, 'history')) return { requeueAfterMs: 0 };
       // Pods the ReplicaSet creates from now on (a replacement, a scale-up) start on the new images.
       const containers = rs.spec.template.spec.containers.filter((c) => target[c.name] !== undefined).map((c) => ({ name: c.name, image: target[c.name] }));
       const initContainers = (rs.spec.template.spec.initContainers ?? []).filter((c) => target[c.name] !== undefined).map((c) => ({ name: c.name, image: target[c.name] }));
@@ -143,56 +153,57 @@ export class RolloutReconciler {
     // mixed state; a Deployment scaled down mid-rollout below its window goes on one pod at a time.
     const maxUnavailable = window.inPlace ? window.maxUnavailable : 1;
     const plan = planRollout(pods.map(asRolloutPod), target, maxUnavailable, { order: 'name', partition: this.partition(d) });
-    if (plan.done && this.partition(d) === 0) {
+    // Done only for the pods the ReplicaSet is meant to have: pods it has yet to create are not done.
+    const live = pods.filter((p) => p.metadata.deletionTimestamp === undefined).length;
+    if (plan.done && live >= (rs.spec.replicas ?? 0) && this.partition(d) === 0) {
+      // A ReplicaSet with no pods and the target's template would be the controller's pick on unpause.
+      if (await this.prepareHistory(d, rs, 'duplicates-only')) return { requeueAfterMs: 0 };
       if (rs.spec.template.metadata?.annotations?.[ROLLOUT_IN_PROGRESS] !== undefined) {
         // The ReplicaSet's template becomes the Deployment's again...
         this.d.replicaSets.upsert(await this.d.client.patch(`/apis/apps/v1/namespaces/${ns}/replicasets/${rs.metadata.name ?? ''}`,
           { spec: { template: { metadata: { annotations: { [ROLLOUT_IN_PROGRESS]: null } } } } }, 'strategic', WATCHER_FIELD_MANAGER));
       }
       // ...and one patch releases the Deployment: the controller adopts that ReplicaSet.
-      this.d.deployments.upsert(await this.d.client.patch(`/apis/apps/v1/namespaces/${ns}/deployments/${d.metadata.name ?? ''}`,
-        { metadata: { resourceVersion: d.metadata.resourceVersion, annotations: { [ROLLOUT_STATE_ANNOTATION]: null } }, spec: { paused: false } }, 'strategic', WATCHER_FIELD_MANAGER));
+      await this.release(d);
       this.finished(d, 'Deployment', state, plan.total);
       return {};
     }
     await this.startPods(d, 'Deployment', pods, plan, target, state, undefined);
     await this.noteStalled(d, 'Deployment', state, plan.stalled);
-    return { requeueAfterMs: plan.done ? undefined : 30_000 };
+    return { requeueAfterMs: plan.done ? WAIT_MS : 30_000 };
+  }
+
+  /** Unpauses the Deployment and drops the rollout state, in one patch guarded by its resourceVersion. */
+  private async release(d: Workload): Promise<void> {
+    this.d.deployments.upsert(await this.d.client.patch(`/apis/apps/v1/namespaces/${d.metadata.namespace ?? ''}/deployments/${d.metadata.name ?? ''}`,
+      { metadata: { resourceVersion: d.metadata.resourceVersion, annotations: { [ROLLOUT_STATE_ANNOTATION]: null } }, spec: { paused: false } }, 'strategic', WATCHER_FIELD_MANAGER));
   }
 
   /**
-   * `kubectl rollout undo` needs the previous template in a ReplicaSet of a
-   * lower revision, as a native rollout leaves it. Before the current
-   * ReplicaSet's template changes, its template and revision are kept in a
-   * ReplicaSet with no replicas (its own pod-template-hash, so it selects no
-   * pod); at the end the Deployment controller gives the kept ReplicaSet the
-   * next revision, as it would a new one.
+   * One write of the revision history before the current ReplicaSet's template
+   * changes (see historyStep), read from the apiserver: the cache keeps no
+   * whole templates. True if it wrote; the next reconcile re-derives the rest.
    */
-  private async keepHistory(d: Workload, rs: Workload): Promise<void> {
+  private async prepareHistory(d: Workload, rs: Workload, scope: 'history' | 'duplicates-only'): Promise<boolean> {
     const ns = d.metadata.namespace ?? '';
-    const raw = await this.d.client.get<Workload>(`/apis/apps/v1/namespaces/${ns}/replicasets/${rs.metadata.name ?? ''}`);
-    const name = `${d.metadata.name ?? ''}-${HISTORY_SUFFIX}`;
-    const labels = { ...raw.spec.template.metadata?.labels, [TEMPLATE_HASH]: HISTORY_SUFFIX };
-    const { [ROLLOUT_IN_PROGRESS]: _mark, ...templateAnnotations } = raw.spec.template.metadata?.annotations ?? {};
-    const selector = raw.spec.selector as { matchLabels?: Record<string, string>; matchExpressions?: unknown[] } | undefined;
-    const body = {
-      apiVersion: 'apps/v1',
-      kind: 'ReplicaSet',
-      metadata: {
-        name,
-        namespace: ns,
-        labels,
-        annotations: { [REVISION]: raw.metadata.annotations?.[REVISION] ?? '1', 'inplace-gate.dev/history-of': rs.metadata.name ?? '' },
-        ownerReferences: [{ apiVersion: 'apps/v1', kind: 'Deployment', name: d.metadata.name ?? '', uid: d.metadata.uid ?? '', controller: true, blockOwnerDeletion: true }],
-      },
-      spec: {
-        replicas: 0,
-        selector: { ...selector, matchLabels: { ...selector?.matchLabels, [TEMPLATE_HASH]: HISTORY_SUFFIX } },
-        template: { ...raw.spec.template, metadata: { ...raw.spec.template.metadata, labels, annotations: templateAnnotations } },
-      },
-    };
-    // Server-side apply: create or replace the kept ReplicaSet in one idempotent write.
-    this.d.replicaSets.upsert(await this.d.client.patch(`/apis/apps/v1/namespaces/${ns}/replicasets/${name}?force=true`, body, 'apply', WATCHER_FIELD_MANAGER));
+    const full = await this.d.client.get<Workload>(`/apis/apps/v1/namespaces/${ns}/deployments/${d.metadata.name ?? ''}`);
+    const list = await this.d.client.get<{ items: Workload[] }>(`/apis/apps/v1/namespaces/${ns}/replicasets`);
+    const owned = list.items.filter((r) => controllerUid(r) === d.metadata.uid).map(replicaSetView);
+    const current = owned.find((r) => r.uid === rs.metadata.uid);
+    if (!current) return false;
+    const step = historyStep(full, current, owned.filter((r) => r.uid !== current.uid));
+    if (step.action === 'retarget' || (scope === 'duplicates-only' && step.action !== 'delete-replicaset')) return false;
+    if (step.action === 'delete-replicaset') {
+      // Preconditions: only that very ReplicaSet, unchanged since it was read with no pods.
+      await this.d.client.request('DELETE', `/apis/apps/v1/namespaces/${ns}/replicasets/${step.name}`,
+        { apiVersion: 'v1', kind: 'DeleteOptions', preconditions: { uid: step.uid, resourceVersion: step.resourceVersion } });
+      this.d.replicaSets.store.delete(`${ns}/${step.name}`);
+    } else {
+      // Created, never updated: an existing ReplicaSet of that name is not this one's to overwrite (409: re-derive).
+      this.d.replicaSets.upsert(await this.d.client.post(`/apis/apps/v1/namespaces/${ns}/replicasets?fieldManager=${WATCHER_FIELD_MANAGER}`, step.replicaSet));
+    }
+    this.d.log.info({ workload: `Deployment/${ns}/${d.metadata.name ?? ''}` }, step.note);
+    return true;
   }
 
   private async statefulSet(key: string, s: Workload, state: RolloutState): Promise<QueueResult> {

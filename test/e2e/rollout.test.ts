@@ -6,7 +6,7 @@ import type { Pod } from '../../src/core/kube-types.ts';
 import { READINESS_GATE } from '../../src/core/names.ts';
 import type { Workload } from '../../src/core/workload-types.ts';
 import { applyManifest, createNamespace, eventually, kubectl, kubectlJson } from './support/kube.ts';
-import { IMAGE, IMAGE_2, conditionOf } from './support/pods.ts';
+import { IMAGE, IMAGE_2, IMAGE_3, conditionOf } from './support/pods.ts';
 import { record, type Recorder } from './support/recorder.ts';
 import { startLeadingWatcher, type WatcherProcess } from './support/watcher.ts';
 
@@ -89,7 +89,12 @@ describe('Deployment', () => {
     // One ReplicaSet runs the pods; the other keeps the previous template for undo, with no pods.
     const rs = await kubectlJson<{ items: Workload[] }>(['-n', NS, 'get', 'replicasets', '-l', 'app=web']);
     expect(rs.items.filter((r) => (r.spec.replicas ?? 0) > 0)).toHaveLength(1);
-    expect(rs.items.filter((r) => (r.spec.replicas ?? 0) === 0).map((r) => r.metadata.name)).toEqual(['web-inplace-previous']);
+    const kept = rs.items.filter((r) => (r.spec.replicas ?? 0) === 0);
+    expect(kept.map((r) => r.spec.template.spec.containers[0]?.image)).toEqual([IMAGE]);
+    expect(kept[0]?.metadata.annotations?.['deployment.kubernetes.io/revision']).toBe('1');
+    expect(kept[0]?.metadata.name).toBe(`web-${kept[0]?.metadata.labels?.['pod-template-hash'] ?? ''}`);
+    const history = await kubectl(['-n', NS, 'rollout', 'history', 'deployment/web']);
+    expect(history.split('\n').filter((l) => /^\d+\s/.test(l)).map((l) => l.split(/\s+/)[0])).toEqual(['1', '2']);
     expect(after.every((p) => p.metadata.ownerReferences?.[0]?.uid === before[0]!.metadata.ownerReferences?.[0]?.uid)).toBe(true);
     const d = await kubectlJson<Workload>(['-n', NS, 'get', 'deployment', 'web']);
     expect(d.spec.paused ?? false).toBe(false);
@@ -108,6 +113,32 @@ describe('Deployment', () => {
     const rsAfter = await kubectlJson<{ items: Workload[] }>(['-n', NS, 'get', 'replicasets', '-l', 'app=web']);
     expect(JSON.stringify(rsAfter.items.map((r) => r.spec.template.metadata))).not.toContain('rollout-in-progress');
     expect(back.map((p) => p.metadata.uid).sort()).toEqual(uids);
+  });
+
+  it('after a native undo (the pods now live in the kept ReplicaSet), the next in-place bump updates those pods: none deleted, none misreported', async () => {
+    await applyManifest(deployment('back', 4, IMAGE, 1));
+    await allRunning('back', 4, IMAGE);
+    await kubectl(['-n', NS, 'set', 'image', 'deployment/back', `app=${IMAGE_2}`]);
+    await kubectl(['-n', NS, 'rollout', 'status', 'deployment/back', '--timeout=150s']);
+    await allRunning('back', 4, IMAGE_2);
+    // One change the native way: the controller scales the ReplicaSet that kept the old template back up.
+    await kubectl(['-n', NS, 'annotate', 'deployment/back', 'inplace-gate.dev/rollout=recreate']);
+    await kubectl(['-n', NS, 'rollout', 'undo', 'deployment/back']);
+    await kubectl(['-n', NS, 'rollout', 'status', 'deployment/back', '--timeout=150s']);
+    const native = await allRunning('back', 4, IMAGE);
+    await kubectl(['-n', NS, 'annotate', 'deployment/back', 'inplace-gate.dev/rollout-']);
+
+    const since = Date.now();
+    await kubectl(['-n', NS, 'set', 'image', 'deployment/back', `app=${IMAGE_3}`]);
+    await kubectl(['-n', NS, 'rollout', 'status', 'deployment/back', '--timeout=150s']);
+    const after = await allRunning('back', 4, IMAGE_3);
+    expect(after.map((p) => p.metadata.uid).sort()).toEqual(native.map((p) => p.metadata.uid).sort());
+    expect(maxNotReady('back', since)).toBeLessThanOrEqual(1);
+    const rs = await kubectlJson<{ items: Workload[] }>(['-n', NS, 'get', 'replicasets', '-l', 'app=back']);
+    expect(rs.items.filter((r) => (r.spec.replicas ?? 0) > 0).map((r) => r.metadata.uid)).toEqual([after[0]!.metadata.ownerReferences?.[0]?.uid]);
+    // kubectl rollout undo finds the images the pods ran before, as after a native rollout.
+    const previous = rs.items.filter((r) => (r.spec.replicas ?? 0) === 0).map((r) => r.spec.template.spec.containers[0]?.image).sort();
+    expect(previous).toContain(IMAGE);
   });
 
   it('a server-side apply of a manifest with a new image rolls out in place too', async () => {

@@ -1,0 +1,176 @@
+// Which ReplicaSet a Deployment's in-place rollout works on, and how the
+// revision history is kept so that `kubectl rollout history/undo` reads as
+// after a native rollout, decided from the Deployment and its ReplicaSets
+// alone (no I/O). The rules the Deployment controller (v1.37) applies and
+// these follow:
+// - the "new" ReplicaSet is the oldest one whose template equals the
+//   Deployment's, ignoring the pod-template-hash label (FindNewReplicaSet,
+//   EqualIgnoreHash); on unpause it is scaled up and every other scaled down;
+// - a pod belongs to the ReplicaSet named by its controller reference.
+// So an in-place rollout may only change the template of the one ReplicaSet
+// that runs pods, must leave no other ReplicaSet whose template equals the
+// target (the controller would scale that one up instead), and never writes
+// `spec.replicas` of any ReplicaSet: the controller owns replica counts.
+
+import { createHash } from 'node:crypto';
+import { ROLLOUT_IN_PROGRESS } from './names.ts';
+import type { PodTemplate, Workload } from './workload-types.ts';
+
+export const TEMPLATE_HASH = 'pod-template-hash';
+export const REVISION = 'deployment.kubernetes.io/revision';
+const CHANGE_CAUSE = 'kubernetes.io/change-cause';
+
+/** A ReplicaSet owned (as controller) by the Deployment, as the rollout reads it. */
+export interface ReplicaSetView {
+  name: string;
+  uid: string;
+  resourceVersion: string;
+  revision: number;
+  /** spec.replicas: what the controller asked for. */
+  replicas: number;
+  /** status.replicas: pods it still has (a scale-down not yet finished counts). */
+  observedReplicas: number;
+  template: PodTemplate;
+  annotations: Record<string, string>;
+}
+
+export function replicaSetView(rs: Workload): ReplicaSetView {
+  return {
+    name: rs.metadata.name ?? '',
+    uid: rs.metadata.uid ?? '',
+    resourceVersion: rs.metadata.resourceVersion ?? '',
+    revision: Number(rs.metadata.annotations?.[REVISION] ?? 0) || 0,
+    replicas: rs.spec.replicas ?? 1,
+    observedReplicas: rs.status?.replicas ?? 0,
+    template: rs.spec.template,
+    annotations: rs.metadata.annotations ?? {},
+  };
+}
+
+/** A ReplicaSet that runs pods, or was asked to. */
+export function isActive(rs: Pick<ReplicaSetView, 'replicas' | 'observedReplicas'>): boolean {
+  return rs.replicas > 0 || rs.observedReplicas > 0;
+}
+
+export type CurrentReplicaSet =
+  | { kind: 'one'; rs: ReplicaSetView }
+  | { kind: 'none' }
+  | { kind: 'several'; names: string[] };
+
+/**
+ * The ReplicaSet whose pods an in-place rollout updates: the only active one.
+ * Chosen by what runs, never by name or revision: after a native undo the
+ * ReplicaSet with the highest revision may be the one with no pods. Several
+ * active means a native rollout is under way (or was cut short): not in place.
+ */
+export function currentReplicaSet(replicaSets: readonly ReplicaSetView[]): CurrentReplicaSet {
+  const [first, ...rest] = replicaSets.filter(isActive);
+  if (first === undefined) return { kind: 'none' };
+  if (rest.length === 0) return { kind: 'one', rs: first };
+  const active = [first, ...rest];
+  return { kind: 'several', names: active.map((r) => r.name).sort() };
+}
+
+/** A template as the controller compares them: without pod-template-hash, and without the rollout's own marker. */
+function comparable(t: PodTemplate): unknown {
+  const { [TEMPLATE_HASH]: _hash, ...labels } = t.metadata?.labels ?? {};
+  const { [ROLLOUT_IN_PROGRESS]: _mark, ...annotations } = t.metadata?.annotations ?? {};
+  const metadata = { ...t.metadata, labels, annotations };
+  return { ...t, metadata };
+}
+
+/** Equal as the Deployment controller's EqualIgnoreHash: empty maps count as absent. */
+export function sameTemplate(a: PodTemplate, b: PodTemplate): boolean {
+  return canonical(comparable(a)) === canonical(comparable(b));
+}
+
+/** JSON with sorted keys and empty objects/arrays dropped, so that field order and omitted-vs-empty do not matter. */
+export function canonical(value: unknown): string {
+  return JSON.stringify(normalise(value) ?? null);
+}
+
+function normalise(value: unknown): unknown {
+  if (Array.isArray(value)) return value.length === 0 ? undefined : value.map((v) => normalise(v) ?? null);
+  if (value === null || typeof value !== 'object') return value;
+  const out: Record<string, unknown> = {};
+  for (const key of Object.keys(value).sort()) {
+    const v = normalise((value as Record<string, unknown>)[key]);
+    if (v !== undefined) out[key] = v;
+  }
+  return Object.keys(out).length === 0 ? undefined : out;
+}
+
+// The Deployment controller's alphabet for hashes in names (no vowels, no look-alikes).
+const ALPHABET = 'bcdfghjklmnpqrstvwxz2456789';
+
+/** A 10-character, name-safe hash of a template (and a collision count), in the style of the controller's names. */
+export function templateHash(template: PodTemplate, collision: number): string {
+  const digest = createHash('sha256').update(canonical(comparable(template))).update(`\0${String(collision)}`).digest();
+  let out = '';
+  for (const byte of digest.subarray(0, 10)) out += ALPHABET.charAt(byte % ALPHABET.length);
+  return out;
+}
+
+/** One write that readies the current ReplicaSet for a new template, or none left. */
+export type HistoryStep =
+  | { action: 'delete-replicaset'; name: string; uid: string; resourceVersion: string; note: string }
+  | { action: 'keep-history'; replicaSet: Workload; note: string }
+  | { action: 'retarget' };
+
+/**
+ * Before the current ReplicaSet's template becomes the Deployment's new one:
+ * 1. a ReplicaSet with no pods whose template already equals the target (the
+ *    revision a rollback returns to) is deleted: left, the controller would
+ *    pick it as the new ReplicaSet on unpause and recreate every pod in it. A
+ *    native rollback likewise takes that revision out of the history and gives
+ *    its template the next one, which the current ReplicaSet gets at the end.
+ * 2. the current template is kept, with its revision and change-cause, in a
+ *    ReplicaSet with no replicas and its own pod-template-hash (it selects no
+ *    pod), so `kubectl rollout undo` finds the previous revision where a native
+ *    rollout leaves it. Skipped where another ReplicaSet already holds it.
+ * Then the template may change. Each step is idempotent and re-derived on the
+ * next reconcile, so a crash between two writes leaves nothing half done.
+ */
+export function historyStep(deployment: Workload, current: ReplicaSetView, others: readonly ReplicaSetView[]): HistoryStep {
+  const target = deployment.spec.template;
+  for (const rs of others) {
+    if (isActive(rs) || !sameTemplate(rs.template, target)) continue;
+    return {
+      action: 'delete-replicaset', name: rs.name, uid: rs.uid, resourceVersion: rs.resourceVersion,
+      note: `ReplicaSet ${rs.name} (revision ${String(rs.revision)}) holds the target template with no pods; removed so that the controller keeps ${current.name}, whose pods are updated in place`,
+    };
+  }
+  if (!others.some((rs) => sameTemplate(rs.template, current.template))) {
+    const taken = new Set([current.name, ...others.map((r) => r.name)]);
+    const replicaSet = historyReplicaSet(deployment, current, taken);
+    return { action: 'keep-history', replicaSet, note: `revision ${String(current.revision)} kept in ReplicaSet ${replicaSet.metadata.name ?? ''} for kubectl rollout undo` };
+  }
+  return { action: 'retarget' };
+}
+
+function historyReplicaSet(d: Workload, current: ReplicaSetView, taken: ReadonlySet<string>): Workload {
+  let collision = 0;
+  let hash = templateHash(current.template, collision);
+  while (taken.has(`${d.metadata.name ?? ''}-${hash}`)) hash = templateHash(current.template, ++collision);
+  const labels = { ...current.template.metadata?.labels, [TEMPLATE_HASH]: hash };
+  const { [ROLLOUT_IN_PROGRESS]: _mark, ...templateAnnotations } = current.template.metadata?.annotations ?? {};
+  const selector = d.spec.selector as { matchLabels?: Record<string, string>; matchExpressions?: unknown[] } | undefined;
+  const annotations: Record<string, string> = { [REVISION]: String(current.revision || 1) };
+  if (current.annotations[CHANGE_CAUSE] !== undefined) annotations[CHANGE_CAUSE] = current.annotations[CHANGE_CAUSE];
+  return {
+    apiVersion: 'apps/v1',
+    kind: 'ReplicaSet',
+    metadata: {
+      name: `${d.metadata.name ?? ''}-${hash}`,
+      namespace: d.metadata.namespace ?? '',
+      labels,
+      annotations,
+      ownerReferences: [{ apiVersion: 'apps/v1', kind: 'Deployment', name: d.metadata.name ?? '', uid: d.metadata.uid ?? '', controller: true, blockOwnerDeletion: true }],
+    },
+    spec: {
+      replicas: 0,
+      selector: { ...selector, matchLabels: { ...selector?.matchLabels, [TEMPLATE_HASH]: hash } },
+      template: { ...current.template, metadata: { ...current.template.metadata, labels, annotations: templateAnnotations } },
+    },
+  };
+}
