@@ -174,3 +174,40 @@ function historyReplicaSet(d: Workload, current: ReplicaSetView, taken: Readonly
     },
   };
 }
+
+/** One write that undoes a begun in-place rollout's ReplicaSet changes before a native fallback, or none left. */
+export type RewindStep =
+  | { action: 'restore-template'; containers: { name: string; image: string }[]; initContainers: { name: string; image: string }[]; from: string }
+  | { action: 'delete-replicaset'; name: string; uid: string; resourceVersion: string; note: string }
+  | { action: 'release' };
+
+/**
+ * Handing a begun rollout back to the controller: the current ReplicaSet
+ * carries the target's images and the in-progress marker. Unpaused like that
+ * the controller would replace every pod (the marker keeps it from matching),
+ * and the marker would stay in the history. So its template goes back to the
+ * images it had (kept in the history ReplicaSet of its revision), marker off,
+ * and the history copy, now a duplicate, is removed: then the controller does
+ * exactly what it would have done without inplace-gate.
+ */
+export function rewindStep(current: ReplicaSetView, others: readonly ReplicaSetView[]): RewindStep {
+  if (current.template.metadata?.annotations?.[ROLLOUT_IN_PROGRESS] !== undefined) {
+    const kept = others.find((rs) => !isActive(rs) && rs.revision === current.revision && sameTemplate(rs.template, withImagesOf(current.template, rs.template)));
+    if (kept) {
+      const pick = (list: PodTemplate['spec']['containers'] | undefined) => (list ?? []).map((c) => ({ name: c.name, image: c.image ?? '' }));
+      return { action: 'restore-template', containers: pick(kept.template.spec.containers), initContainers: pick(kept.template.spec.initContainers), from: kept.name };
+    }
+  }
+  for (const rs of others) {
+    if (isActive(rs) || !sameTemplate(rs.template, current.template)) continue;
+    return { action: 'delete-replicaset', name: rs.name, uid: rs.uid, resourceVersion: rs.resourceVersion, note: `ReplicaSet ${rs.name} duplicated ${current.name}'s template after the rewind; removed` };
+  }
+  return { action: 'release' };
+}
+
+/** `template` with the images of `from`'s containers of the same names. */
+function withImagesOf(template: PodTemplate, from: PodTemplate): PodTemplate {
+  const images = new Map([...from.spec.containers, ...(from.spec.initContainers ?? [])].map((c) => [c.name, c.image]));
+  const swap = <C extends { name: string; image?: string }>(c: C): C => (images.has(c.name) ? { ...c, image: images.get(c.name) } : c);
+  return { ...template, spec: { ...template.spec, containers: template.spec.containers.map(swap), ...(template.spec.initContainers ? { initContainers: template.spec.initContainers.map(swap) } : {}) } };
+}

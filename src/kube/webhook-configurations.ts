@@ -3,7 +3,7 @@
 // matchConditions keep the apiserver from calling the webhook for requests no
 // rule is about (most pod writes are status and label updates).
 
-import { ENABLED_LABEL, KRUISE_API_GROUP, MANAGED_LABEL, MIRROR_POD_ANNOTATION, SYSTEM_NAMESPACES, UPDATE_ANNOTATION } from '../core/names.ts';
+import { ENABLED_LABEL, KRUISE_API_GROUP, MANAGED_LABEL, MIRROR_POD_ANNOTATION, ROLLOUT_STATE_ANNOTATION, SYSTEM_NAMESPACES, UPDATE_ANNOTATION } from '../core/names.ts';
 
 export type ClientConfig =
   | { url: string; caBundle?: string }
@@ -50,6 +50,10 @@ export function webhookConfigurations(opts: RegistrationOptions) {
 
   const imagesChanged = celImagesDiffer((obj) => `${obj}.spec`);
   const templateImagesChanged = celImagesDiffer((obj) => `${obj}.spec.template.spec`);
+  // `kubectl rollout resume` of a Deployment inplace-gate holds paused (the webhook refuses it, saying why).
+  const heldResumed =
+    `request.kind.kind == 'Deployment' && has(oldObject.spec.paused) && oldObject.spec.paused && !(has(object.spec.paused) && object.spec.paused) && ` +
+    `${celValue('oldObject', 'annotations', ROLLOUT_STATE_ANNOTATION)} != ''`;
   const pendingState = `${celValue('oldObject', 'annotations', UPDATE_ANNOTATION)}.matches('"phase":"(Pending|Draining)"')`;
   const lifecycleKeysChanged =
     `${celValue('object', 'labels', MANAGED_LABEL)} != ${celValue('oldObject', 'labels', MANAGED_LABEL)} || ` +
@@ -83,7 +87,7 @@ export function webhookConfigurations(opts: RegistrationOptions) {
         clientConfig: opts.clientConfig('/mutate'),
         rules: [{ apiGroups: ['apps'], apiVersions: ['v1'], scope: 'Namespaced', operations: ['UPDATE'], resources: ['deployments', 'statefulsets'] }],
         namespaceSelector: createNamespaceSelector,
-        matchConditions: [notWatcher, { name: 'template-images-changed', expression: templateImagesChanged }],
+        matchConditions: [notWatcher, { name: 'template-images-changed-or-held-resumed', expression: `${templateImagesChanged} || (${heldResumed})` }],
         // An outage falls back to the native rollout, which is safe, and never blocks a deploy.
         failurePolicy: 'Ignore',
         ...common,

@@ -7,9 +7,9 @@
 import { imageChanges, specImages, type ImageMap } from '../core/containers.ts';
 import type { Pod } from '../core/kube-types.ts';
 import { WATCHER_FIELD_MANAGER, type PodEvent } from '../core/lifecycle.ts';
-import { MANAGED_LABEL, PARTITION_ANNOTATION, READINESS_GATE, ROLLOUT_IN_PROGRESS, ROLLOUT_STATE_ANNOTATION, UPDATE_ANNOTATION } from '../core/names.ts';
+import { MANAGED_LABEL, PARTITION_ANNOTATION, ROLLOUT_ANNOTATION, READINESS_GATE, ROLLOUT_IN_PROGRESS, ROLLOUT_STATE_ANNOTATION, UPDATE_ANNOTATION } from '../core/names.ts';
 import { encodeRolloutState, parseRolloutState, type RolloutState } from '../core/rollout-state.ts';
-import { currentReplicaSet, historyStep, replicaSetView } from '../core/deployment-rollout.ts';
+import { currentReplicaSet, historyStep, replicaSetView, rewindStep } from '../core/deployment-rollout.ts';
 import { deploymentWindow, planRollout, restoredPartition, statefulSetRolloutStep, statefulSetWindow, type RolloutPlan, type RolloutPod } from '../core/rollout.ts';
 import { encodeUpdateState, parseUpdateState, type UpdateState } from '../core/state.ts';
 import type { Workload } from '../core/workload-types.ts';
@@ -112,6 +112,10 @@ export class RolloutReconciler {
   private async deployment(key: string, d: Workload, state: RolloutState): Promise<QueueResult> {
     const ns = d.metadata.namespace ?? '';
     const target = templateImages(d);
+    if (d.metadata.annotations?.[ROLLOUT_ANNOTATION] === 'recreate') {
+      await this.fallBack('Deployment', d, 'inplace-gate.dev/rollout: recreate set during the in-place rollout: the controller replaces the remaining pods');
+      return {};
+    }
     const owned = [...this.d.replicaSets.store.values()].filter((r) => r.metadata.namespace === ns && controllerUid(r) === d.metadata.uid);
     // The ReplicaSet that runs the pods, as the controller sees it: never picked by name or revision.
     const current = currentReplicaSet(owned.map(replicaSetView));
@@ -270,6 +274,7 @@ export class RolloutReconciler {
     const state = parseRolloutState(w.metadata.annotations?.[ROLLOUT_STATE_ANNOTATION]);
     const userPartition = state.ok ? state.state?.partition : undefined;
     const rollingUpdate = (w.spec.updateStrategy?.type ?? 'RollingUpdate') === 'RollingUpdate';
+    if (kind === 'Deployment') await this.rewind(w);
     const spec = kind === 'Deployment'
       ? { paused: false }
       : userPartition === undefined || !rollingUpdate ? undefined : { updateStrategy: { rollingUpdate: { partition: restoredPartition(userPartition, this.partition(w)) } } };
@@ -277,6 +282,29 @@ export class RolloutReconciler {
       { metadata: { resourceVersion: w.metadata.resourceVersion, annotations: { [ROLLOUT_STATE_ANNOTATION]: null } }, ...(spec ? { spec } : {}) }, 'strategic', WATCHER_FIELD_MANAGER);
     this.event(w, kind, { type: 'Warning', reason: 'InPlaceRolloutFallback', action: 'Rollout', note });
     this.d.metrics.rollouts.inc({ kind, result: 'fallback' });
+  }
+
+  /** Undoes the rollout's ReplicaSet changes before a Deployment goes native (see rewindStep); a few writes at most. */
+  private async rewind(d: Workload): Promise<void> {
+    const ns = d.metadata.namespace ?? '';
+    for (let writes = 0; writes < 4; writes++) {
+      const list = await this.d.client.get<{ items: Workload[] }>(`/apis/apps/v1/namespaces/${ns}/replicasets`);
+      const owned = list.items.filter((r) => controllerUid(r) === d.metadata.uid).map(replicaSetView);
+      const current = currentReplicaSet(owned);
+      if (current.kind !== 'one') return;
+      const step = rewindStep(current.rs, owned.filter((r) => r.uid !== current.rs.uid));
+      if (step.action === 'release') return;
+      if (step.action === 'delete-replicaset') {
+        await this.d.client.request('DELETE', `/apis/apps/v1/namespaces/${ns}/replicasets/${step.name}`,
+          { apiVersion: 'v1', kind: 'DeleteOptions', preconditions: { uid: step.uid, resourceVersion: step.resourceVersion } });
+        this.d.replicaSets.store.delete(`${ns}/${step.name}`);
+      } else {
+        this.d.replicaSets.upsert(await this.d.client.patch(`/apis/apps/v1/namespaces/${ns}/replicasets/${current.rs.name}`,
+          { metadata: { resourceVersion: current.rs.resourceVersion }, spec: { template: { metadata: { annotations: { [ROLLOUT_IN_PROGRESS]: null } }, spec: { containers: step.containers, ...(step.initContainers.length > 0 ? { initContainers: step.initContainers } : {}) } } } },
+          'strategic', WATCHER_FIELD_MANAGER));
+        this.d.log.info({ workload: `Deployment/${ns}/${d.metadata.name ?? ''}`, replicaSet: current.rs.name }, `template restored from ${step.from} before the native rollout`);
+      }
+    }
   }
 
   private async startPods(w: Workload, kind: string, pods: Pod[], plan: RolloutPlan, target: ImageMap, state: RolloutState, revision: string | undefined): Promise<void> {

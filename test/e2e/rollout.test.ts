@@ -5,7 +5,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Pod } from '../../src/core/kube-types.ts';
 import { READINESS_GATE } from '../../src/core/names.ts';
 import type { Workload } from '../../src/core/workload-types.ts';
-import { applyManifest, createNamespace, eventually, kubectl, kubectlJson } from './support/kube.ts';
+import { applyManifest, createNamespace, eventually, kubectl, kubectlFails, kubectlJson } from './support/kube.ts';
 import { IMAGE, IMAGE_2, IMAGE_3, conditionOf } from './support/pods.ts';
 import { record, type Recorder } from './support/recorder.ts';
 import { startLeadingWatcher, type WatcherProcess } from './support/watcher.ts';
@@ -139,6 +139,39 @@ describe('Deployment', () => {
     // kubectl rollout undo finds the images the pods ran before, as after a native rollout.
     const previous = rs.items.filter((r) => (r.spec.replicas ?? 0) === 0).map((r) => r.spec.template.spec.containers[0]?.image).sort();
     expect(previous).toContain(IMAGE);
+  });
+
+  it('kubectl verbs mid-rollout: resume is refused saying what to do, undo and restart are refused by kubectl, history works; recreate hands it to the controller cleanly', async () => {
+    const manifest = deployment('verbs', 4, IMAGE, 1);
+    manifest.spec.template.metadata.annotations['inplace-gate.dev/grace-period-seconds'] = '4';
+    await applyManifest(manifest);
+    await allRunning('verbs', 4, IMAGE);
+    await kubectl(['-n', NS, 'set', 'image', 'deployment/verbs', `app=${IMAGE_2}`]);
+    await eventually('the rollout under way', async () => ((await listPods('verbs')).some((p) => p.metadata.annotations?.['inplace-gate.dev/update'] !== undefined) ? true : undefined));
+
+    const resume = await kubectlFails(['-n', NS, 'rollout', 'resume', 'deployment/verbs']);
+    expect(resume).toContain('deployment/verbs is paused by inplace-gate');
+    expect(resume).toContain('kubectl set image deployment/verbs');
+    expect(await kubectlFails(['-n', NS, 'rollout', 'undo', 'deployment/verbs'])).toMatch(/paused/);
+    expect(await kubectlFails(['-n', NS, 'rollout', 'restart', 'deployment/verbs'])).toMatch(/paused/);
+    expect(await kubectl(['-n', NS, 'rollout', 'history', 'deployment/verbs'])).toMatch(/^1\s/m);
+    let d = await kubectlJson<Workload>(['-n', NS, 'get', 'deployment', 'verbs']);
+    expect(d.spec.paused).toBe(true);
+    expect(d.metadata.annotations?.['inplace-gate.dev/rollout-state']).toBeDefined();
+
+    // Finish natively: the controller replaces the pods, and nothing of the in-place rollout is left behind.
+    await kubectl(['-n', NS, 'annotate', 'deployment/verbs', 'inplace-gate.dev/rollout=recreate']);
+    await kubectl(['-n', NS, 'rollout', 'status', 'deployment/verbs', '--timeout=150s']);
+    await allRunning('verbs', 4, IMAGE_2);
+    d = await kubectlJson<Workload>(['-n', NS, 'get', 'deployment', 'verbs']);
+    expect(d.spec.paused ?? false).toBe(false);
+    const rs = await kubectlJson<{ items: Workload[] }>(['-n', NS, 'get', 'replicasets', '-l', 'app=verbs']);
+    expect(JSON.stringify(rs.items.map((r) => r.spec.template.metadata))).not.toContain('rollout-in-progress');
+    // History as after a native rollout: the old template once, the new one once.
+    expect(rs.items.map((r) => r.spec.template.spec.containers[0]?.image).sort()).toEqual([IMAGE, IMAGE_2].sort());
+    const events = await kubectl(['-n', NS, 'get', 'events.events.k8s.io', '--field-selector', 'regarding.kind=Deployment,regarding.name=verbs', '-o', 'jsonpath={.items[*].reason}']);
+    expect(events).toContain('InPlaceRolloutFallback');
+    expect(events).not.toContain('InPlaceRolloutFinished');
   });
 
   it('a server-side apply of a manifest with a new image rolls out in place too', async () => {

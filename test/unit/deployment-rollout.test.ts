@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { canonical, currentReplicaSet, historyStep, replicaSetView, sameTemplate, templateHash, type ReplicaSetView } from '../../src/core/deployment-rollout.ts';
+import { canonical, currentReplicaSet, historyStep, replicaSetView, rewindStep, sameTemplate, templateHash, type ReplicaSetView } from '../../src/core/deployment-rollout.ts';
 import type { PodTemplate, Workload } from '../../src/core/workload-types.ts';
 
 const template = (image: string, hash?: string, extra: Record<string, string> = {}): PodTemplate => ({
@@ -96,5 +96,26 @@ describe('historyStep: what to write before the current ReplicaSet takes the new
     const step = historyStep(deployment('app:2'), named, []);
     expect(step.action).toBe('keep-history');
     if (step.action === 'keep-history') expect(step.replicaSet.metadata.name).toBe(`web-${templateHash(current.template, 1)}`);
+  });
+});
+
+describe('rewindStep: a begun rollout handed back to the controller', () => {
+  const MARK = { 'inplace-gate.dev/rollout-in-progress': 'true' };
+  const marked = (): ReplicaSetView => ({ ...rs('web-a', 'app:2', 3, 4), template: template('app:2', 'a', MARK) });
+
+  it('puts the images of its own revision back from the kept copy, marker off', () => {
+    const kept = rs('web-k', 'app:1', 0, 4);
+    expect(rewindStep(marked(), [kept, rs('web-o', 'app:0', 0, 2)])).toEqual({ action: 'restore-template', containers: [{ name: 'app', image: 'app:1' }], initContainers: [], from: 'web-k' });
+  });
+
+  it('then the kept copy, a duplicate now, goes; then release', () => {
+    const restored = rs('web-a', 'app:1', 3, 4);
+    expect(rewindStep(restored, [rs('web-k', 'app:1', 0, 4)])).toMatchObject({ action: 'delete-replicaset', name: 'web-k' });
+    expect(rewindStep(restored, [rs('web-o', 'app:0', 0, 2)])).toEqual({ action: 'release' });
+  });
+
+  it('a kept copy of another revision, or one that runs pods, is not used', () => {
+    expect(rewindStep(marked(), [rs('web-k', 'app:1', 0, 3)])).toEqual({ action: 'release' });
+    expect(rewindStep(marked(), [rs('web-k', 'app:1', 0, 4, 1)])).toEqual({ action: 'release' });
   });
 });

@@ -146,3 +146,28 @@ describe('a Deployment whose maxUnavailable resolves to 0 rolls natively (never 
     expect(stored(workload('Deployment', 'web:1', recreate), workload('Deployment', 'web:2', recreate)).after.spec.paused).toBe(true);
   });
 });
+
+describe('kubectl rollout resume while inplace-gate holds the Deployment paused', () => {
+  const held = () => stored(workload('Deployment'), workload('Deployment', 'web:2')).after;
+
+  it('is refused, with what to do instead (roll back in place, or finish natively)', () => {
+    const before = held();
+    const resumed = { ...before, spec: { ...before.spec, paused: false } };
+    const decision = mutate(request(before, resumed, { userInfo: { username: 'alice' } }), config, now);
+    expect(decision).toMatchObject({ type: 'deny', reason: 'rollout-held', code: 409 });
+    if (decision.type !== 'deny') return;
+    expect(decision.message).toContain('deployment/web is paused by inplace-gate');
+    expect(decision.message).toContain('app=web:2');
+    expect(decision.message).toContain('kubectl set image deployment/web');
+    expect(decision.message).toContain('kubectl annotate deployment/web inplace-gate.dev/rollout=recreate');
+  });
+
+  it('a resume of a Deployment the user paused, or one that drops the rollout state with it, goes through', () => {
+    const paused = workload('Deployment', 'web:1', { paused: true });
+    expect(mutate(request(paused, workload('Deployment', 'web:1', { paused: false })), config, now).type).toBe('allow');
+    const before = held();
+    const { [ROLLOUT_STATE_ANNOTATION]: _state, ...rest } = before.metadata.annotations ?? {};
+    const released = { ...before, metadata: { ...before.metadata, annotations: rest }, spec: { ...before.spec, paused: false } };
+    expect(mutate(request(before, released), config, now).type).toBe('allow');
+  });
+});

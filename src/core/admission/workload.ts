@@ -12,7 +12,7 @@ import { encodeRolloutState, parseRolloutState, type RolloutState } from '../rol
 import { isExcludedNamespace, matchesIdentity } from '../scope.ts';
 import { changedPaths, type PathSegment } from '../spec-diff.ts';
 import type { Workload } from '../workload-types.ts';
-import { allow, patch, type Decision } from './decision.ts';
+import { allow, deny, patch, type Decision } from './decision.ts';
 import type { AdmissionRequest } from './request.ts';
 
 /** Template paths an in-place rollout may change: the images, and kubectl's restartedAt stays native. */
@@ -25,6 +25,8 @@ export function admitWorkloadUpdate(req: AdmissionRequest<Workload>, workload: W
   const kind = req.kind.kind;
   if (matchesIdentity(req.userInfo, config.watcher)) return allow('watcher');
   if (isExcludedNamespace(req.namespace, config)) return allow('excluded-namespace');
+  const resumed = refuseResume(kind, workload, old);
+  if (resumed) return resumed;
   if (workload.metadata.annotations?.[ROLLOUT_ANNOTATION] === 'recreate') return allow('rollout-recreate');
   if (workload.spec.template.metadata?.labels?.[ENABLED_LABEL] === 'false') return allow('opted-out');
 
@@ -84,4 +86,26 @@ export function admitWorkloadUpdate(req: AdmissionRequest<Workload>, workload: W
     `inplace-gate: ${kind} rolls out in place (${what}): same pods, drained and restarted a few at a time; ` +
       (kind === 'Deployment' ? 'it shows paused until the rollout ends' : 'its partition is held until the rollout ends'),
   ]);
+}
+
+/**
+ * `kubectl rollout resume` (which kubectl itself suggests before `rollout undo`
+ * and `rollout restart` of a paused Deployment) while inplace-gate holds the
+ * Deployment paused would start a native rollout on top of the in-place one:
+ * refused, saying what to do instead. The watcher's own release drops the
+ * rollout state in the same write, so it is not this; neither is a user who
+ * drops the state knowingly.
+ */
+function refuseResume(kind: string, workload: Workload, old: Workload): Decision | undefined {
+  if (kind !== 'Deployment' || old.spec.paused !== true || workload.spec.paused === true) return undefined;
+  const held = parseRolloutState(old.metadata.annotations?.[ROLLOUT_STATE_ANNOTATION]);
+  if (!held.ok || held.state === undefined || workload.metadata.annotations?.[ROLLOUT_STATE_ANNOTATION] === undefined) return undefined;
+  const name = `deployment/${old.metadata.name ?? ''}`;
+  const images = Object.entries(held.state.images).map(([c, i]) => `${c}=${i}`).join(', ');
+  return deny('rollout-held', [
+    `${name} is paused by inplace-gate while it updates its pods in place (to ${images}); it unpauses itself when every pod runs the new images (watch: kubectl rollout status ${name}).`,
+    `Resuming now would start a native rollout on top of it, so it is refused. Instead:`,
+    `to roll back, set the previous images (kubectl set image ${name} CONTAINER=IMAGE): the same pods go back in place;`,
+    `to finish natively (the controller replaces the remaining pods, as kubectl rollout restart would), run kubectl annotate ${name} inplace-gate.dev/rollout=recreate.`,
+  ].join(' '), 409);
 }
