@@ -205,8 +205,11 @@ function whileUpdating(pod: Pod, state: UpdateState, condition: string | undefin
   const statuses = statusesByName(pod);
   const waiting: string[] = [];
   let failure: { reason: string; message: string } | undefined;
-  // Everything written and not yet proven: this request's images and earlier unproven ones.
-  const pending: ImageMap = { ...state.images };
+  // Everything written and not yet proven: this request's images and earlier unproven ones, each
+  // as the spec stores it, which is what the kubelet runs (another webhook may have rewritten it).
+  const stored = specImages(pod.spec);
+  const pending: ImageMap = {};
+  for (const [name, image] of Object.entries(state.images)) pending[name] = stored[name] ?? image;
   for (const [name, record] of Object.entries(state.before ?? {})) {
     if (!(name in pending)) pending[name] = specImages(pod.spec)[name] ?? record.image;
   }

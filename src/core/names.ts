@@ -23,6 +23,8 @@ export const PARTITION_ANNOTATION = `${PREFIX}/partition`;
  * no pod as updated early and `kubectl rollout status` waits as for a native rollout.
  */
 export const ROLLOUT_IN_PROGRESS = `${PREFIX}/rollout-in-progress`;
+/** Pod annotation (JSON): images another mutating webhook rewrote after the watcher wrote them (digest pinning, registry mirrors). */
+export const IMAGE_REWRITES_ANNOTATION = `${PREFIX}/image-rewrites`;
 
 /** Set by the kubelet on the API copy of a static pod. */
 export const MIRROR_POD_ANNOTATION = 'kubernetes.io/config.mirror';

@@ -4,11 +4,12 @@
 // were decided on, so a concurrent change (a new request, the kubelet) makes
 // the write fail with 409 and the pod is decided again from its fresh copy.
 
-import type { ContainerList } from '../core/containers.ts';
-import { eachContainer } from '../core/containers.ts';
+import type { ContainerList, ImageMap } from '../core/containers.ts';
+import { eachContainer, specImages } from '../core/containers.ts';
+import { parseImageRewrites, recordRewrites } from '../core/image-rewrites.ts';
 import type { Pod, PodCondition } from '../core/kube-types.ts';
 import { WATCHER_FIELD_MANAGER, gateCondition, nextStep, type GateCondition, type LifecycleConfig, type Step } from '../core/lifecycle.ts';
-import { GRACE_PERIOD_ANNOTATION, READINESS_GATE, UPDATE_ANNOTATION } from '../core/names.ts';
+import { GRACE_PERIOD_ANNOTATION, IMAGE_REWRITES_ANNOTATION, READINESS_GATE, UPDATE_ANNOTATION } from '../core/names.ts';
 import { encodeUpdateState, parseUpdateState, type UpdateState } from '../core/state.ts';
 import { ApiError, type KubeClient } from '../kube/client.ts';
 import type { Logger } from '../log.ts';
@@ -125,12 +126,27 @@ export class PodReconciler {
           spec: lists,
         };
         // Under the requester's field manager, so managedFields keep naming the tool that asked.
-        pods.upsert(await client.patch(podPath(pod), body, 'strategic', step.fieldManager ?? WATCHER_FIELD_MANAGER));
+        const written = await client.patch<Pod>(podPath(pod), body, 'strategic', step.fieldManager ?? WATCHER_FIELD_MANAGER);
+        pods.upsert(written);
+        await this.recordRewrites(written, step.images);
         this.logTransition(pod, step.state, undefined);
         if (step.event) this.d.events.record(pod, step.event, now);
         return { requeueAfterMs: step.requeueAfterMs };
       }
     }
+  }
+
+  /**
+   * Where another webhook stored other images than the ones written (digest
+   * pinning, a registry mirror), say so on the pod, so that the rollout reads
+   * it as running what was asked and does not drain it again (image-rewrites).
+   */
+  private async recordRewrites(written: Pod, requested: ImageMap): Promise<void> {
+    const next = recordRewrites(parseImageRewrites(written.metadata.annotations?.[IMAGE_REWRITES_ANNOTATION]), requested, specImages(written.spec));
+    if (next === undefined) return;
+    const value = Object.keys(next).length === 0 ? null : JSON.stringify(next);
+    this.d.pods.upsert(await this.d.client.patch(podPath(written), { metadata: { resourceVersion: written.metadata.resourceVersion, annotations: { [IMAGE_REWRITES_ANNOTATION]: value } } }, 'strategic', WATCHER_FIELD_MANAGER));
+    if (value !== null) this.d.log.info({ pod: podKey(written), rewrites: next }, 'another webhook rewrote the images written; recorded so the rollout reads them as asked');
   }
 
   private logTransition(pod: Pod, state: UpdateState | undefined, condition: GateCondition | undefined): void {

@@ -5,9 +5,10 @@
 // the pods' own lifecycle states, so a restarted watcher resumes the rollout.
 
 import { imageChanges, specImages, type ImageMap } from '../core/containers.ts';
+import { parseImageRewrites, requestedImages } from '../core/image-rewrites.ts';
 import type { Pod } from '../core/kube-types.ts';
 import { WATCHER_FIELD_MANAGER, type PodEvent } from '../core/lifecycle.ts';
-import { MANAGED_LABEL, PARTITION_ANNOTATION, ROLLOUT_ANNOTATION, READINESS_GATE, ROLLOUT_IN_PROGRESS, ROLLOUT_STATE_ANNOTATION, UPDATE_ANNOTATION } from '../core/names.ts';
+import { IMAGE_REWRITES_ANNOTATION, MANAGED_LABEL, PARTITION_ANNOTATION, ROLLOUT_ANNOTATION, READINESS_GATE, ROLLOUT_IN_PROGRESS, ROLLOUT_STATE_ANNOTATION, UPDATE_ANNOTATION } from '../core/names.ts';
 import { encodeRolloutState, parseRolloutState, type RolloutState } from '../core/rollout-state.ts';
 import { currentReplicaSet, historyStep, replicaSetView, rewindStep } from '../core/deployment-rollout.ts';
 import { deploymentWindow, planRollout, restoredPartition, statefulSetRolloutStep, statefulSetWindow, type RolloutPlan, type RolloutPod } from '../core/rollout.ts';
@@ -49,6 +50,11 @@ function ownedBy(pod: Pod, uid: string | undefined): boolean {
   return uid !== undefined && (pod.metadata.ownerReferences?.some((o) => o.uid === uid && o.controller === true) ?? false);
 }
 
+/** A pod's images as they were asked for (see image-rewrites): what the template names. */
+function podImages(pod: Pod): ImageMap {
+  return requestedImages(specImages(pod.spec), parseImageRewrites(pod.metadata.annotations?.[IMAGE_REWRITES_ANNOTATION]));
+}
+
 function asRolloutPod(pod: Pod): RolloutPod {
   const parsed = parseUpdateState(pod.metadata.annotations?.[UPDATE_ANNOTATION]);
   const state = parsed.ok ? parsed.state : undefined;
@@ -57,7 +63,7 @@ function asRolloutPod(pod: Pod): RolloutPod {
     name: pod.metadata.name ?? '',
     ...(ordinal === undefined ? {} : { ordinal: Number(ordinal) }),
     ready: pod.status?.conditions?.some((c) => c.type === 'Ready' && c.status === 'True') ?? false,
-    specImages: specImages(pod.spec),
+    specImages: podImages(pod),
     update: state ? { phase: state.phase, images: state.images } : undefined,
     deleting: pod.metadata.deletionTimestamp !== undefined,
   };
@@ -317,7 +323,8 @@ export class RolloutReconciler {
       const current = parseUpdateState(pod.metadata.annotations?.[UPDATE_ANNOTATION]);
       const drained = current.ok && (current.state?.phase === 'Updating' || current.state?.phase === 'Stalled' || current.state?.drained === true);
       const images: ImageMap = {};
-      for (const [c, image] of Object.entries(target)) if (c in specImages(pod.spec) && specImages(pod.spec)[c] !== image) images[c] = image;
+      const running = podImages(pod);
+      for (const [c, image] of Object.entries(target)) if (c in running && running[c] !== image) images[c] = image;
       // What the webhook records for a client's image request, written by the watcher itself.
       const pending: UpdateState = {
         phase: 'Pending',

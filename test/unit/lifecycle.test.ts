@@ -468,6 +468,17 @@ describe('Draining with no deadline (only a broken writer makes one)', () => {
 });
 
 describe('Updating: done means proven', () => {
+  it('another webhook rewrote the written image (a pinned digest): proven against the stored image the kubelet runs, not the string asked for', () => {
+    // The new tag points at the content already running (a rebuild that changed nothing): same imageID.
+    const digest = imageIdOf(APP_OLD).split('@')[1] ?? '';
+    const pinned = `${APP_NEW}@${digest}`;
+    const { pod } = updatingPod({ app: APP_NEW });
+    const stored = withSpecImages(pod, { app: pinned });
+    // A kubelet that publishes no observedGeneration: the proof is the stored digest in the imageID.
+    const done = withObservedGeneration(kubeletRestarted(stored, 'app', APP_OLD, { imageID: imageIdOf(APP_OLD) }), undefined);
+    expect(nextStep(done, ctx, config)).toMatchObject({ kind: 'transition', state: undefined, outcome: { result: 'succeeded' } });
+  });
+
   it('the kubelet has not restarted the container yet: nothing, until the progress deadline', () => {
     const { pod } = updatingPod({ app: APP_NEW });
     expect(nextStep(withObservedGeneration(pod, 1), ctx, config)).toEqual({
