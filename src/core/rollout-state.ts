@@ -12,8 +12,10 @@ export interface RolloutState {
   startedAt: string;
   /** StatefulSet RollingUpdate: the user's partition, restored at the end. */
   partition?: number;
-  /** Set once a stalled pod stopped the rollout (and an Event said so). */
+  /** Set once a stalled pod or the progress deadline stopped the rollout (and an Event said so): why. */
   stalled?: string;
+  /** RFC 3339: when that Warning was last given (it is repeated while the rollout stays stalled). */
+  stalledAt?: string;
 }
 
 export function parseRolloutState(raw: string | undefined): { ok: true; state: RolloutState | undefined } | { ok: false; error: string } {

@@ -12,6 +12,8 @@ export interface RolloutPod {
   /** StatefulSet ordinal, from the name. */
   ordinal?: number;
   ready: boolean;
+  /** When it last became Ready (ms since the epoch, from the Ready condition), for minReadySeconds. */
+  readySince?: number | undefined;
   /** The pod's images as its spec says now. */
   specImages: ImageMap;
   /** Its lifecycle state, if an update is in flight: phase and requested images. */
@@ -26,6 +28,21 @@ export interface RolloutPlan {
   total: number;
   unavailable: number;
   stalled: string[];
+  /** Ready pods not yet available (Ready for less than minReadySeconds): when the next one will be, ms. */
+  nextAvailableAt?: number | undefined;
+  /** The workload's progress deadline passed with no pod brought to the target since (ms of the last progress). */
+  deadlineExceeded?: { lastProgressAt: number } | undefined;
+}
+
+/** What, beyond the pods, paces a rollout: the clock and the workload's own availability rules. */
+export interface RolloutTiming {
+  now: number;
+  /** A pod counts as available (its slot freed) only once Ready this long, as the controllers count it. */
+  minReadySeconds?: number | undefined;
+  /** Deployment spec.progressDeadlineSeconds: no pod brought to the target for this long is a failed rollout. */
+  progressDeadlineSeconds?: number | undefined;
+  /** When the rollout started (ms): the first progress mark. */
+  startedAt?: number | undefined;
 }
 
 /**
@@ -109,8 +126,11 @@ export function planRollout(
   pods: RolloutPod[],
   target: ImageMap,
   maxUnavailable: number,
-  opts: { order: 'name' | 'ordinal-desc'; partition?: number },
+  opts: { order: 'name' | 'ordinal-desc'; partition?: number; timing?: RolloutTiming },
 ): RolloutPlan {
+  const timing = opts.timing;
+  const minReadyMs = (timing?.minReadySeconds ?? 0) * 1000;
+  const available = (p: RolloutPod) => p.ready && (minReadyMs === 0 || timing === undefined || (p.readySince ?? 0) + minReadyMs <= timing.now);
   const live = pods.filter((p) => !p.deleting);
   const partition = opts.partition ?? 0;
   const ordered = [...live].sort((a, b) =>
@@ -121,7 +141,7 @@ export function planRollout(
     ? ordered.filter((p) => (p.ordinal ?? 0) >= partition)
     : ordered.slice(0, Math.max(0, ordered.length - partition));
 
-  const busy = (p: RolloutPod) => p.update !== undefined || !p.ready;
+  const busy = (p: RolloutPod) => p.update !== undefined || !available(p);
   const unavailable = live.filter(busy).length;
   const stalled = live.filter((p) => p.update?.phase === 'Stalled').map((p) => p.name);
   const pending = inScope.filter((p) => !reachesTarget(p, target));
@@ -131,13 +151,31 @@ export function planRollout(
   const start: string[] = [];
   for (const p of pending) {
     // A pod already out (updating toward older images, stalled, not ready) costs no new slot.
-    const cost = p.update === undefined && p.ready ? 1 : 0;
+    const cost = p.update === undefined && available(p) ? 1 : 0;
     if (cost > budget) continue;
     budget -= cost;
     start.push(p.name);
   }
   const done = pending.length === 0 && inScope.every((p) => !busy(p) && sameImagesFor(p, target));
-  return { start, done, updated, total: inScope.length, unavailable, stalled };
+  const waitingToBeAvailable = live.filter((p) => p.ready && !available(p)).map((p) => (p.readySince ?? 0) + minReadyMs);
+  const nextAvailableAt = waitingToBeAvailable.length > 0 ? Math.min(...waitingToBeAvailable) : undefined;
+  return { start, done, updated, total: inScope.length, unavailable, stalled, nextAvailableAt, deadlineExceeded: progressDeadline(inScope, target, done, timing) };
+}
+
+/**
+ * The last progress is the latest moment a pod in scope became Ready on the
+ * target images (or the start): read from the pods, so it costs no write and
+ * survives a restart. Past the deadline with pods still to go: failed, as the
+ * Deployment controller's ProgressDeadlineExceeded, which a paused Deployment
+ * never gets from the controller itself.
+ */
+function progressDeadline(inScope: RolloutPod[], target: ImageMap, done: boolean, timing: RolloutTiming | undefined): RolloutPlan['deadlineExceeded'] {
+  if (done || timing?.progressDeadlineSeconds === undefined || timing.startedAt === undefined) return undefined;
+  let last = timing.startedAt;
+  for (const p of inScope) {
+    if (p.ready && p.update === undefined && sameImagesFor(p, target) && p.readySince !== undefined) last = Math.max(last, p.readySince);
+  }
+  return timing.now - last > timing.progressDeadlineSeconds * 1000 ? { lastProgressAt: last } : undefined;
 }
 
 function sameImagesFor(p: RolloutPod, target: ImageMap): boolean {

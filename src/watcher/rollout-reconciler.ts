@@ -11,7 +11,7 @@ import { WATCHER_FIELD_MANAGER, type PodEvent } from '../core/lifecycle.ts';
 import { IMAGE_REWRITES_ANNOTATION, MANAGED_LABEL, PARTITION_ANNOTATION, ROLLOUT_ANNOTATION, READINESS_GATE, ROLLOUT_IN_PROGRESS, ROLLOUT_STATE_ANNOTATION, UPDATE_ANNOTATION } from '../core/names.ts';
 import { encodeRolloutState, parseRolloutState, type RolloutState } from '../core/rollout-state.ts';
 import { currentReplicaSet, historyStep, replicaSetView, rewindStep } from '../core/deployment-rollout.ts';
-import { deploymentWindow, planRollout, restoredPartition, statefulSetRolloutStep, statefulSetWindow, type RolloutPlan, type RolloutPod } from '../core/rollout.ts';
+import { deploymentWindow, planRollout, restoredPartition, statefulSetRolloutStep, statefulSetWindow, type RolloutPlan, type RolloutPod, type RolloutTiming } from '../core/rollout.ts';
 import { encodeUpdateState, parseUpdateState, type UpdateState } from '../core/state.ts';
 import type { Workload } from '../core/workload-types.ts';
 import type { KubeClient } from '../kube/client.ts';
@@ -35,6 +35,8 @@ export interface RolloutDeps {
 
 const REVISION_HASH = 'controller-revision-hash';
 const WAIT_MS = 2000;
+/** A rollout that stays stalled is warned about again this often. */
+const REWARN_MS = 10 * 60_000;
 
 export const rolloutKey = (kind: 'Deployment' | 'StatefulSet', ns: string, name: string) => `${kind}/${ns}/${name}`;
 
@@ -59,10 +61,12 @@ function asRolloutPod(pod: Pod): RolloutPod {
   const parsed = parseUpdateState(pod.metadata.annotations?.[UPDATE_ANNOTATION]);
   const state = parsed.ok ? parsed.state : undefined;
   const ordinal = /-(\d+)$/.exec(pod.metadata.name ?? '')?.[1];
+  const ready = pod.status?.conditions?.find((c) => c.type === 'Ready' && c.status === 'True');
   return {
     name: pod.metadata.name ?? '',
     ...(ordinal === undefined ? {} : { ordinal: Number(ordinal) }),
-    ready: pod.status?.conditions?.some((c) => c.type === 'Ready' && c.status === 'True') ?? false,
+    ready: ready !== undefined,
+    readySince: ready?.lastTransitionTime === undefined ? undefined : Date.parse(ready.lastTransitionTime),
     specImages: podImages(pod),
     update: state ? { phase: state.phase, images: state.images } : undefined,
     deleting: pod.metadata.deletionTimestamp !== undefined,
@@ -162,7 +166,7 @@ export class RolloutReconciler {
     // Begun: the ReplicaSet already has the new template, so there is no native way back without a
     // mixed state; a Deployment scaled down mid-rollout below its window goes on one pod at a time.
     const maxUnavailable = window.inPlace ? window.maxUnavailable : 1;
-    const plan = planRollout(pods.map(asRolloutPod), target, maxUnavailable, { order: 'name', partition: this.partition(d) });
+    const plan = planRollout(pods.map(asRolloutPod), target, maxUnavailable, { order: 'name', partition: this.partition(d), timing: this.timing(d, state) });
     // Done only for the pods the ReplicaSet is meant to have: pods it has yet to create are not done.
     const live = pods.filter((p) => p.metadata.deletionTimestamp === undefined).length;
     if (plan.done && live >= (rs.spec.replicas ?? 0) && this.partition(d) === 0) {
@@ -179,8 +183,8 @@ export class RolloutReconciler {
       return {};
     }
     await this.startPods(d, 'Deployment', pods, plan, target, state, undefined);
-    await this.noteStalled(d, 'Deployment', state, plan.stalled);
-    return { requeueAfterMs: plan.done ? WAIT_MS : 30_000 };
+    await this.noteStalled(d, 'Deployment', state, plan);
+    return { requeueAfterMs: this.nextLook(plan) };
   }
 
   /** Unpauses the Deployment and drops the rollout state, in one patch guarded by its resourceVersion. */
@@ -231,7 +235,7 @@ export class RolloutReconciler {
     }
     const maxUnavailable = window.maxUnavailable;
     const partition = Math.max(state.partition ?? 0, this.partition(s));
-    const plan = planRollout(pods.map(asRolloutPod), target, maxUnavailable, { order: 'ordinal-desc', partition });
+    const plan = planRollout(pods.map(asRolloutPod), target, maxUnavailable, { order: 'ordinal-desc', partition, timing: this.timing(s, state) });
     // Before the first pod is touched, make sure the lifecycle can drive them all.
     if (plan.updated === 0 && plan.start.length > 0 && pods.every((p) => asRolloutPod(p).update === undefined) && (await this.fellBack(key, s, s))) return {};
     const step = statefulSetRolloutStep(plan, state.partition ?? 0, this.partition(s));
@@ -249,8 +253,8 @@ export class RolloutReconciler {
       return {};
     }
     await this.startPods(s, 'StatefulSet', pods, plan, target, state, revision);
-    await this.noteStalled(s, 'StatefulSet', state, plan.stalled);
-    return { requeueAfterMs: 30_000 };
+    await this.noteStalled(s, 'StatefulSet', state, plan);
+    return { requeueAfterMs: this.nextLook(plan) };
   }
 
   /**
@@ -352,14 +356,46 @@ export class RolloutReconciler {
     }
   }
 
-  private async noteStalled(w: Workload, kind: string, state: RolloutState, stalled: string[]): Promise<void> {
-    if (stalled.length === 0 || state.stalled !== undefined) return;
+  /** The workload's availability rules and the clock, for the plan (minReadySeconds, progressDeadlineSeconds). */
+  private timing(w: Workload, state: RolloutState): RolloutTiming {
+    const minReady = w.spec.minReadySeconds;
+    const deadline = w.spec.progressDeadlineSeconds;
+    return {
+      now: this.d.clock().getTime(),
+      ...(typeof minReady === 'number' ? { minReadySeconds: minReady } : {}),
+      ...(typeof deadline === 'number' ? { progressDeadlineSeconds: deadline } : {}),
+      startedAt: Date.parse(state.startedAt),
+    };
+  }
+
+  /** When to look again: as a pod becomes available (minReadySeconds), else on the slow resync. */
+  private nextLook(plan: RolloutPlan): number {
+    const soon = plan.nextAvailableAt === undefined ? 30_000 : plan.nextAvailableAt - this.d.clock().getTime() + 50;
+    return Math.max(100, Math.min(30_000, soon));
+  }
+
+  /**
+   * A stalled pod, or no progress within the progress deadline: the rollout
+   * is failed (recorded in its state, which the shipped Argo CD health and
+   * `kubectl inplace` read) and a Warning says so, again every REWARN_MS while
+   * it stays so: one Warning is easy to miss.
+   */
+  private async noteStalled(w: Workload, kind: string, state: RolloutState, plan: RolloutPlan): Promise<void> {
+    const why = plan.stalled.length > 0
+      ? `${plan.stalled.join(', ')} did not come back (see its events)`
+      : plan.deadlineExceeded
+        ? `no pod reached the new images for ${String(w.spec.progressDeadlineSeconds)}s (progressDeadlineSeconds; ${String(plan.updated)} of ${String(plan.total)} updated)`
+        : undefined;
+    if (why === undefined) return;
+    const now = this.d.clock();
+    if (state.stalled === why && state.stalledAt !== undefined && now.getTime() - Date.parse(state.stalledAt) < REWARN_MS) return;
     const ns = w.metadata.namespace ?? '';
-    const next: RolloutState = { ...state, stalled: stalled.join(', ') };
+    const next: RolloutState = { ...state, stalled: why, stalledAt: now.toISOString() };
     await this.d.client.patch(`/apis/apps/v1/namespaces/${ns}/${kind === 'Deployment' ? 'deployments' : 'statefulsets'}/${w.metadata.name ?? ''}`,
       { metadata: { annotations: { [ROLLOUT_STATE_ANNOTATION]: encodeRolloutState(next) } } }, 'merge', WATCHER_FIELD_MANAGER);
-    this.event(w, kind, { type: 'Warning', reason: 'InPlaceRolloutStalled', action: 'Rollout', note: `Stopped: ${next.stalled ?? ''} did not come back (see its events); change the image again (a rollback, say) to go on` });
-    this.d.metrics.rollouts.inc({ kind, result: 'stalled' });
+    const reason = plan.stalled.length > 0 ? 'InPlaceRolloutStalled' : 'ProgressDeadlineExceeded';
+    this.event(w, kind, { type: 'Warning', reason, action: 'Rollout', note: `Stopped: ${why}; change the image again (a rollback, say) to go on` });
+    if (state.stalled === undefined) this.d.metrics.rollouts.inc({ kind, result: 'stalled' });
   }
 
   private finished(w: Workload, kind: string, state: RolloutState, pods: number): void {

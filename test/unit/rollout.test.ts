@@ -164,3 +164,31 @@ describe('a StatefulSet partition annotation holds: the ordinals below it are ne
     expect(restoredPartition(3, 2)).toBe(3);
   });
 });
+
+describe('planRollout: minReadySeconds and progressDeadlineSeconds, as the controllers count them', () => {
+  const now = Date.parse('2026-12-02T12:00:00Z');
+  const timing = { now, minReadySeconds: 10, progressDeadlineSeconds: 60, startedAt: now - 30_000 };
+
+  it('a pod Ready on the new images for less than minReadySeconds still holds its slot', () => {
+    const state = pods(3, (i) => (i === 0 ? { specImages: NEW, readySince: now - 4_000 } : {}));
+    const plan = planRollout(state, NEW, 1, { order: 'name', timing });
+    expect(plan).toMatchObject({ start: [], done: false, updated: 1, unavailable: 1, nextAvailableAt: now + 6_000 });
+    // Without minReadySeconds the slot is free at once.
+    expect(planRollout(state, NEW, 1, { order: 'name', timing: { now } }).start).toEqual(['web-1']);
+  });
+
+  it('available once Ready that long: the next pod starts; the last one available ends the rollout', () => {
+    expect(planRollout(pods(3, (i) => (i === 0 ? { specImages: NEW, readySince: now - 10_000 } : {})), NEW, 1, { order: 'name', timing }).start).toEqual(['web-1']);
+    expect(planRollout(pods(2, () => ({ specImages: NEW, readySince: now - 1_000 })), NEW, 1, { order: 'name', timing }).done).toBe(false);
+    expect(planRollout(pods(2, () => ({ specImages: NEW, readySince: now - 11_000 })), NEW, 1, { order: 'name', timing }).done).toBe(true);
+  });
+
+  it('no pod brought to the target within the progress deadline: exceeded, counted from the last pod that made it', () => {
+    const stuck = pods(3, (i) => (i === 0 ? { update: { phase: 'Updating', images: NEW }, ready: false } : {}));
+    expect(planRollout(stuck, NEW, 1, { order: 'name', timing }).deadlineExceeded).toBeUndefined();
+    expect(planRollout(stuck, NEW, 1, { order: 'name', timing: { ...timing, now: now + 31_000 } }).deadlineExceeded).toEqual({ lastProgressAt: now - 30_000 });
+    const progressed = stuck.map((p, i) => (i === 2 ? { ...p, specImages: NEW, readySince: now + 20_000 } : p));
+    expect(planRollout(progressed, NEW, 1, { order: 'name', timing: { ...timing, now: now + 31_000 } }).deadlineExceeded).toBeUndefined();
+    expect(planRollout(pods(2, () => ({ specImages: NEW })), NEW, 1, { order: 'name', timing: { ...timing, now: now + 99_000 } }).deadlineExceeded).toBeUndefined();
+  });
+});
