@@ -104,7 +104,7 @@ function normalise(value: unknown): unknown {
 const ALPHABET = 'bcdfghjklmnpqrstvwxz2456789';
 
 /** A 10-character, name-safe hash of a template (and a collision count), in the style of the controller's names. */
-export function templateHash(template: PodTemplate, collision: number): string {
+export function templateHash(template: PodTemplate, collision: number | string): string {
   const digest = createHash('sha256').update(canonical(comparable(template))).update(`\0${String(collision)}`).digest();
   let out = '';
   for (const byte of digest.subarray(0, 10)) out += ALPHABET.charAt(byte % ALPHABET.length);
@@ -210,4 +210,41 @@ function withImagesOf(template: PodTemplate, from: PodTemplate): PodTemplate {
   const images = new Map([...from.spec.containers, ...(from.spec.initContainers ?? [])].map((c) => [c.name, c.image]));
   const swap = <C extends { name: string; image?: string }>(c: C): C => (images.has(c.name) ? { ...c, image: images.get(c.name) } : c);
   return { ...template, spec: { ...template.spec, containers: template.spec.containers.map(swap), ...(template.spec.initContainers ? { initContainers: template.spec.initContainers.map(swap) } : {}) } };
+}
+
+/** The surge ReplicaSet of a rollout: owned by the Deployment for garbage collection, never as its controller. */
+export function isSurgeOf(rs: Workload, deploymentUid: string | undefined): boolean {
+  return deploymentUid !== undefined && (rs.metadata.ownerReferences?.some((o) => o.uid === deploymentUid && o.controller !== true) ?? false);
+}
+
+/**
+ * Surge pods for a Deployment whose maxUnavailable resolves to 0: `size` pods
+ * of the target template beside the old ones, so that each in-place update
+ * takes the place of one and Ready pods never drop below replicas. The
+ * ReplicaSet is not the Deployment's to count or scale: its own labels do not
+ * match the Deployment's selector (no adoption) and its owner reference is not
+ * a controller one; its pods carry the template's labels (they serve) and
+ * their own pod-template-hash (no other ReplicaSet selects them). Removed,
+ * pods and all, once the Deployment's own pods are done.
+ */
+export function surgeReplicaSet(d: Workload, current: ReplicaSetView, size: number): Workload {
+  const hash = templateHash(current.template, 'surge');
+  const labels = { ...current.template.metadata?.labels, [TEMPLATE_HASH]: hash };
+  const { [ROLLOUT_IN_PROGRESS]: _mark, ...templateAnnotations } = current.template.metadata?.annotations ?? {};
+  const selector = d.spec.selector as { matchLabels?: Record<string, string>; matchExpressions?: unknown[] } | undefined;
+  return {
+    apiVersion: 'apps/v1',
+    kind: 'ReplicaSet',
+    metadata: {
+      generateName: `${d.metadata.name ?? ''}-surge-`,
+      namespace: d.metadata.namespace ?? '',
+      labels: { 'inplace-gate.dev/surge-for': d.metadata.name ?? '' },
+      ownerReferences: [{ apiVersion: 'apps/v1', kind: 'Deployment', name: d.metadata.name ?? '', uid: d.metadata.uid ?? '', controller: false, blockOwnerDeletion: false }],
+    },
+    spec: {
+      replicas: size,
+      selector: { ...selector, matchLabels: { ...selector?.matchLabels, [TEMPLATE_HASH]: hash } },
+      template: { ...current.template, metadata: { ...current.template.metadata, labels, annotations: templateAnnotations } },
+    },
+  };
 }

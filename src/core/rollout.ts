@@ -78,26 +78,22 @@ export function resolveFenceposts(maxSurge: IntOrString | undefined, maxUnavaila
 
 /** Whether a workload's template change rolls in place, and how many pods may be out at once. */
 export type RolloutWindow =
-  | { inPlace: true; maxUnavailable: number }
+  | { inPlace: true; maxUnavailable: number; surge?: number }
   | { inPlace: false; reason: string; message: string };
 
 /**
  * The in-place window of a Deployment: never more pods out than its native
  * rollout allows. Where maxUnavailable resolves to 0, the native rollout keeps
- * every pod in service (it surges), which an in-place update cannot: such a
- * Deployment rolls natively. `Recreate` rolls all its pods at once.
+ * every pod in service by surging, and so does the in-place one (surge pods
+ * first, see the rollout controller). `Recreate` rolls all its pods at once.
  */
 export function deploymentWindow(spec: Pick<Workload['spec'], 'replicas' | 'strategy'>): RolloutWindow {
   const replicas = spec.replicas ?? 1;
   if (spec.strategy?.type === 'Recreate') return { inPlace: true, maxUnavailable: Math.max(1, replicas) };
-  const { maxUnavailable } = resolveFenceposts(spec.strategy?.rollingUpdate?.maxSurge, spec.strategy?.rollingUpdate?.maxUnavailable, replicas);
-  if (maxUnavailable === 0) {
-    return {
-      inPlace: false,
-      reason: 'max-unavailable-zero',
-      message: `maxUnavailable resolves to 0 for ${replicas} replicas; an in-place update takes a pod out of service, so the native rollout (surge) is used`,
-    };
-  }
+  const { maxUnavailable, maxSurge } = resolveFenceposts(spec.strategy?.rollingUpdate?.maxSurge, spec.strategy?.rollingUpdate?.maxUnavailable, replicas);
+  // maxUnavailable 0 means every pod stays in service, as natively, by surging first: that many pods
+  // on the new images come up beside the old ones, and each in-place update takes the slot of one.
+  if (maxUnavailable === 0) return { inPlace: true, maxUnavailable: 0, surge: Math.min(maxSurge, replicas) };
   return { inPlace: true, maxUnavailable };
 }
 

@@ -10,11 +10,11 @@ import type { Pod } from '../core/kube-types.ts';
 import { WATCHER_FIELD_MANAGER, type PodEvent } from '../core/lifecycle.ts';
 import { IMAGE_REWRITES_ANNOTATION, MANAGED_LABEL, PARTITION_ANNOTATION, ROLLOUT_ANNOTATION, READINESS_GATE, ROLLOUT_IN_PROGRESS, ROLLOUT_STATE_ANNOTATION, UPDATE_ANNOTATION } from '../core/names.ts';
 import { encodeRolloutState, parseRolloutState, type RolloutState } from '../core/rollout-state.ts';
-import { currentReplicaSet, historyStep, replicaSetView, rewindStep } from '../core/deployment-rollout.ts';
+import { currentReplicaSet, historyStep, isSurgeOf, replicaSetView, rewindStep, surgeReplicaSet } from '../core/deployment-rollout.ts';
 import { deploymentWindow, planRollout, restoredPartition, statefulSetRolloutStep, statefulSetWindow, type RolloutPlan, type RolloutPod, type RolloutTiming } from '../core/rollout.ts';
 import { encodeUpdateState, parseUpdateState, type UpdateState } from '../core/state.ts';
 import type { Workload } from '../core/workload-types.ts';
-import type { KubeClient } from '../kube/client.ts';
+import { ApiError, type KubeClient } from '../kube/client.ts';
 import type { Logger } from '../log.ts';
 import type { EventRecorder } from './events.ts';
 import type { Informer } from './informer.ts';
@@ -88,7 +88,8 @@ export class RolloutReconciler {
     if (owner.kind === 'StatefulSet') return rolloutKey('StatefulSet', ns, owner.name);
     if (owner.kind === 'ReplicaSet') {
       const rs = this.d.replicaSets.store.get(`${ns}/${owner.name}`);
-      const dep = rs?.metadata.ownerReferences?.find((o) => o.kind === 'Deployment' && o.controller === true);
+      // The Deployment's own ReplicaSets, and a rollout's surge ReplicaSet (owned, not as controller).
+      const dep = rs?.metadata.ownerReferences?.find((o) => o.kind === 'Deployment');
       if (dep) return rolloutKey('Deployment', ns, dep.name);
     }
     return undefined;
@@ -165,13 +166,28 @@ export class RolloutReconciler {
 
     // Begun: the ReplicaSet already has the new template, so there is no native way back without a
     // mixed state; a Deployment scaled down mid-rollout below its window goes on one pod at a time.
-    const maxUnavailable = window.inPlace ? window.maxUnavailable : 1;
-    const plan = planRollout(pods.map(asRolloutPod), target, maxUnavailable, { order: 'name', partition: this.partition(d), timing: this.timing(d, state) });
+    const opts = { order: 'name' as const, partition: this.partition(d), timing: this.timing(d, state) };
+    const surgeSize = window.inPlace ? (window.surge ?? 0) : 0;
+    const surges = [...this.d.replicaSets.store.values()].filter((r) => r.metadata.namespace === ns && isSurgeOf(r, d.metadata.uid));
+    let plan = planRollout(pods.map(asRolloutPod), target, window.inPlace ? window.maxUnavailable : 1, opts);
+    if (surgeSize > 0 && !plan.done) {
+      // maxUnavailable 0: surge pods first; each one available lets one pod out for its update.
+      if (surges.length === 0) {
+        await this.createSurge(d, rs, surgeSize);
+        return { requeueAfterMs: WAIT_MS };
+      }
+      const surgePods = surges.flatMap((r) => this.managedPods(ns, r.metadata.uid)).filter((p) => p.metadata.deletionTimestamp === undefined).map(asRolloutPod);
+      const minReadyMs = (opts.timing.minReadySeconds ?? 0) * 1000;
+      const availableSurge = surgePods.filter((p) => p.ready && (p.readySince ?? 0) + minReadyMs <= opts.timing.now).length;
+      plan = planRollout(pods.map(asRolloutPod), target, Math.min(surgeSize, availableSurge), opts);
+    }
     // Done only for the pods the ReplicaSet is meant to have: pods it has yet to create are not done.
     const live = pods.filter((p) => p.metadata.deletionTimestamp === undefined).length;
     if (plan.done && live >= (rs.spec.replicas ?? 0) && this.partition(d) === 0) {
       // A ReplicaSet with no pods and the target's template would be the controller's pick on unpause.
       if (await this.prepareHistory(d, rs, 'duplicates-only')) return { requeueAfterMs: 0 };
+      // The Deployment's own pods all run the target and are available: the surge pods go.
+      await this.removeSurges(d);
       if (rs.spec.template.metadata?.annotations?.[ROLLOUT_IN_PROGRESS] !== undefined) {
         // The ReplicaSet's template becomes the Deployment's again...
         this.d.replicaSets.upsert(await this.d.client.patch(`/apis/apps/v1/namespaces/${ns}/replicasets/${rs.metadata.name ?? ''}`,
@@ -185,6 +201,28 @@ export class RolloutReconciler {
     await this.startPods(d, 'Deployment', pods, plan, target, state, undefined);
     await this.noteStalled(d, 'Deployment', state, plan);
     return { requeueAfterMs: this.nextLook(plan) };
+  }
+
+  /** The surge ReplicaSet, from the current ReplicaSet's whole template (the cache keeps none). */
+  private async createSurge(d: Workload, rs: Workload, size: number): Promise<void> {
+    const ns = d.metadata.namespace ?? '';
+    const full = await this.d.client.get<Workload>(`/apis/apps/v1/namespaces/${ns}/replicasets/${rs.metadata.name ?? ''}`);
+    const created = await this.d.client.post<Workload>(`/apis/apps/v1/namespaces/${ns}/replicasets?fieldManager=${WATCHER_FIELD_MANAGER}`, surgeReplicaSet(d, replicaSetView(full), size));
+    this.d.replicaSets.upsert(created);
+    this.event(d, 'Deployment', { type: 'Normal', reason: 'InPlaceRolloutSurge', action: 'Rollout', note: `maxUnavailable is 0: ${String(size)} surge pods on the new images first (ReplicaSet ${created.metadata.name ?? ''}), removed once every pod is updated in place` });
+  }
+
+  /** Deletes a rollout's surge ReplicaSets; their pods go with them (garbage collector, in the background). */
+  private async removeSurges(d: Workload): Promise<void> {
+    const ns = d.metadata.namespace ?? '';
+    for (const r of [...this.d.replicaSets.store.values()]) {
+      if (r.metadata.namespace !== ns || !isSurgeOf(r, d.metadata.uid)) continue;
+      await this.d.client.request('DELETE', `/apis/apps/v1/namespaces/${ns}/replicasets/${r.metadata.name ?? ''}`,
+        { apiVersion: 'v1', kind: 'DeleteOptions', propagationPolicy: 'Background', preconditions: { uid: r.metadata.uid } }).catch((err: unknown) => {
+        if (!(err instanceof ApiError && err.status === 404)) throw err;
+      });
+      this.d.replicaSets.store.delete(`${ns}/${r.metadata.name ?? ''}`);
+    }
   }
 
   /** Unpauses the Deployment and drops the rollout state, in one patch guarded by its resourceVersion. */
@@ -284,7 +322,10 @@ export class RolloutReconciler {
     const state = parseRolloutState(w.metadata.annotations?.[ROLLOUT_STATE_ANNOTATION]);
     const userPartition = state.ok ? state.state?.partition : undefined;
     const rollingUpdate = (w.spec.updateStrategy?.type ?? 'RollingUpdate') === 'RollingUpdate';
-    if (kind === 'Deployment') await this.rewind(w);
+    if (kind === 'Deployment') {
+      await this.removeSurges(w);
+      await this.rewind(w);
+    }
     const spec = kind === 'Deployment'
       ? { paused: false }
       : userPartition === undefined || !rollingUpdate ? undefined : { updateStrategy: { rollingUpdate: { partition: restoredPartition(userPartition, this.partition(w)) } } };

@@ -58,6 +58,20 @@ function allRunning(app: string, replicas: number, image: string, timeoutMs = 12
   }, timeoutMs, 500);
 }
 
+/** The fewest pods of `app` Ready at once since `since`, from the watch (surge pods count: they serve). */
+function minReady(app: string, since: number): number {
+  const state = new Map<string, boolean>();
+  let worst = Number.POSITIVE_INFINITY;
+  for (const s of pods.seen) {
+    if (s.object.metadata.labels?.app !== app) continue;
+    const terminating = s.type === 'DELETED' || s.object.metadata.deletionTimestamp !== undefined;
+    if (terminating) state.delete(s.object.metadata.name ?? '');
+    else state.set(s.object.metadata.name ?? '', conditionOf(s.object, 'Ready') === 'True');
+    if (s.at >= since) worst = Math.min(worst, [...state.values()].filter(Boolean).length);
+  }
+  return worst;
+}
+
 /** The most pods of `app` not Ready at once, from the watch. */
 function maxNotReady(app: string, since: number): number {
   const state = new Map<string, boolean>();
@@ -198,27 +212,26 @@ describe('Deployment', () => {
 });
 
 describe('fallback', () => {
-  it('a Deployment whose maxUnavailable resolves to 0 (1 replica, the default strategy) is never paused: it rolls natively, by surge', async () => {
-    await applyManifest({ apiVersion: 'apps/v1', kind: 'Deployment', metadata: { name: 'one', namespace: NS }, spec: { replicas: 1, selector: { matchLabels: { app: 'one' } }, template: template('one', IMAGE) } });
-    const [before] = await allRunning('one', 1, IMAGE);
+  it.each([
+    ['1 replica, the default strategy (25%/25% resolves to maxUnavailable 0, maxSurge 1)', 'one', 1, undefined],
+    ['3 replicas, maxUnavailable 0 / maxSurge 1', 'three', 3, { type: 'RollingUpdate', rollingUpdate: { maxUnavailable: 0, maxSurge: 1 } }],
+  ])('%s: surge pods first, the original pods updated in place, never fewer Ready than replicas, surge pods gone', async (_what, name, replicas, strategy) => {
+    await applyManifest({ apiVersion: 'apps/v1', kind: 'Deployment', metadata: { name, namespace: NS }, spec: { replicas, selector: { matchLabels: { app: name } }, ...(strategy ? { strategy } : {}), template: template(name, IMAGE) } });
+    const before = await allRunning(name, replicas, IMAGE);
     const since = Date.now();
-    await kubectl(['-n', NS, 'set', 'image', 'deployment/one', `app=${IMAGE_2}`]);
-    const d = await kubectlJson<Workload>(['-n', NS, 'get', 'deployment', 'one']);
-    expect(d.spec.paused ?? false).toBe(false);
-    expect(d.metadata.annotations?.['inplace-gate.dev/rollout-state']).toBeUndefined();
-    await kubectl(['-n', NS, 'rollout', 'status', 'deployment/one', '--timeout=120s']);
-    const [after] = await allRunning('one', 1, IMAGE_2);
-    expect(after?.metadata.uid).not.toBe(before?.metadata.uid);
-    // Native surge: a Ready pod at every moment.
-    const readyAt = new Map<string, boolean>();
-    let minReady = Infinity;
-    for (const s of pods.seen) {
-      if (s.object.metadata.labels?.app !== 'one') continue;
-      if (s.type === 'DELETED' || s.object.metadata.deletionTimestamp !== undefined) readyAt.delete(s.object.metadata.name ?? '');
-      else readyAt.set(s.object.metadata.name ?? '', conditionOf(s.object, 'Ready') === 'True');
-      if (s.at >= since) minReady = Math.min(minReady, [...readyAt.values()].filter(Boolean).length);
-    }
-    expect(minReady).toBeGreaterThanOrEqual(1);
+    await kubectl(['-n', NS, 'set', 'image', `deployment/${name}`, `app=${IMAGE_2}`]);
+    await kubectl(['-n', NS, 'rollout', 'status', `deployment/${name}`, '--timeout=120s']);
+    const after = await allRunning(name, replicas, IMAGE_2);
+    expect(after.map((p) => p.metadata.uid).sort()).toEqual(before.map((p) => p.metadata.uid).sort());
+    expect(minReady(name, since)).toBeGreaterThanOrEqual(replicas);
+    // Surge pods existed (on the new image) and are gone, with their ReplicaSet.
+    const surged = new Set(pods.seen.filter((s) => s.at >= since && s.object.metadata.labels?.app === name && !before.some((b) => b.metadata.uid === s.object.metadata.uid)).map((s) => s.object.metadata.uid));
+    expect(surged.size).toBe(1);
+    const rs = await kubectlJson<{ items: Workload[] }>(['-n', NS, 'get', 'replicasets', '-l', `inplace-gate.dev/surge-for=${name}`]);
+    expect(rs.items).toEqual([]);
+    const events = await kubectl(['-n', NS, 'get', 'events.events.k8s.io', '--field-selector', `regarding.kind=Deployment,regarding.name=${name}`, '-o', 'jsonpath={.items[*].reason}']);
+    expect(events).toContain('InPlaceRolloutSurge');
+    expect(events).toContain('InPlaceRolloutFinished');
   });
 
   it('pods created before their namespace opted in cannot be drained: the Deployment rolls out natively, with a Warning', async () => {

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { canonical, currentReplicaSet, historyStep, replicaSetView, rewindStep, sameTemplate, templateHash, type ReplicaSetView } from '../../src/core/deployment-rollout.ts';
+import { canonical, currentReplicaSet, historyStep, isSurgeOf, replicaSetView, rewindStep, sameTemplate, surgeReplicaSet, templateHash, type ReplicaSetView } from '../../src/core/deployment-rollout.ts';
 import type { PodTemplate, Workload } from '../../src/core/workload-types.ts';
 
 const template = (image: string, hash?: string, extra: Record<string, string> = {}): PodTemplate => ({
@@ -117,5 +117,26 @@ describe('rewindStep: a begun rollout handed back to the controller', () => {
   it('a kept copy of another revision, or one that runs pods, is not used', () => {
     expect(rewindStep(marked(), [rs('web-k', 'app:1', 0, 3)])).toEqual({ action: 'release' });
     expect(rewindStep(marked(), [rs('web-k', 'app:1', 0, 4, 1)])).toEqual({ action: 'release' });
+  });
+});
+
+describe('surgeReplicaSet: surge pods beside a Deployment with maxUnavailable 0', () => {
+  it('the target template with its own pod-template-hash, not adoptable by the Deployment, owned for garbage collection only', () => {
+    const current: ReplicaSetView = { ...rs('web-a', 'app:2', 3, 3), template: template('app:2', 'a', { 'inplace-gate.dev/rollout-in-progress': 'true' }) };
+    const s = surgeReplicaSet(deployment('app:2'), current, 1);
+    const hash = s.spec.template.metadata?.labels?.['pod-template-hash'];
+    expect(hash).toMatch(/^[bcdfghjklmnpqrstvwxz2456789]{10}$/);
+    expect(hash).not.toBe('a');
+    expect(s.spec.replicas).toBe(1);
+    expect(s.metadata.generateName).toBe('web-surge-');
+    // Its own labels do not match the Deployment's selector (app=web): the controller never adopts it.
+    expect(s.metadata.labels).toEqual({ 'inplace-gate.dev/surge-for': 'web' });
+    expect(s.metadata.ownerReferences).toEqual([expect.objectContaining({ uid: 'd-uid', controller: false })]);
+    expect(s.spec.selector).toEqual({ matchLabels: { app: 'web', 'pod-template-hash': hash } });
+    // Its pods serve (the template's labels) and carry no rollout marker.
+    expect(s.spec.template.metadata?.labels).toEqual({ app: 'web', 'pod-template-hash': hash });
+    expect(s.spec.template.metadata?.annotations).toEqual({});
+    expect(isSurgeOf(s, 'd-uid')).toBe(true);
+    expect(isSurgeOf({ ...s, metadata: { ...s.metadata, ownerReferences: [{ apiVersion: 'apps/v1', kind: 'Deployment', name: 'web', uid: 'd-uid', controller: true }] } }, 'd-uid')).toBe(false);
   });
 });

@@ -44,20 +44,21 @@ describe('the in-place window: never below native capacity', () => {
     ...(maxUnavailable === undefined && maxSurge === undefined ? {} : { rollingUpdate: { ...(maxUnavailable === undefined ? {} : { maxUnavailable }), ...(maxSurge === undefined ? {} : { maxSurge }) } }),
   });
   it.each([
-    ['1 replica, default strategy', 1, undefined, false, 0],
-    ['3 replicas, default strategy', 3, undefined, false, 0],
-    ['4 replicas, default strategy', 4, undefined, true, 1],
-    ['10 replicas, 25%/25%', 10, rolling('25%', '25%'), true, 2],
-    ['5 replicas, maxUnavailable 0 / maxSurge 1', 5, rolling(0, 1), false, 0],
-    ['5 replicas, maxUnavailable 0 / maxSurge 0 (the controller makes it 1)', 5, rolling(0, 0), true, 1],
-    ['10 replicas, maxUnavailable 3', 10, rolling(3), true, 3],
-    ['6 replicas, Recreate: all at once', 6, { type: 'Recreate' }, true, 6],
-    ['1 replica, Recreate', 1, { type: 'Recreate' }, true, 1],
-  ] as const)('Deployment, %s', (_what, replicas, strategy, inPlace, maxUnavailable) => {
+    // maxUnavailable 0: surge first, as natively (surge = maxSurge, rounded up, at most replicas).
+    ['1 replica, default strategy', 1, undefined, 0, 1],
+    ['3 replicas, default strategy', 3, undefined, 0, 1],
+    ['4 replicas, default strategy', 4, undefined, 1, undefined],
+    ['10 replicas, 25%/25%', 10, rolling('25%', '25%'), 2, undefined],
+    ['5 replicas, maxUnavailable 0 / maxSurge 1', 5, rolling(0, 1), 0, 1],
+    ['5 replicas, maxUnavailable 0 / maxSurge 60%', 5, rolling(0, '60%'), 0, 3],
+    ['2 replicas, maxUnavailable 0 / maxSurge 5', 2, rolling(0, 5), 0, 2],
+    ['5 replicas, maxUnavailable 0 / maxSurge 0 (the controller makes it 1)', 5, rolling(0, 0), 1, undefined],
+    ['10 replicas, maxUnavailable 3', 10, rolling(3), 3, undefined],
+    ['6 replicas, Recreate: all at once', 6, { type: 'Recreate' }, 6, undefined],
+    ['1 replica, Recreate', 1, { type: 'Recreate' }, 1, undefined],
+  ] as const)('Deployment, %s', (_what, replicas, strategy, maxUnavailable, surge) => {
     const w = deploymentWindow({ replicas, ...(strategy === undefined ? {} : { strategy }) });
-    expect(w.inPlace).toBe(inPlace);
-    if (w.inPlace) expect(w.maxUnavailable).toBe(maxUnavailable);
-    else expect(w.message).toBe(`maxUnavailable resolves to 0 for ${replicas} replicas; an in-place update takes a pod out of service, so the native rollout (surge) is used`);
+    expect(w).toEqual({ inPlace: true, maxUnavailable, ...(surge === undefined ? {} : { surge }) });
   });
 
   it.each([

@@ -128,15 +128,16 @@ describe('left to the native controller', () => {
   });
 });
 
-describe('a Deployment whose maxUnavailable resolves to 0 rolls natively (never below native capacity)', () => {
+describe('a Deployment whose maxUnavailable resolves to 0 rolls in place with surge pods first (never below native capacity)', () => {
   it.each([
     ['1 replica, the default 25%/25%', { replicas: 1, strategy: { type: 'RollingUpdate', rollingUpdate: { maxUnavailable: '25%', maxSurge: '25%' } } }, 1],
-    ['3 replicas, no rollingUpdate given', { replicas: 3, strategy: { type: 'RollingUpdate' } }, 3],
-    ['5 replicas, maxUnavailable 0 / maxSurge 1', { replicas: 5, strategy: { type: 'RollingUpdate', rollingUpdate: { maxUnavailable: 0, maxSurge: 1 } } }, 5],
-  ])('%s: not paused, and the client is told why', (_what, spec, replicas) => {
-    const decision = expectDecision(mutate(request(workload('Deployment', 'web:1', spec), workload('Deployment', 'web:2', spec)), config, now));
-    expect(decision).toMatchObject({ type: 'allow', reason: 'max-unavailable-zero' });
-    expect(decision.warnings).toEqual([`inplace-gate: Deployment rolls out natively: maxUnavailable resolves to 0 for ${replicas} replicas; an in-place update takes a pod out of service, so the native rollout (surge) is used`]);
+    ['3 replicas, no rollingUpdate given', { replicas: 3, strategy: { type: 'RollingUpdate' } }, 1],
+    ['5 replicas, maxUnavailable 0 / maxSurge 2', { replicas: 5, strategy: { type: 'RollingUpdate', rollingUpdate: { maxUnavailable: 0, maxSurge: 2 } } }, 2],
+  ])('%s: held, and the client is told about the surge', (_what, spec, surge) => {
+    const { decision, after } = stored(workload('Deployment', 'web:1', spec), workload('Deployment', 'web:2', spec));
+    expect(decision.reason).toBe('rollout-held');
+    expect(after.spec.paused).toBe(true);
+    expect(decision.warnings[0]).toContain(`maxUnavailable is 0, so ${String(surge)} surge pod(s) on the new images come up first and go at the end`);
   });
 
   it('4 replicas with the default strategy, and a Recreate Deployment, roll in place', () => {

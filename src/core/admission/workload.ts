@@ -82,9 +82,11 @@ export function admitWorkloadUpdate(req: AdmissionRequest<Workload>, workload: W
     return allow('kind-not-handled');
   }
   const what = Object.entries(changes).map(([n, i]) => `${n}=${i}`).join(', ');
+  const window = kind === 'Deployment' ? deploymentWindow(workload.spec) : undefined;
+  const surge = window?.inPlace === true && (window.surge ?? 0) > 0 ? `; maxUnavailable is 0, so ${String(window.surge)} surge pod(s) on the new images come up first and go at the end` : '';
   return patch(mutated, current ? 'rollout-retargeted' : 'rollout-held', [
     `inplace-gate: ${kind} rolls out in place (${what}): same pods, drained and restarted a few at a time; ` +
-      (kind === 'Deployment' ? 'it shows paused until the rollout ends' : 'its partition is held until the rollout ends'),
+      (kind === 'Deployment' ? `it shows paused until the rollout ends${surge}` : 'its partition is held until the rollout ends'),
   ]);
 }
 
