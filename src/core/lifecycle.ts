@@ -22,7 +22,12 @@ export interface PodContext {
   now: Date;
   /** The namespace's `inplace-gate.dev/grace-period-seconds`, if set. */
   namespaceGrace?: string | undefined;
+  /** A PodDisruptionBudget with no disruption to spare for this pod now (see disruption.ts). */
+  disruption?: { budget: string; message: string } | undefined;
 }
+
+/** How often a drain held back by a disruption budget looks again. */
+export const BUDGET_RETRY_MS = 5000;
 
 /** Condition values the watcher writes, with a reason a person can read. */
 export interface GateCondition {
@@ -60,7 +65,7 @@ export const WATCHER_FIELD_MANAGER = 'inplace-gate';
 
 const ms = (iso: string | undefined) => (iso === undefined ? NaN : Date.parse(iso));
 
-export function gateCondition(pod: Pod): { status: string; reason?: string } | undefined {
+export function gateCondition(pod: Pod): { status: string; reason?: string; message?: string } | undefined {
   return pod.status?.conditions?.find((c) => c.type === READINESS_GATE);
 }
 
@@ -142,6 +147,7 @@ export function nextStep(pod: Pod, ctx: PodContext, config: LifecycleConfig): St
   switch (state.phase) {
     case 'Pending': {
       if (state.drained === true && condition?.status === 'False') return writeImages(pod, state, ctx);
+      if (ctx.disruption && state.drained !== true) return waitForBudget(condition, ctx.disruption, state);
       return startDrain(pod, state, ctx, config);
     }
     case 'Draining': {
@@ -161,6 +167,18 @@ export function nextStep(pod: Pod, ctx: PodContext, config: LifecycleConfig): St
     case 'Stalled':
       return whileUpdating(pod, state, condition?.status, ctx, config);
   }
+}
+
+/** Still serving, held back by a disruption budget: say so in the condition (once) and an Event, look again soon. */
+function waitForBudget(condition: { status: string; reason?: string; message?: string } | undefined, held: { budget: string; message: string }, state: UpdateState): Step {
+  if (condition?.status === 'True' && condition.reason === 'WaitingForDisruptionBudget' && condition.message === held.message) {
+    return { kind: 'none', why: held.message, requeueAfterMs: BUDGET_RETRY_MS };
+  }
+  return {
+    kind: 'setCondition',
+    condition: { status: 'True', reason: 'WaitingForDisruptionBudget', message: held.message },
+    event: { type: 'Normal', reason: 'InPlaceUpdateWaiting', action: 'Drain', note: `Not draining yet for ${describe(state.images)}: ${held.message}` },
+  };
 }
 
 /** One status patch: the condition False and Draining with its deadline, the grace period from now. */

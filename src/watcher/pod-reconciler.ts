@@ -6,6 +6,7 @@
 
 import type { ContainerList, ImageMap } from '../core/containers.ts';
 import { eachContainer, specImages } from '../core/containers.ts';
+import { drainBlockedBy, type Budget } from '../core/disruption.ts';
 import { parseImageRewrites, recordRewrites } from '../core/image-rewrites.ts';
 import type { Pod, PodCondition } from '../core/kube-types.ts';
 import { WATCHER_FIELD_MANAGER, gateCondition, nextStep, type GateCondition, type LifecycleConfig, type Step } from '../core/lifecycle.ts';
@@ -17,7 +18,7 @@ import type { EventRecorder } from './events.ts';
 import type { Informer } from './informer.ts';
 import type { WatcherMetrics } from './metrics.ts';
 import type { QueueResult } from './queue.ts';
-import type { NamespaceMeta } from './trim.ts';
+import type { BudgetMeta, NamespaceMeta } from './trim.ts';
 
 export interface PodReconcilerDeps {
   client: KubeClient;
@@ -28,6 +29,8 @@ export interface PodReconcilerDeps {
   log: Logger;
   config: LifecycleConfig;
   clock: () => Date;
+  /** PodDisruptionBudgets; without them drains wait for none. */
+  budgets?: Informer<BudgetMeta> | undefined;
 }
 
 const podPath = (pod: Pod, sub = '') => `/api/v1/namespaces/${pod.metadata.namespace ?? ''}/pods/${pod.metadata.name ?? ''}${sub}`;
@@ -47,6 +50,8 @@ function conditionFor(pod: Pod, c: GateCondition, now: Date): PodCondition {
 
 export class PodReconciler {
   private readonly d: PodReconcilerDeps;
+  /** Pods whose drain-start write is in flight, by namespace/name. */
+  private readonly starting = new Set<string>();
 
   constructor(deps: PodReconcilerDeps) {
     this.d = deps;
@@ -58,7 +63,11 @@ export class PodReconciler {
     if (!pod) return {};
     const started = performance.now();
     const now = clock();
-    const step = nextStep(pod, { now, namespaceGrace: namespaces.store.get(pod.metadata.namespace ?? '')?.metadata.annotations?.[GRACE_PERIOD_ANNOTATION] }, this.d.config);
+    const disruption = this.heldByBudget(pod, now);
+    const step = nextStep(pod, { now, namespaceGrace: namespaces.store.get(pod.metadata.namespace ?? '')?.metadata.annotations?.[GRACE_PERIOD_ANNOTATION], disruption }, this.d.config);
+    // A drain about to start counts against its budgets for the other pods decided while it is written.
+    const starting = step.kind === 'transition' && step.state?.phase === 'Draining';
+    if (starting) this.starting.add(key);
     try {
       const result = await this.apply(pod, step, now);
       metrics.reconciles.inc({ controller: 'pod', result: result.requeueAfterMs === undefined ? 'success' : 'requeue_after' });
@@ -73,8 +82,23 @@ export class PodReconciler {
       if (err instanceof ApiError && err.status === 404) return {};
       throw err;
     } finally {
+      if (starting) this.starting.delete(key);
       metrics.reconcileTime.observe({ controller: 'pod' }, (performance.now() - started) / 1000);
     }
+  }
+
+  /** For a pod whose drain is still to start, the disruption budget holding it back, if one does. */
+  private heldByBudget(pod: Pod, now: Date): { budget: string; message: string } | undefined {
+    const budgets = this.d.budgets;
+    if (!budgets || !pod.metadata.annotations?.[UPDATE_ANNOTATION]?.includes('"phase":"Pending"')) return undefined;
+    const ns = pod.metadata.namespace ?? '';
+    const here: Budget[] = [];
+    for (const b of budgets.store.values()) {
+      if (b.metadata.namespace === ns) here.push({ namespace: ns, name: b.metadata.name ?? '', selector: b.selector, disruptionsAllowed: b.disruptionsAllowed });
+    }
+    if (here.length === 0) return undefined;
+    const neighbours = [...this.d.pods.store.values()].filter((p) => p.metadata.namespace === ns);
+    return drainBlockedBy(pod, here, neighbours, this.starting, now);
   }
 
   private async refresh(pod: Pod): Promise<void> {

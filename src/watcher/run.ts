@@ -17,7 +17,7 @@ import { LeaderElector } from './leader.ts';
 import { createWatcherMetrics } from './metrics.ts';
 import { PodReconciler, phaseOf } from './pod-reconciler.ts';
 import { WorkQueue } from './queue.ts';
-import { trimNamespace, trimPod, trimWorkload, type NamespaceMeta } from './trim.ts';
+import { trimBudget, trimNamespace, trimPod, trimWorkload, type BudgetMeta, type NamespaceMeta } from './trim.ts';
 
 export interface RunningWatcher {
   stop(): Promise<void>;
@@ -72,6 +72,19 @@ export async function runWatcher(settings: Settings): Promise<RunningWatcher> {
   const deployments: Informer<Workload> = new Informer<Workload>(client, { path: '/apis/apps/v1/deployments', trim: trimWorkload, log, resyncMs: w.resyncSeconds * 1000, onChange: onWorkload('Deployment') });
   const statefulSets: Informer<Workload> = new Informer<Workload>(client, { path: '/apis/apps/v1/statefulsets', trim: trimWorkload, log, resyncMs: w.resyncSeconds * 1000, onChange: onWorkload('StatefulSet') });
   const replicaSets: Informer<Workload> = new Informer<Workload>(client, { path: '/apis/apps/v1/replicasets', trim: trimWorkload, log, resyncMs: w.resyncSeconds * 1000, onChange: () => undefined });
+  // Disruption budgets hold drains back; a budget's change may let a waiting drain start.
+  const budgets = new Informer<BudgetMeta>(client, {
+    path: '/apis/policy/v1/poddisruptionbudgets',
+    trim: trimBudget,
+    log,
+    resyncMs: w.resyncSeconds * 1000,
+    onChange: (_key, b) => {
+      if (!leading || !b) return;
+      for (const [key, pod] of pods.store) {
+        if (pod.metadata.namespace === b.metadata.namespace && pod.metadata.annotations?.[UPDATE_ANNOTATION]?.includes('"phase":"Pending"')) queue.add(key);
+      }
+    },
+  });
   const events = new EventRecorder(client, w.identity, log, metrics);
   const reconciler = new PodReconciler({
     client,
@@ -82,6 +95,7 @@ export async function runWatcher(settings: Settings): Promise<RunningWatcher> {
     log,
     config: { defaultGraceSeconds: settings.gracePeriodSeconds, progressDeadlineSeconds: w.progressDeadlineSeconds },
     clock: () => new Date(),
+    budgets,
   });
   const rollouts = new RolloutReconciler({ client, pods, deployments, statefulSets, replicaSets, events, metrics, log, clock: () => new Date() });
   const rolloutQueue: WorkQueue = new WorkQueue({
@@ -99,7 +113,7 @@ export async function runWatcher(settings: Settings): Promise<RunningWatcher> {
     },
   });
 
-  const informers = [pods, namespaces, deployments, statefulSets, replicaSets];
+  const informers = [pods, namespaces, deployments, statefulSets, replicaSets, budgets];
   const informersDone = Promise.all(informers.map((i) => i.run(abort.signal)));
   await Promise.all(informers.map((i) => i.waitForSync()));
   log.info({ pods: pods.store.size, namespaces: namespaces.store.size }, 'caches synced');

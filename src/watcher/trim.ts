@@ -2,6 +2,7 @@
 // nothing else (no managedFields, env, volumes), so a cluster of many pods
 // costs little memory.
 
+import type { LabelSelector } from '../core/disruption.ts';
 import type { Container, ContainerStatus, Pod } from '../core/kube-types.ts';
 import { GRACE_PERIOD_ANNOTATION, IMAGE_REWRITES_ANNOTATION, PARTITION_ANNOTATION, ROLLOUT_ANNOTATION, ROLLOUT_IN_PROGRESS, ROLLOUT_STATE_ANNOTATION, UPDATE_ANNOTATION } from '../core/names.ts';
 import type { Workload } from '../core/workload-types.ts';
@@ -114,5 +115,22 @@ export function trimWorkload(raw: unknown): Workload {
           },
         }
       : {}),
+  };
+}
+
+/** A PodDisruptionBudget as the drain reads it: its selector and how many disruptions it allows now. */
+export interface BudgetMeta {
+  metadata: { name?: string | undefined; namespace?: string | undefined; resourceVersion?: string | undefined };
+  selector?: LabelSelector | undefined;
+  disruptionsAllowed: number;
+}
+
+export function trimBudget(raw: unknown): BudgetMeta {
+  const b = raw as { metadata: BudgetMeta['metadata']; spec?: { selector?: LabelSelector }; status?: { disruptionsAllowed?: number } };
+  return {
+    metadata: { name: b.metadata.name, namespace: b.metadata.namespace, resourceVersion: b.metadata.resourceVersion },
+    ...(b.spec?.selector ? { selector: b.spec.selector } : {}),
+    // A budget its controller has not computed yet allows nothing (the eviction API treats it so too).
+    disruptionsAllowed: b.status?.disruptionsAllowed ?? 0,
   };
 }
