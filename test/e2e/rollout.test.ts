@@ -256,6 +256,39 @@ describe('fallback', () => {
   });
 });
 
+describe('disruption budgets', () => {
+  it('a PDB with maxUnavailable 1 over two Deployments holds the drains of both rollouts to one pod at a time', async () => {
+    await applyManifest({ apiVersion: 'policy/v1', kind: 'PodDisruptionBudget', metadata: { name: 'shared', namespace: NS }, spec: { maxUnavailable: 1, selector: { matchLabels: { tier: 'shared' } } } });
+    for (const name of ['pdb-a', 'pdb-b']) {
+      const manifest = deployment(name, 3, IMAGE, 3);
+      (manifest.spec.template.metadata.labels as Record<string, string>).tier = 'shared';
+      await applyManifest(manifest);
+    }
+    await allRunning('pdb-a', 3, IMAGE);
+    await allRunning('pdb-b', 3, IMAGE);
+    await eventually('the budget computed', async () => {
+      const pdb = await kubectlJson<{ status?: { disruptionsAllowed?: number; currentHealthy?: number } }>(['-n', NS, 'get', 'pdb', 'shared']);
+      return pdb.status?.currentHealthy === 6 && pdb.status.disruptionsAllowed === 1 ? true : undefined;
+    }, 30_000);
+    const since = Date.now();
+    await Promise.all(['pdb-a', 'pdb-b'].map((name) => kubectl(['-n', NS, 'set', 'image', `deployment/${name}`, `app=${IMAGE_2}`])));
+    await allRunning('pdb-a', 3, IMAGE_2, 180_000);
+    await allRunning('pdb-b', 3, IMAGE_2, 180_000);
+    // Across both Deployments, never more than one pod out at once, though each alone would allow 3.
+    const out = new Map<string, boolean>();
+    let worst = 0;
+    let waited = false;
+    for (const s of pods.seen) {
+      if (s.object.metadata.labels?.tier !== 'shared') continue;
+      out.set(s.object.metadata.name ?? '', conditionOf(s.object, 'Ready') !== 'True');
+      if (s.at >= since) worst = Math.max(worst, [...out.values()].filter(Boolean).length);
+      if (s.object.status?.conditions?.some((c) => c.type === READINESS_GATE && c.reason === 'WaitingForDisruptionBudget' && (c.message ?? '').includes('PodDisruptionBudget shared'))) waited = true;
+    }
+    expect(worst).toBe(1);
+    expect(waited).toBe(true);
+  });
+});
+
 describe('StatefulSet', () => {
   it('RollingUpdate: in place, highest ordinal first, currentRevision = updateRevision at the end', async () => {
     await applyManifest(statefulSet('db', 5, IMAGE, { type: 'RollingUpdate' }));
