@@ -19,6 +19,10 @@ export interface RolloutPod {
   /** Its lifecycle state, if an update is in flight: phase and requested images. */
   update?: { phase: string; images: ImageMap } | undefined;
   deleting?: boolean;
+  /** Update priority, compared element by element, higher first (see rollout-order.ts); absent ranks lowest. */
+  rank?: readonly (number | string)[] | undefined;
+  /** Its topology domain (node, zone) when the rollout scatters: pods in flight are spread across domains. */
+  domain?: string | undefined;
 }
 
 export interface RolloutPlan {
@@ -130,9 +134,10 @@ export function planRollout(
   const live = pods.filter((p) => !p.deleting);
   const partition = opts.partition ?? 0;
   const ordered = [...live].sort((a, b) =>
-    opts.order === 'ordinal-desc' ? (b.ordinal ?? 0) - (a.ordinal ?? 0) : a.name.localeCompare(b.name),
+    compareRank(b.rank, a.rank) || (opts.order === 'ordinal-desc' ? (b.ordinal ?? 0) - (a.ordinal ?? 0) : a.name.localeCompare(b.name)),
   );
-  // Pods kept on the old images: the lowest ordinals, or for other workloads the last `partition` by name.
+  // Pods kept on the old images: the lowest ordinals, or for other workloads the last `partition` in
+  // update order (the lowest priority, then by name).
   const inScope = opts.order === 'ordinal-desc'
     ? ordered.filter((p) => (p.ordinal ?? 0) >= partition)
     : ordered.slice(0, Math.max(0, ordered.length - partition));
@@ -145,13 +150,26 @@ export function planRollout(
 
   let budget = maxUnavailable - unavailable;
   const start: string[] = [];
-  for (const p of pending) {
+  // Pods in flight per topology domain, to spread new starts across domains (scatter).
+  const inFlight = new Map<string, number>();
+  for (const p of live) if (busy(p) && p.domain !== undefined) inFlight.set(p.domain, (inFlight.get(p.domain) ?? 0) + 1);
+  const left = [...pending];
+  while (left.length > 0) {
     // A pod already out (updating toward older images, stalled, not ready) costs no new slot.
-    const cost = p.update === undefined && available(p) ? 1 : 0;
-    if (cost > budget) continue;
-    budget -= cost;
+    const cost = (p: RolloutPod) => (p.update === undefined && available(p) ? 1 : 0);
+    const free = left.findIndex((p) => cost(p) === 0);
+    let i = free;
+    if (i < 0) {
+      if (budget < 1) break;
+      i = nextToStart(left, inFlight);
+      budget -= 1;
+    }
+    const [p] = left.splice(i, 1);
+    if (p === undefined) break;
+    if (p.domain !== undefined) inFlight.set(p.domain, (inFlight.get(p.domain) ?? 0) + 1);
     start.push(p.name);
   }
+  start.sort((a, b) => pending.findIndex((p) => p.name === a) - pending.findIndex((p) => p.name === b));
   const done = pending.length === 0 && inScope.every((p) => !busy(p) && sameImagesFor(p, target));
   const waitingToBeAvailable = live.filter((p) => p.ready && !available(p)).map((p) => (p.readySince ?? 0) + minReadyMs);
   const nextAvailableAt = waitingToBeAvailable.length > 0 ? Math.min(...waitingToBeAvailable) : undefined;
@@ -172,6 +190,39 @@ function progressDeadline(inScope: RolloutPod[], target: ImageMap, done: boolean
     if (p.ready && p.update === undefined && sameImagesFor(p, target) && p.readySince !== undefined) last = Math.max(last, p.readySince);
   }
   return timing.now - last > timing.progressDeadlineSeconds * 1000 ? { lastProgressAt: last } : undefined;
+}
+
+/** Higher rank first; a missing rank or element ranks below any present one; numbers below strings never mix in practice. */
+export function compareRank(a: RolloutPod['rank'], b: RolloutPod['rank']): number {
+  const n = Math.max(a?.length ?? 0, b?.length ?? 0);
+  for (let i = 0; i < n; i++) {
+    const x = a?.[i];
+    const y = b?.[i];
+    if (x === y) continue;
+    if (x === undefined) return -1;
+    if (y === undefined) return 1;
+    if (typeof x === 'number' && typeof y === 'number') return x - y;
+    return String(x).localeCompare(String(y));
+  }
+  return 0;
+}
+
+/**
+ * Among the pods of the highest rank still waiting (they come first in
+ * `left`), the one in the topology domain with the fewest pods in flight, so
+ * that one node or zone is not drained at once; the update order breaks ties.
+ */
+function nextToStart(left: readonly RolloutPod[], inFlight: ReadonlyMap<string, number>): number {
+  const first = left[0];
+  if (first === undefined) return -1;
+  let best = 0;
+  for (let i = 1; i < left.length; i++) {
+    const p = left[i];
+    if (p === undefined || compareRank(p.rank, first.rank) !== 0) break;
+    const load = (q: RolloutPod | undefined) => (q?.domain === undefined ? 0 : (inFlight.get(q.domain) ?? 0));
+    if (load(p) < load(left[best])) best = i;
+  }
+  return best;
 }
 
 function sameImagesFor(p: RolloutPod, target: ImageMap): boolean {

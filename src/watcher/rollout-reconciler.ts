@@ -7,6 +7,7 @@
 import { imageChanges, specImages, type ImageMap } from '../core/containers.ts';
 import { parseImageRewrites, requestedImages } from '../core/image-rewrites.ts';
 import type { Pod } from '../core/kube-types.ts';
+import { domainOf, parsePriority, PRIORITY_ANNOTATION, rankOf, SCATTER_ANNOTATION, type UpdatePriority } from '../core/rollout-order.ts';
 import { WATCHER_FIELD_MANAGER, type PodEvent } from '../core/lifecycle.ts';
 import { IMAGE_REWRITES_ANNOTATION, MANAGED_LABEL, PARTITION_ANNOTATION, ROLLOUT_ANNOTATION, READINESS_GATE, ROLLOUT_IN_PROGRESS, ROLLOUT_STATE_ANNOTATION, UPDATE_ANNOTATION } from '../core/names.ts';
 import { encodeRolloutState, parseRolloutState, type RolloutState } from '../core/rollout-state.ts';
@@ -20,6 +21,7 @@ import type { EventRecorder } from './events.ts';
 import type { Informer } from './informer.ts';
 import type { WatcherMetrics } from './metrics.ts';
 import type { QueueResult } from './queue.ts';
+import type { NodeMeta } from './trim.ts';
 
 export interface RolloutDeps {
   client: KubeClient;
@@ -31,6 +33,8 @@ export interface RolloutDeps {
   metrics: WatcherMetrics;
   log: Logger;
   clock: () => Date;
+  /** Nodes, for scatter across a node label (zone); without them only the hostname key scatters. */
+  nodes?: Informer<NodeMeta> | undefined;
 }
 
 const REVISION_HASH = 'controller-revision-hash';
@@ -57,7 +61,19 @@ function podImages(pod: Pod): ImageMap {
   return requestedImages(specImages(pod.spec), parseImageRewrites(pod.metadata.annotations?.[IMAGE_REWRITES_ANNOTATION]));
 }
 
-function asRolloutPod(pod: Pod): RolloutPod {
+/** How a workload orders its pods (priority and scatter annotations); unreadable priority is ignored with a log line. */
+interface PodOrder {
+  priority: UpdatePriority | undefined;
+  scatterKey: string | undefined;
+  nodeLabels: (node: string) => Record<string, string> | undefined;
+}
+
+function scatterDomain(pod: Pod, order: PodOrder): string | undefined {
+  const node = typeof pod.spec.nodeName === 'string' ? pod.spec.nodeName : undefined;
+  return domainOf(node, node === undefined ? undefined : order.nodeLabels(node), order.scatterKey);
+}
+
+function asRolloutPod(pod: Pod, order?: PodOrder): RolloutPod {
   const parsed = parseUpdateState(pod.metadata.annotations?.[UPDATE_ANNOTATION]);
   const state = parsed.ok ? parsed.state : undefined;
   const ordinal = /-(\d+)$/.exec(pod.metadata.name ?? '')?.[1];
@@ -70,6 +86,8 @@ function asRolloutPod(pod: Pod): RolloutPod {
     specImages: podImages(pod),
     update: state ? { phase: state.phase, images: state.images } : undefined,
     deleting: pod.metadata.deletionTimestamp !== undefined,
+    ...(order?.priority ? { rank: rankOf(pod.metadata.labels, order.priority) } : {}),
+    ...(order?.scatterKey ? { domain: scatterDomain(pod, order) } : {}),
   };
 }
 
@@ -169,17 +187,18 @@ export class RolloutReconciler {
     const opts = { order: 'name' as const, partition: this.partition(d), timing: this.timing(d, state) };
     const surgeSize = window.inPlace ? (window.surge ?? 0) : 0;
     const surges = [...this.d.replicaSets.store.values()].filter((r) => r.metadata.namespace === ns && isSurgeOf(r, d.metadata.uid));
-    let plan = planRollout(pods.map(asRolloutPod), target, window.inPlace ? window.maxUnavailable : 1, opts);
+    const order = this.order(d, key);
+    let plan = planRollout(pods.map((p) => asRolloutPod(p, order)), target, window.inPlace ? window.maxUnavailable : 1, opts);
     if (surgeSize > 0 && !plan.done) {
       // maxUnavailable 0: surge pods first; each one available lets one pod out for its update.
       if (surges.length === 0) {
         await this.createSurge(d, rs, surgeSize);
         return { requeueAfterMs: WAIT_MS };
       }
-      const surgePods = surges.flatMap((r) => this.managedPods(ns, r.metadata.uid)).filter((p) => p.metadata.deletionTimestamp === undefined).map(asRolloutPod);
+      const surgePods = surges.flatMap((r) => this.managedPods(ns, r.metadata.uid)).filter((p) => p.metadata.deletionTimestamp === undefined).map((p) => asRolloutPod(p));
       const minReadyMs = (opts.timing.minReadySeconds ?? 0) * 1000;
       const availableSurge = surgePods.filter((p) => p.ready && (p.readySince ?? 0) + minReadyMs <= opts.timing.now).length;
-      plan = planRollout(pods.map(asRolloutPod), target, Math.min(surgeSize, availableSurge), opts);
+      plan = planRollout(pods.map((p) => asRolloutPod(p, order)), target, Math.min(surgeSize, availableSurge), opts);
     }
     // Done only for the pods the ReplicaSet is meant to have: pods it has yet to create are not done.
     const live = pods.filter((p) => p.metadata.deletionTimestamp === undefined).length;
@@ -273,7 +292,8 @@ export class RolloutReconciler {
     }
     const maxUnavailable = window.maxUnavailable;
     const partition = Math.max(state.partition ?? 0, this.partition(s));
-    const plan = planRollout(pods.map(asRolloutPod), target, maxUnavailable, { order: 'ordinal-desc', partition, timing: this.timing(s, state) });
+    const order = this.order(s, key);
+    const plan = planRollout(pods.map((p) => asRolloutPod(p, order)), target, maxUnavailable, { order: 'ordinal-desc', partition, timing: this.timing(s, state) });
     // Before the first pod is touched, make sure the lifecycle can drive them all.
     if (plan.updated === 0 && plan.start.length > 0 && pods.every((p) => asRolloutPod(p).update === undefined) && (await this.fellBack(key, s, s))) return {};
     const step = statefulSetRolloutStep(plan, state.partition ?? 0, this.partition(s));
@@ -395,6 +415,17 @@ export class RolloutReconciler {
     if (plan.updated === 0 || tenth(plan.updated + names.length) > tenth(plan.updated)) {
       this.event(w, kind, { type: 'Normal', reason: 'InPlaceRolloutProgress', action: 'Rollout', note: `${plan.updated} of ${plan.total} pods updated; now updating ${names.join(', ')}` });
     }
+  }
+
+  /** The workload's update order: priority and scatter annotations. */
+  private order(w: Workload, key: string): PodOrder {
+    const parsed = parsePriority(w.metadata.annotations?.[PRIORITY_ANNOTATION]);
+    if (!parsed.ok) this.d.log.warn({ workload: key, err: parsed.error }, 'update priority ignored');
+    return {
+      priority: parsed.ok ? parsed.priority : undefined,
+      scatterKey: w.metadata.annotations?.[SCATTER_ANNOTATION],
+      nodeLabels: (node) => this.d.nodes?.store.get(node)?.metadata.labels,
+    };
   }
 
   /** The workload's availability rules and the clock, for the plan (minReadySeconds, progressDeadlineSeconds). */

@@ -17,7 +17,7 @@ import { LeaderElector } from './leader.ts';
 import { createWatcherMetrics } from './metrics.ts';
 import { PodReconciler, phaseOf } from './pod-reconciler.ts';
 import { WorkQueue } from './queue.ts';
-import { trimBudget, trimNamespace, trimPod, trimWorkload, type BudgetMeta, type NamespaceMeta } from './trim.ts';
+import { trimBudget, trimNamespace, trimNode, trimPod, trimWorkload, type BudgetMeta, type NamespaceMeta, type NodeMeta } from './trim.ts';
 
 export interface RunningWatcher {
   stop(): Promise<void>;
@@ -85,6 +85,7 @@ export async function runWatcher(settings: Settings): Promise<RunningWatcher> {
       }
     },
   });
+  const nodes = new Informer<NodeMeta>(client, { path: '/api/v1/nodes', trim: trimNode, log, resyncMs: w.resyncSeconds * 1000, onChange: () => undefined });
   const events = new EventRecorder(client, w.identity, log, metrics);
   const reconciler = new PodReconciler({
     client,
@@ -97,7 +98,7 @@ export async function runWatcher(settings: Settings): Promise<RunningWatcher> {
     clock: () => new Date(),
     budgets,
   });
-  const rollouts = new RolloutReconciler({ client, pods, deployments, statefulSets, replicaSets, events, metrics, log, clock: () => new Date() });
+  const rollouts = new RolloutReconciler({ client, pods, deployments, statefulSets, replicaSets, events, metrics, log, clock: () => new Date(), nodes });
   const rolloutQueue: WorkQueue = new WorkQueue({
     concurrency: 4,
     handler: (key) => rollouts.reconcile(key),
@@ -113,7 +114,7 @@ export async function runWatcher(settings: Settings): Promise<RunningWatcher> {
     },
   });
 
-  const informers = [pods, namespaces, deployments, statefulSets, replicaSets, budgets];
+  const informers = [pods, namespaces, deployments, statefulSets, replicaSets, budgets, nodes];
   const informersDone = Promise.all(informers.map((i) => i.run(abort.signal)));
   await Promise.all(informers.map((i) => i.waitForSync()));
   log.info({ pods: pods.store.size, namespaces: namespaces.store.size }, 'caches synced');

@@ -3,8 +3,9 @@
 // costs little memory.
 
 import type { LabelSelector } from '../core/disruption.ts';
+import { PRIORITY_ANNOTATION, SCATTER_ANNOTATION } from '../core/rollout-order.ts';
 import type { Container, ContainerStatus, Pod } from '../core/kube-types.ts';
-import { GRACE_PERIOD_ANNOTATION, IMAGE_REWRITES_ANNOTATION, PARTITION_ANNOTATION, ROLLOUT_ANNOTATION, ROLLOUT_IN_PROGRESS, ROLLOUT_STATE_ANNOTATION, UPDATE_ANNOTATION } from '../core/names.ts';
+import { GRACE_PERIOD_ANNOTATION, IMAGE_REWRITES_ANNOTATION, READINESS_GATE, PARTITION_ANNOTATION, ROLLOUT_ANNOTATION, ROLLOUT_IN_PROGRESS, ROLLOUT_STATE_ANNOTATION, UPDATE_ANNOTATION } from '../core/names.ts';
 import type { Workload } from '../core/workload-types.ts';
 
 export interface NamespaceMeta {
@@ -65,7 +66,8 @@ export function trimPod(raw: unknown): Pod {
           status: {
             ...(st.phase ? { phase: st.phase } : {}),
             ...(st.observedGeneration === undefined ? {} : { observedGeneration: st.observedGeneration }),
-            ...(st.conditions ? { conditions: st.conditions.map(({ type, status: s, reason, lastTransitionTime }) => ({ type, status: s, ...(reason ? { reason } : {}), ...(lastTransitionTime ? { lastTransitionTime } : {}) })) } : {}),
+            // The gate's message too: the lifecycle compares it before rewriting a waiting condition.
+            ...(st.conditions ? { conditions: st.conditions.map(({ type, status: s, reason, message, lastTransitionTime }) => ({ type, status: s, ...(reason ? { reason } : {}), ...(type === READINESS_GATE && message ? { message } : {}), ...(lastTransitionTime ? { lastTransitionTime } : {}) })) } : {}),
             ...(st.containerStatuses ? { containerStatuses: st.containerStatuses.map(status) } : {}),
             ...(st.initContainerStatuses ? { initContainerStatuses: st.initContainerStatuses.map(status) } : {}),
           },
@@ -80,7 +82,7 @@ export function trimNamespace(raw: unknown): NamespaceMeta {
   return { metadata: { name: m.name, resourceVersion: m.resourceVersion, ...(annotations ? { annotations } : {}) } };
 }
 
-const WORKLOAD_ANNOTATIONS = [ROLLOUT_STATE_ANNOTATION, ROLLOUT_ANNOTATION, PARTITION_ANNOTATION, 'deployment.kubernetes.io/revision'];
+const WORKLOAD_ANNOTATIONS = [ROLLOUT_STATE_ANNOTATION, ROLLOUT_ANNOTATION, PARTITION_ANNOTATION, PRIORITY_ANNOTATION, SCATTER_ANNOTATION, 'deployment.kubernetes.io/revision'];
 
 /** Deployments, StatefulSets and ReplicaSets: what the rollout controller reads. */
 export function trimWorkload(raw: unknown): Workload {
@@ -133,4 +135,14 @@ export function trimBudget(raw: unknown): BudgetMeta {
     // A budget its controller has not computed yet allows nothing (the eviction API treats it so too).
     disruptionsAllowed: b.status?.disruptionsAllowed ?? 0,
   };
+}
+
+/** A node as scatter reads it: its name and labels (zone, hostname). */
+export interface NodeMeta {
+  metadata: { name?: string | undefined; resourceVersion?: string | undefined; labels?: Record<string, string> | undefined };
+}
+
+export function trimNode(raw: unknown): NodeMeta {
+  const m = (raw as NodeMeta).metadata;
+  return { metadata: { name: m.name, resourceVersion: m.resourceVersion, ...(m.labels ? { labels: m.labels } : {}) } };
 }
