@@ -256,6 +256,57 @@ describe('fallback', () => {
   });
 });
 
+describe('order', () => {
+  /** Pods of `app` in the order their gate first went False after `since`, from the watch. */
+  function drainOrder(app: string, since: number): Pod[] {
+    const seen = new Set<string>();
+    const order: Pod[] = [];
+    for (const s of pods.seen) {
+      if (s.at < since || s.object.metadata.labels?.app !== app || seen.has(s.object.metadata.name ?? '')) continue;
+      if (conditionOf(s.object, READINESS_GATE) === 'False') {
+        seen.add(s.object.metadata.name ?? '');
+        order.push(s.object);
+      }
+    }
+    return order;
+  }
+
+  it('orderPriority: pods go by their label, higher first, one at a time', async () => {
+    const manifest = deployment('prio', 4, IMAGE, 1);
+    (manifest.metadata as Record<string, unknown>).annotations = { 'inplace-gate.dev/update-priority': '{"orderPriority":[{"orderedKey":"order"}]}' };
+    await applyManifest(manifest);
+    const before = await allRunning('prio', 4, IMAGE);
+    // An order unrelated to the names: the name order would be 0, 1, 2, 3.
+    const ranks = [2, 40, 7, 13];
+    const sorted = [...before].sort((a, b) => (a.metadata.name ?? '').localeCompare(b.metadata.name ?? ''));
+    await Promise.all(sorted.map((p, i) => kubectl(['-n', NS, 'label', 'pod', p.metadata.name ?? '', `order=${String(ranks[i])}`])));
+    const since = Date.now();
+    await kubectl(['-n', NS, 'set', 'image', 'deployment/prio', `app=${IMAGE_2}`]);
+    await allRunning('prio', 4, IMAGE_2);
+    const expected = sorted.map((p, i) => ({ name: p.metadata.name, rank: ranks[i] ?? 0 })).sort((a, b) => b.rank - a.rank).map((p) => p.name);
+    expect(drainOrder('prio', since).map((p) => p.metadata.name)).toEqual(expected);
+    expect(maxNotReady('prio', since)).toBe(1);
+  });
+
+  it('scatter across nodes: the first two pods in flight are on different nodes', async () => {
+    const manifest = deployment('scatter', 4, IMAGE, 2);
+    (manifest.metadata as Record<string, unknown>).annotations = { 'inplace-gate.dev/update-scatter': 'kubernetes.io/hostname' };
+    await applyManifest(manifest);
+    const before = await allRunning('scatter', 4, IMAGE);
+    const nodes = new Map(before.map((p) => [p.metadata.name ?? '', p.spec.nodeName ?? '']));
+    const byName = [...before].sort((a, b) => (a.metadata.name ?? '').localeCompare(b.metadata.name ?? ''));
+    // Only meaningful where name order alone would take two from one node.
+    if (new Set(before.map((p) => p.spec.nodeName)).size < 2) throw new Error('the scheduler put every pod on one node: scatter cannot be shown');
+    const since = Date.now();
+    await kubectl(['-n', NS, 'set', 'image', 'deployment/scatter', `app=${IMAGE_2}`]);
+    await allRunning('scatter', 4, IMAGE_2);
+    const [first, second] = drainOrder('scatter', since);
+    expect(nodes.get(first?.metadata.name ?? '')).not.toBe(nodes.get(second?.metadata.name ?? ''));
+    expect(first?.metadata.name).toBe(byName[0]?.metadata.name);
+    expect(maxNotReady('scatter', since)).toBeLessThanOrEqual(2);
+  });
+});
+
 describe('disruption budgets', () => {
   it('a PDB with maxUnavailable 1 over two Deployments holds the drains of both rollouts to one pod at a time', async () => {
     await applyManifest({ apiVersion: 'policy/v1', kind: 'PodDisruptionBudget', metadata: { name: 'shared', namespace: NS }, spec: { maxUnavailable: 1, selector: { matchLabels: { tier: 'shared' } } } });
