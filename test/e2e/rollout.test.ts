@@ -292,11 +292,20 @@ describe('order', () => {
     const manifest = deployment('scatter', 4, IMAGE, 2);
     (manifest.metadata as Record<string, unknown>).annotations = { 'inplace-gate.dev/update-scatter': 'kubernetes.io/hostname' };
     await applyManifest(manifest);
-    const before = await allRunning('scatter', 4, IMAGE);
+    // Meaningful only where the update order alone (by name) would take the first two from one node:
+    // replace the second pod by name until it is so (each replacement gets a new random name).
+    let before = await allRunning('scatter', 4, IMAGE);
+    const byNameOf = (ps: Pod[]) => [...ps].sort((a, b) => (a.metadata.name ?? '').localeCompare(b.metadata.name ?? ''));
+    for (let tries = 0; ; tries++) {
+      const [a, b] = byNameOf(before);
+      if (a?.spec.nodeName === b?.spec.nodeName) break;
+      if (tries === 30) throw new Error('could not get the first two pods by name onto one node');
+      await kubectl(['-n', NS, 'delete', 'pod', b?.metadata.name ?? '', '--wait=true']);
+      before = await allRunning('scatter', 4, IMAGE);
+    }
+    expect(new Set(before.map((p) => p.spec.nodeName)).size).toBe(2);
     const nodes = new Map(before.map((p) => [p.metadata.name ?? '', p.spec.nodeName ?? '']));
-    const byName = [...before].sort((a, b) => (a.metadata.name ?? '').localeCompare(b.metadata.name ?? ''));
-    // Only meaningful where name order alone would take two from one node.
-    if (new Set(before.map((p) => p.spec.nodeName)).size < 2) throw new Error('the scheduler put every pod on one node: scatter cannot be shown');
+    const byName = byNameOf(before);
     const since = Date.now();
     await kubectl(['-n', NS, 'set', 'image', 'deployment/scatter', `app=${IMAGE_2}`]);
     await allRunning('scatter', 4, IMAGE_2);
