@@ -116,9 +116,9 @@ export function statefulSetWindow(spec: Pick<Workload['spec'], 'replicas' | 'upd
 /** Does the pod run (or has it been asked for) the target images? */
 function reachesTarget(pod: RolloutPod, target: ImageMap): boolean {
   const wanted = (images: ImageMap) => Object.entries(target).every(([name, image]) => !(name in pod.specImages) || images[name] === image);
-  if (pod.update && (pod.update.phase === 'Pending' || pod.update.phase === 'Draining')) {
-    return wanted({ ...pod.specImages, ...pod.update.images });
-  }
+  // Asked for the target (any phase: while Updating the spec may hold a rewritten form of it, see
+  // image-rewrites), it is on its way: starting it again would drain it again.
+  if (pod.update) return wanted({ ...pod.specImages, ...pod.update.images });
   return wanted(pod.specImages);
 }
 

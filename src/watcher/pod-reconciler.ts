@@ -63,6 +63,9 @@ export class PodReconciler {
     if (!pod) return {};
     const started = performance.now();
     const now = clock();
+    // An image write whose rewrite record was lost (a crash between the two writes): record it now.
+    const updating = parseUpdateState(pod.metadata.annotations?.[UPDATE_ANNOTATION]);
+    if (updating.ok && updating.state?.phase === 'Updating') await this.recordRewrites(pod, updating.state.images);
     const disruption = this.heldByBudget(pod, now);
     const step = nextStep(pod, { now, namespaceGrace: namespaces.store.get(pod.metadata.namespace ?? '')?.metadata.annotations?.[GRACE_PERIOD_ANNOTATION], disruption }, this.d.config);
     // A drain about to start counts against its budgets for the other pods decided while it is written.

@@ -34,3 +34,10 @@ describe('image rewrites by another webhook', () => {
     expect(planRollout([{ ...pod, specImages: { app: PINNED } }], { app: 'app:2' }, 1, { order: 'name' })).toMatchObject({ start: ['web-0'], done: false });
   });
 });
+
+describe('the window between the image write and its rewrite record', () => {
+  it('a pod Updating toward the target, its spec already rewritten and not yet recorded, is on its way: not started again', () => {
+    const pod = { name: 'web-0', ready: false, specImages: { app: PINNED }, update: { phase: 'Updating', images: { app: 'app:2' } } };
+    expect(planRollout([pod], { app: 'app:2' }, 1, { order: 'name' })).toMatchObject({ start: [], updated: 1 });
+  });
+});

@@ -56,10 +56,10 @@ describe('scatter: updates in flight spread across a topology domain', () => {
     expect(planRollout(pods, NEW, 2, { order: 'name' }).start).toEqual(['web-0', 'web-3']);
     // Without scatter, both from node-a.
     expect(planRollout(pods.map(({ domain: _d, ...p }) => p), NEW, 2, { order: 'name' }).start).toEqual(['web-0', 'web-1']);
-    // A domain already busy is avoided.
-    const busy = pods.map((p) => (p.name === 'web-3' ? { ...p, update: { phase: 'Updating', images: NEW }, ready: false } : p));
-    expect(planRollout(busy, NEW, 2, { order: 'name' }).start).toEqual(['web-0', 'web-3']);
-    expect(planRollout(busy, NEW, 3, { order: 'name' }).start).toEqual(['web-0', 'web-1', 'web-3']);
+    // A domain already busy is avoided: web-0 (node-a) is updating, so the one free slot goes to node-b.
+    const busy = pods.map((p) => (p.name === 'web-0' ? { ...p, specImages: NEW, update: { phase: 'Updating', images: NEW }, ready: false } : p));
+    expect(planRollout(busy, NEW, 2, { order: 'name' }).start).toEqual(['web-3']);
+    expect(planRollout(busy.map(({ domain: _d, ...p }) => p), NEW, 2, { order: 'name' }).start).toEqual(['web-1']);
   });
 
   it('priority first: scatter only orders pods of equal priority', () => {
