@@ -1,0 +1,40 @@
+import { describe, expect, it } from 'vitest';
+import { trimBudget, trimNode, trimPod, trimWorkload } from '../../src/watcher/trim.ts';
+
+describe('what the watcher caches', () => {
+  it("pods: the gate condition's message (the lifecycle compares it before rewriting), no other condition's", () => {
+    const pod = trimPod({
+      metadata: { name: 'p', namespace: 'ns', uid: 'u', resourceVersion: '1', labels: { app: 'web' }, annotations: { 'inplace-gate.dev/image-rewrites': '{}', other: 'x' } },
+      spec: { containers: [{ name: 'app', image: 'a:1', env: [{ name: 'X', value: 'y' }] }], nodeName: 'n1' },
+      status: { conditions: [
+        { type: 'Ready', status: 'True', message: 'long kubelet text', lastTransitionTime: '2026-12-02T00:00:00Z' },
+        { type: 'InPlaceUpdateReady', status: 'True', reason: 'WaitingForDisruptionBudget', message: 'waiting for PodDisruptionBudget web' },
+      ] },
+    });
+    expect(pod.status?.conditions).toEqual([
+      { type: 'Ready', status: 'True', lastTransitionTime: '2026-12-02T00:00:00Z' },
+      { type: 'InPlaceUpdateReady', status: 'True', reason: 'WaitingForDisruptionBudget', message: 'waiting for PodDisruptionBudget web' },
+    ]);
+    expect(pod.metadata.annotations).toEqual({ 'inplace-gate.dev/image-rewrites': '{}' });
+    expect(pod.metadata.labels).toEqual({ app: 'web' });
+  });
+
+  it('workloads keep the priority and scatter annotations', () => {
+    const w = trimWorkload({
+      metadata: { name: 'd', namespace: 'ns', annotations: { 'inplace-gate.dev/update-priority': '{}', 'inplace-gate.dev/update-scatter': 'kubernetes.io/hostname', noise: 'x' } },
+      spec: { template: { spec: { containers: [{ name: 'app', image: 'a:1' }] } } },
+    });
+    expect(w.metadata.annotations).toEqual({ 'inplace-gate.dev/update-priority': '{}', 'inplace-gate.dev/update-scatter': 'kubernetes.io/hostname' });
+  });
+
+  it('budgets: selector and disruptionsAllowed; one not computed yet allows nothing', () => {
+    expect(trimBudget({ metadata: { name: 'b', namespace: 'ns' }, spec: { selector: { matchLabels: { a: '1' } }, maxUnavailable: 1 }, status: { disruptionsAllowed: 2, currentHealthy: 5 } }))
+      .toEqual({ metadata: { name: 'b', namespace: 'ns', resourceVersion: undefined }, selector: { matchLabels: { a: '1' } }, disruptionsAllowed: 2 });
+    expect(trimBudget({ metadata: { name: 'b', namespace: 'ns' }, spec: {} }).disruptionsAllowed).toBe(0);
+  });
+
+  it('nodes: name and labels only', () => {
+    expect(trimNode({ metadata: { name: 'n1', resourceVersion: '3', labels: { zone: 'a' }, annotations: { big: 'x' } }, status: { images: [] } }))
+      .toEqual({ metadata: { name: 'n1', resourceVersion: '3', labels: { zone: 'a' } } });
+  });
+});
