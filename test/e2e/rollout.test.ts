@@ -131,16 +131,18 @@ describe('Deployment', () => {
 
   it('after a native undo (the pods now live in the kept ReplicaSet), the next in-place bump updates those pods: none deleted, none misreported', async () => {
     await applyManifest(deployment('back', 4, IMAGE, 1));
-    await allRunning('back', 4, IMAGE);
+    const [original] = await allRunning('back', 4, IMAGE);
     await kubectl(['-n', NS, 'set', 'image', 'deployment/back', `app=${IMAGE_2}`]);
     await kubectl(['-n', NS, 'rollout', 'status', 'deployment/back', '--timeout=150s']);
     await allRunning('back', 4, IMAGE_2);
-    // One change the native way: the controller scales the ReplicaSet that kept the old template back up.
-    await kubectl(['-n', NS, 'annotate', 'deployment/back', 'inplace-gate.dev/rollout=recreate']);
-    await kubectl(['-n', NS, 'rollout', 'undo', 'deployment/back']);
+    // A native change (env), then an undo to revision 1 (image and env: native too). The controller
+    // scales the ReplicaSet that kept revision 1's template back up: the pods now live there.
+    await kubectl(['-n', NS, 'set', 'env', 'deployment/back', 'MODE=x']);
+    await kubectl(['-n', NS, 'rollout', 'status', 'deployment/back', '--timeout=150s']);
+    await kubectl(['-n', NS, 'rollout', 'undo', 'deployment/back', '--to-revision=1']);
     await kubectl(['-n', NS, 'rollout', 'status', 'deployment/back', '--timeout=150s']);
     const native = await allRunning('back', 4, IMAGE);
-    await kubectl(['-n', NS, 'annotate', 'deployment/back', 'inplace-gate.dev/rollout-']);
+    expect(native[0]?.metadata.ownerReferences?.[0]?.uid).not.toBe(original?.metadata.ownerReferences?.[0]?.uid);
 
     const since = Date.now();
     await kubectl(['-n', NS, 'set', 'image', 'deployment/back', `app=${IMAGE_3}`]);
