@@ -18,7 +18,8 @@ import type { PodTemplate, Workload } from './workload-types.ts';
 
 export const TEMPLATE_HASH = 'pod-template-hash';
 export const REVISION = 'deployment.kubernetes.io/revision';
-const CHANGE_CAUSE = 'kubernetes.io/change-cause';
+/** Annotations of a ReplicaSet not carried into its kept copy: the controller's history of revisions, inplace-gate's state. */
+const NOT_KEPT = new Set(['deployment.kubernetes.io/revision-history', 'inplace-gate.dev/rollout-state', 'inplace-gate.dev/history-of']);
 
 /** A ReplicaSet owned (as controller) by the Deployment, as the rollout reads it. */
 export interface ReplicaSetView {
@@ -155,8 +156,12 @@ function historyReplicaSet(d: Workload, current: ReplicaSetView, taken: Readonly
   const labels = { ...current.template.metadata?.labels, [TEMPLATE_HASH]: hash };
   const { [ROLLOUT_IN_PROGRESS]: _mark, ...templateAnnotations } = current.template.metadata?.annotations ?? {};
   const selector = d.spec.selector as { matchLabels?: Record<string, string>; matchExpressions?: unknown[] } | undefined;
-  const annotations: Record<string, string> = { [REVISION]: String(current.revision || 1) };
-  if (current.annotations[CHANGE_CAUSE] !== undefined) annotations[CHANGE_CAUSE] = current.annotations[CHANGE_CAUSE];
+  // The ReplicaSet's own annotations, as the controller copied them from the Deployment when that
+  // revision was current: `kubectl rollout undo` puts them back on the Deployment (replacing its
+  // annotations, partition and priority included), as after a native rollout.
+  const annotations: Record<string, string> = {};
+  for (const [k, v] of Object.entries(current.annotations)) if (!NOT_KEPT.has(k)) annotations[k] = v;
+  annotations[REVISION] = String(current.revision || 1);
   return {
     apiVersion: 'apps/v1',
     kind: 'ReplicaSet',

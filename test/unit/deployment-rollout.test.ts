@@ -58,13 +58,14 @@ describe('sameTemplate: EqualIgnoreHash', () => {
 
 describe('historyStep: what to write before the current ReplicaSet takes the new template', () => {
   it('keeps the current template in a new ReplicaSet with no replicas, its revision and change-cause', () => {
-    const current = rs('web-a', 'app:1', 3, 4, 3, { 'kubernetes.io/change-cause': 'bump to 1' });
+    const current = rs('web-a', 'app:1', 3, 4, 3, { 'kubernetes.io/change-cause': 'bump to 1', 'inplace-gate.dev/partition': '2', 'deployment.kubernetes.io/revision-history': '1,2' });
     const step = historyStep(deployment('app:2'), current, []);
     expect(step.action).toBe('keep-history');
     if (step.action !== 'keep-history') return;
     const h = step.replicaSet;
     expect(h.spec.replicas).toBe(0);
-    expect(h.metadata.annotations).toEqual({ 'deployment.kubernetes.io/revision': '4', 'kubernetes.io/change-cause': 'bump to 1' });
+    // Its annotations as the controller copied them from the Deployment (undo restores them), less its history.
+    expect(h.metadata.annotations).toEqual({ 'deployment.kubernetes.io/revision': '4', 'kubernetes.io/change-cause': 'bump to 1', 'inplace-gate.dev/partition': '2' });
     const hash = h.metadata.labels?.['pod-template-hash'];
     expect(hash).toMatch(/^[bcdfghjklmnpqrstvwxz2456789]{10}$/);
     expect(h.metadata.name).toBe(`web-${hash}`);
