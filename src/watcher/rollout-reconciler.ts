@@ -467,7 +467,24 @@ export class RolloutReconciler {
       { metadata: { annotations: { [ROLLOUT_STATE_ANNOTATION]: encodeRolloutState(next) } } }, 'merge', WATCHER_FIELD_MANAGER);
     const reason = plan.stalled.length > 0 ? 'InPlaceRolloutStalled' : 'ProgressDeadlineExceeded';
     this.event(w, kind, { type: 'Warning', reason, action: 'Rollout', note: `Stopped: ${why}; change the image again (a rollback, say) to go on` });
+    if (kind === 'Deployment' && state.stalled === undefined) await this.reportFailed(w, why, now);
     if (state.stalled === undefined) this.d.metrics.rollouts.inc({ kind, result: 'stalled' });
+  }
+
+  /**
+   * A failed in-place rollout, told the way the users' tools read a failed
+   * Deployment rollout: condition Progressing False, reason
+   * ProgressDeadlineExceeded. `kubectl rollout status` then exits non-zero
+   * ("exceeded its progress deadline") and kstatus says Failed. The Deployment
+   * controller keeps that condition while the Deployment is paused (it does
+   * not overwrite a timed-out condition with DeploymentPaused) and replaces it
+   * once a later rollout completes.
+   */
+  private async reportFailed(d: Workload, why: string, now: Date): Promise<void> {
+    const at = now.toISOString().replace(/\.\d{3}Z$/, 'Z');
+    const condition = { type: 'Progressing', status: 'False', reason: 'ProgressDeadlineExceeded', message: `in-place rollout (inplace-gate): ${why}`, lastUpdateTime: at, lastTransitionTime: at };
+    await this.d.client.patch(`/apis/apps/v1/namespaces/${d.metadata.namespace ?? ''}/deployments/${d.metadata.name ?? ''}/status`,
+      { status: { conditions: [condition] } }, 'strategic', WATCHER_FIELD_MANAGER);
   }
 
   private finished(w: Workload, kind: string, state: RolloutState, pods: number): void {

@@ -351,6 +351,32 @@ describe('disruption budgets', () => {
   });
 });
 
+describe('failed rollouts', () => {
+  it('no progress within progressDeadlineSeconds (a budget allows no drain): kubectl rollout status fails, as for a native rollout; a Warning, repeated', async () => {
+    await applyManifest({ apiVersion: 'policy/v1', kind: 'PodDisruptionBudget', metadata: { name: 'frozen', namespace: NS }, spec: { maxUnavailable: 0, selector: { matchLabels: { app: 'frozen' } } } });
+    const manifest = deployment('frozen', 2, IMAGE, 1);
+    (manifest.spec as Record<string, unknown>).progressDeadlineSeconds = 8;
+    await applyManifest(manifest);
+    await allRunning('frozen', 2, IMAGE);
+    await kubectl(['-n', NS, 'set', 'image', 'deployment/frozen', `app=${IMAGE_2}`]);
+    const status = await kubectlFails(['-n', NS, 'rollout', 'status', 'deployment/frozen', '--timeout=60s']);
+    expect(status).toContain('exceeded its progress deadline');
+    const d = await kubectlJson<Workload>(['-n', NS, 'get', 'deployment', 'frozen']);
+    const progressing = (d.status?.conditions as { type: string; status: string; reason: string; message: string }[] | undefined)?.find((c) => c.type === 'Progressing');
+    expect(progressing).toMatchObject({ status: 'False', reason: 'ProgressDeadlineExceeded' });
+    expect(progressing?.message).toContain('in-place rollout');
+    // Still paused and held: nothing was taken out of service.
+    expect(d.spec.paused).toBe(true);
+    expect((await listPods('frozen')).every((p) => conditionOf(p, 'Ready') === 'True' && p.spec.containers[0]?.image === IMAGE)).toBe(true);
+    const events = await kubectl(['-n', NS, 'get', 'events.events.k8s.io', '--field-selector', 'regarding.kind=Deployment,regarding.name=frozen', '-o', 'jsonpath={.items[*].reason}']);
+    expect(events).toContain('ProgressDeadlineExceeded');
+    // The way out: the budget allows it again, the rollout goes on and ends; kubectl reads it done.
+    await kubectl(['-n', NS, 'delete', 'pdb', 'frozen']);
+    await allRunning('frozen', 2, IMAGE_2);
+    await kubectl(['-n', NS, 'rollout', 'status', 'deployment/frozen', '--timeout=60s']);
+  });
+});
+
 describe('StatefulSet', () => {
   it('RollingUpdate: in place, highest ordinal first, currentRevision = updateRevision at the end', async () => {
     await applyManifest(statefulSet('db', 5, IMAGE, { type: 'RollingUpdate' }));
