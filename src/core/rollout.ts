@@ -36,6 +36,8 @@ export interface RolloutPlan {
   nextAvailableAt?: number | undefined;
   /** The workload's progress deadline passed with no pod brought to the target since (ms of the last progress). */
   deadlineExceeded?: { lastProgressAt: number } | undefined;
+  /** When the progress deadline will pass if nothing progresses (ms), to look again then. */
+  deadlineAt?: number | undefined;
 }
 
 /** What, beyond the pods, paces a rollout: the clock and the workload's own availability rules. */
@@ -173,7 +175,8 @@ export function planRollout(
   const done = pending.length === 0 && inScope.every((p) => !busy(p) && sameImagesFor(p, target));
   const waitingToBeAvailable = live.filter((p) => p.ready && !available(p)).map((p) => (p.readySince ?? 0) + minReadyMs);
   const nextAvailableAt = waitingToBeAvailable.length > 0 ? Math.min(...waitingToBeAvailable) : undefined;
-  return { start, done, updated, total: inScope.length, unavailable, stalled, nextAvailableAt, deadlineExceeded: progressDeadline(inScope, target, done, timing) };
+  const deadline = progressDeadline(inScope, target, done, timing);
+  return { start, done, updated, total: inScope.length, unavailable, stalled, nextAvailableAt, deadlineExceeded: deadline?.exceeded, deadlineAt: deadline?.at };
 }
 
 /**
@@ -183,13 +186,14 @@ export function planRollout(
  * Deployment controller's ProgressDeadlineExceeded, which a paused Deployment
  * never gets from the controller itself.
  */
-function progressDeadline(inScope: RolloutPod[], target: ImageMap, done: boolean, timing: RolloutTiming | undefined): RolloutPlan['deadlineExceeded'] {
+function progressDeadline(inScope: RolloutPod[], target: ImageMap, done: boolean, timing: RolloutTiming | undefined): { at: number; exceeded?: { lastProgressAt: number } } | undefined {
   if (done || timing?.progressDeadlineSeconds === undefined || timing.startedAt === undefined) return undefined;
   let last = timing.startedAt;
   for (const p of inScope) {
     if (p.ready && p.update === undefined && sameImagesFor(p, target) && p.readySince !== undefined) last = Math.max(last, p.readySince);
   }
-  return timing.now - last > timing.progressDeadlineSeconds * 1000 ? { lastProgressAt: last } : undefined;
+  const at = last + timing.progressDeadlineSeconds * 1000;
+  return timing.now > at ? { at, exceeded: { lastProgressAt: last } } : { at };
 }
 
 /** Higher rank first; a missing rank or element ranks below any present one; numbers below strings never mix in practice. */

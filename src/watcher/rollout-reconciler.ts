@@ -440,9 +440,11 @@ export class RolloutReconciler {
     };
   }
 
-  /** When to look again: as a pod becomes available (minReadySeconds), else on the slow resync. */
+  /** When to look again: as a pod becomes available (minReadySeconds) or the progress deadline passes, else on the slow resync. */
   private nextLook(plan: RolloutPlan): number {
-    const soon = plan.nextAvailableAt === undefined ? 30_000 : plan.nextAvailableAt - this.d.clock().getTime() + 50;
+    const now = this.d.clock().getTime();
+    const at = [plan.nextAvailableAt, plan.deadlineExceeded ? undefined : plan.deadlineAt].filter((t): t is number => t !== undefined);
+    const soon = at.length === 0 ? 30_000 : Math.min(...at) - now + 50;
     return Math.max(100, Math.min(30_000, soon));
   }
 

@@ -97,6 +97,9 @@ export function trimWorkload(raw: unknown): Workload {
       ...(w.spec.replicas === undefined ? {} : { replicas: w.spec.replicas }),
       ...(w.spec.selector ? { selector: w.spec.selector } : {}),
       ...(w.spec.paused === undefined ? {} : { paused: w.spec.paused }),
+      // Availability and deadline rules the rollout paces itself by.
+      ...(typeof w.spec.minReadySeconds === 'number' ? { minReadySeconds: w.spec.minReadySeconds } : {}),
+      ...(typeof w.spec.progressDeadlineSeconds === 'number' ? { progressDeadlineSeconds: w.spec.progressDeadlineSeconds } : {}),
       ...(w.spec.strategy ? { strategy: w.spec.strategy } : {}),
       ...(w.spec.updateStrategy ? { updateStrategy: w.spec.updateStrategy } : {}),
       template: {

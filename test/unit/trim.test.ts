@@ -27,6 +27,12 @@ describe('what the watcher caches', () => {
     expect(w.metadata.annotations).toEqual({ 'inplace-gate.dev/update-priority': '{}', 'inplace-gate.dev/update-scatter': 'kubernetes.io/hostname' });
   });
 
+  it('workloads keep minReadySeconds and progressDeadlineSeconds: the rollout paces itself and fails by them', () => {
+    const w = trimWorkload({ metadata: { name: 'd' }, spec: { minReadySeconds: 5, progressDeadlineSeconds: 60, revisionHistoryLimit: 10, template: { spec: { containers: [] } } } });
+    expect(w.spec).toMatchObject({ minReadySeconds: 5, progressDeadlineSeconds: 60 });
+    expect(w.spec.revisionHistoryLimit).toBeUndefined();
+  });
+
   it('budgets: selector and disruptionsAllowed; one not computed yet allows nothing', () => {
     expect(trimBudget({ metadata: { name: 'b', namespace: 'ns' }, spec: { selector: { matchLabels: { a: '1' } }, maxUnavailable: 1 }, status: { disruptionsAllowed: 2, currentHealthy: 5 } }))
       .toEqual({ metadata: { name: 'b', namespace: 'ns', resourceVersion: undefined }, selector: { matchLabels: { a: '1' } }, disruptionsAllowed: 2 });
