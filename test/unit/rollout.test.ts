@@ -186,7 +186,7 @@ describe('planRollout: minReadySeconds and progressDeadlineSeconds, as the contr
 
   it('no pod brought to the target within the progress deadline: exceeded, counted from the last pod that made it', () => {
     const stuck = pods(3, (i) => (i === 0 ? { update: { phase: 'Updating', images: NEW }, ready: false } : {}));
-    expect(planRollout(stuck, NEW, 1, { order: 'name', timing }).deadlineExceeded).toBeUndefined();
+    expect(planRollout(stuck, NEW, 1, { order: 'name', timing })).toMatchObject({ deadlineExceeded: undefined, deadlineAt: now + 30_000 });
     expect(planRollout(stuck, NEW, 1, { order: 'name', timing: { ...timing, now: now + 31_000 } }).deadlineExceeded).toEqual({ lastProgressAt: now - 30_000 });
     const progressed = stuck.map((p, i) => (i === 2 ? { ...p, specImages: NEW, readySince: now + 20_000 } : p));
     expect(planRollout(progressed, NEW, 1, { order: 'name', timing: { ...timing, now: now + 31_000 } }).deadlineExceeded).toBeUndefined();
