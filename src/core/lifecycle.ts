@@ -198,14 +198,15 @@ function writeImages(pod: Pod, state: UpdateState, ctx: PodContext): Step {
   };
 }
 
-/** `condition` is the gate condition's status, or undefined for a pod without the gate. */
-function whileUpdating(pod: Pod, state: UpdateState, condition: string | undefined, ctx: PodContext, config: LifecycleConfig): Step {
-  const gated = hasReadinessGate(pod);
-  const now = ctx.now.getTime();
+/**
+ * Where the images written (this request's and earlier unproven ones) stand:
+ * why each changed container is not proven yet, and the first failure seen.
+ * The watcher decides on it; `kubectl inplace-gate status` shows it.
+ */
+export function updateProgress(pod: Pod, state: UpdateState): { waiting: string[]; failure: { reason: string; message: string } | undefined } {
   const statuses = statusesByName(pod);
   const waiting: string[] = [];
   let failure: { reason: string; message: string } | undefined;
-  // Everything written and not yet proven: this request's images and earlier unproven ones.
   const pending: ImageMap = { ...state.images };
   for (const [name, record] of Object.entries(state.before ?? {})) {
     if (!(name in pending)) pending[name] = specImages(pod.spec)[name] ?? record.image;
@@ -223,6 +224,15 @@ function whileUpdating(pod: Pod, state: UpdateState, condition: string | undefin
     if (progress.state === 'failed') failure ??= progress;
     else if (progress.state === 'waiting') waiting.push(progress.why);
   }
+  return { waiting, failure };
+}
+
+/** `condition` is the gate condition's status, or undefined for a pod without the gate. */
+function whileUpdating(pod: Pod, state: UpdateState, condition: string | undefined, ctx: PodContext, config: LifecycleConfig): Step {
+  const gated = hasReadinessGate(pod);
+  const now = ctx.now.getTime();
+  const { waiting, failure: seen } = updateProgress(pod, state);
+  let failure = seen;
 
   const requestedAt = ms(state.requestedAt);
   if (waiting.length === 0 && failure === undefined) {

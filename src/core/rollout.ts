@@ -4,7 +4,10 @@
 // honouring a partition (pods kept on the old images), StatefulSets from the
 // highest ordinal down; and whether the rollout is done or stalled.
 
-import { sameImages, type ImageMap } from './containers.ts';
+import { sameImages, specImages, type ImageMap } from './containers.ts';
+import type { Pod } from './kube-types.ts';
+import { UPDATE_ANNOTATION } from './names.ts';
+import { parseUpdateState } from './state.ts';
 import type { IntOrString, Workload } from './workload-types.ts';
 
 export interface RolloutPod {
@@ -17,6 +20,21 @@ export interface RolloutPod {
   /** Its lifecycle state, if an update is in flight: phase and requested images. */
   update?: { phase: string; images: ImageMap } | undefined;
   deleting?: boolean;
+}
+
+/** What the plan reads of a pod: the rollout controller and `kubectl inplace-gate status` alike. */
+export function rolloutPod(pod: Pod): RolloutPod {
+  const parsed = parseUpdateState(pod.metadata.annotations?.[UPDATE_ANNOTATION]);
+  const state = parsed.ok ? parsed.state : undefined;
+  const ordinal = /-(\d+)$/.exec(pod.metadata.name ?? '')?.[1];
+  return {
+    name: pod.metadata.name ?? '',
+    ...(ordinal === undefined ? {} : { ordinal: Number(ordinal) }),
+    ready: pod.status?.conditions?.some((c) => c.type === 'Ready' && c.status === 'True') ?? false,
+    specImages: specImages(pod.spec),
+    update: state ? { phase: state.phase, images: state.images } : undefined,
+    deleting: pod.metadata.deletionTimestamp !== undefined,
+  };
 }
 
 export interface RolloutPlan {

@@ -9,7 +9,7 @@ import type { Pod } from '../core/kube-types.ts';
 import { WATCHER_FIELD_MANAGER, type PodEvent } from '../core/lifecycle.ts';
 import { MANAGED_LABEL, PARTITION_ANNOTATION, READINESS_GATE, ROLLOUT_IN_PROGRESS, ROLLOUT_STATE_ANNOTATION, UPDATE_ANNOTATION } from '../core/names.ts';
 import { encodeRolloutState, parseRolloutState, type RolloutState } from '../core/rollout-state.ts';
-import { deploymentWindow, planRollout, restoredPartition, statefulSetRolloutStep, statefulSetWindow, type RolloutPlan, type RolloutPod } from '../core/rollout.ts';
+import { deploymentWindow, planRollout, restoredPartition, rolloutPod, statefulSetRolloutStep, statefulSetWindow, type RolloutPlan } from '../core/rollout.ts';
 import { encodeUpdateState, parseUpdateState, type UpdateState } from '../core/state.ts';
 import type { Workload } from '../core/workload-types.ts';
 import type { KubeClient } from '../kube/client.ts';
@@ -45,20 +45,6 @@ function templateImages(w: Workload): ImageMap {
 
 function ownedBy(pod: Pod, uid: string | undefined): boolean {
   return uid !== undefined && (pod.metadata.ownerReferences?.some((o) => o.uid === uid && o.controller === true) ?? false);
-}
-
-function asRolloutPod(pod: Pod): RolloutPod {
-  const parsed = parseUpdateState(pod.metadata.annotations?.[UPDATE_ANNOTATION]);
-  const state = parsed.ok ? parsed.state : undefined;
-  const ordinal = /-(\d+)$/.exec(pod.metadata.name ?? '')?.[1];
-  return {
-    name: pod.metadata.name ?? '',
-    ...(ordinal === undefined ? {} : { ordinal: Number(ordinal) }),
-    ready: pod.status?.conditions?.some((c) => c.type === 'Ready' && c.status === 'True') ?? false,
-    specImages: specImages(pod.spec),
-    update: state ? { phase: state.phase, images: state.images } : undefined,
-    deleting: pod.metadata.deletionTimestamp !== undefined,
-  };
 }
 
 export class RolloutReconciler {
@@ -142,7 +128,7 @@ export class RolloutReconciler {
     // Begun: the ReplicaSet already has the new template, so there is no native way back without a
     // mixed state; a Deployment scaled down mid-rollout below its window goes on one pod at a time.
     const maxUnavailable = window.inPlace ? window.maxUnavailable : 1;
-    const plan = planRollout(pods.map(asRolloutPod), target, maxUnavailable, { order: 'name', partition: this.partition(d) });
+    const plan = planRollout(pods.map(rolloutPod), target, maxUnavailable, { order: 'name', partition: this.partition(d) });
     if (plan.done && this.partition(d) === 0) {
       if (rs.spec.template.metadata?.annotations?.[ROLLOUT_IN_PROGRESS] !== undefined) {
         // The ReplicaSet's template becomes the Deployment's again...
@@ -210,9 +196,9 @@ export class RolloutReconciler {
     }
     const maxUnavailable = window.maxUnavailable;
     const partition = Math.max(state.partition ?? 0, this.partition(s));
-    const plan = planRollout(pods.map(asRolloutPod), target, maxUnavailable, { order: 'ordinal-desc', partition });
+    const plan = planRollout(pods.map(rolloutPod), target, maxUnavailable, { order: 'ordinal-desc', partition });
     // Before the first pod is touched, make sure the lifecycle can drive them all.
-    if (plan.updated === 0 && plan.start.length > 0 && pods.every((p) => asRolloutPod(p).update === undefined) && (await this.fellBack(key, s, s))) return {};
+    if (plan.updated === 0 && plan.start.length > 0 && pods.every((p) => rolloutPod(p).update === undefined) && (await this.fellBack(key, s, s))) return {};
     const step = statefulSetRolloutStep(plan, state.partition ?? 0, this.partition(s));
     // The ordinals below the partition annotation stay on the old images: the StatefulSet stays held
     // (lowering the annotation requeues it and goes on in place), never handed a partition below it.
