@@ -80,6 +80,18 @@ export function graceSeconds(pod: Pod, ctx: PodContext, config: LifecycleConfig)
   return config.defaultGraceSeconds;
 }
 
+/**
+ * How long past its drain deadline a Draining pod is (0 when not Draining or not
+ * yet due): the image write is overdue, so the watcher cannot write the pod.
+ * Exported as a metric, for an alert.
+ */
+export function drainOverdueSeconds(pod: Pod, now: Date): number {
+  const parsed = parseUpdateState(pod.metadata.annotations?.[UPDATE_ANNOTATION]);
+  if (!parsed.ok || parsed.state?.phase !== 'Draining') return 0;
+  const due = ms(parsed.state.drainDeadline);
+  return Number.isNaN(due) ? 0 : Math.max(0, (now.getTime() - due) / 1000);
+}
+
 function describe(images: ImageMap): string {
   return Object.entries(images).map(([n, i]) => `${n}=${i}`).join(', ');
 }

@@ -6,7 +6,14 @@ import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom
 
 const DURATION_BUCKETS = [0.5, 1, 2, 5, 10, 15, 20, 30, 45, 60, 90, 120, 180, 300, 600];
 
-export function createWatcherMetrics(podsByPhase: () => Record<string, number>, queueDepth: () => number) {
+export interface PodCounts {
+  /** Managed pods by lifecycle phase. */
+  byPhase: Record<string, number>;
+  /** The most seconds any Draining pod is past its drain deadline (0 if none). */
+  drainOverdueSeconds: number;
+}
+
+export function createWatcherMetrics(podCounts: () => PodCounts, queueDepth: () => number) {
   const registry = new Registry();
   collectDefaultMetrics({ register: registry });
   const phases = ['Ready', 'Pending', 'Draining', 'Updating', 'Stalled'];
@@ -31,8 +38,16 @@ export function createWatcherMetrics(podsByPhase: () => Record<string, number>, 
       labelNames: ['phase'],
       registers: [registry],
       collect() {
-        const counts = podsByPhase();
+        const counts = podCounts().byPhase;
         for (const phase of phases) this.set({ phase }, counts[phase] ?? 0);
+      },
+    }),
+    drainOverdue: new Gauge({
+      name: 'inplace_gate_drain_overdue_seconds',
+      help: 'The most seconds any Draining pod is past its drain deadline: its images are due but not written (0 if none)',
+      registers: [registry],
+      collect() {
+        this.set(podCounts().drainOverdueSeconds);
       },
     }),
     reconciles: new Counter({ name: 'controller_runtime_reconcile_total', help: 'Reconciliations by result', labelNames: ['controller', 'result'], registers: [registry] }),

@@ -7,6 +7,7 @@ import { MANAGED_LABEL, ROLLOUT_STATE_ANNOTATION, UPDATE_ANNOTATION } from '../c
 import type { Workload } from '../core/workload-types.ts';
 import { RolloutReconciler } from './rollout-reconciler.ts';
 import type { Pod } from '../core/kube-types.ts';
+import { drainOverdueSeconds } from '../core/lifecycle.ts';
 import { KubeClient, loadKubeConfig } from '../kube/client.ts';
 import { createLogger } from '../log.ts';
 import type { Settings } from '../settings.ts';
@@ -35,9 +36,14 @@ export async function runWatcher(settings: Settings): Promise<RunningWatcher> {
   // The collect callbacks run at scrape time, after `pods` and `queue` exist.
   const metrics = createWatcherMetrics(
     () => {
-      const counts: Record<string, number> = {};
-      for (const pod of pods.store.values()) counts[phaseOf(pod)] = (counts[phaseOf(pod)] ?? 0) + 1;
-      return counts;
+      const byPhase: Record<string, number> = {};
+      let drainOverdue = 0;
+      const now = new Date();
+      for (const pod of pods.store.values()) {
+        byPhase[phaseOf(pod)] = (byPhase[phaseOf(pod)] ?? 0) + 1;
+        drainOverdue = Math.max(drainOverdue, drainOverdueSeconds(pod, now));
+      }
+      return { byPhase, drainOverdueSeconds: drainOverdue };
     },
     () => queue.depth,
   );

@@ -4,7 +4,7 @@ import { resolve } from 'node:path';
 import { createLogger } from '../log.ts';
 import type { Settings } from '../settings.ts';
 import { listenError } from '../startup-error.ts';
-import { CertificateWatcher, ensureCertificates, readKeyPair, type CertificateFiles } from './certs.ts';
+import { CertificateWatcher, ensureCertificates, notAfterSeconds, readKeyPair, type CertificateFiles } from './certs.ts';
 import { createWebhookMetrics } from './metrics.ts';
 import { buildWebhookServer, type WebhookServer } from './server.ts';
 
@@ -31,6 +31,7 @@ export async function runWebhook(settings: Settings): Promise<RunningWebhook> {
   }
   const pair = await readKeyPair(files);
   const metrics = createWebhookMetrics();
+  metrics.certificateExpiry.set(notAfterSeconds(pair.cert));
   const server = buildWebhookServer({ tls: pair, admission: settings.admission, metrics, logger });
 
   const certificates = new CertificateWatcher(
@@ -40,6 +41,7 @@ export async function runWebhook(settings: Settings): Promise<RunningWebhook> {
     (next) => {
       server.setCertificate(next);
       metrics.certificateReloads.inc({ result: 'success' });
+      metrics.certificateExpiry.set(notAfterSeconds(next.cert));
       logger.info({ cert: files.certFile }, 'serving certificate reloaded');
     },
     (err) => {
