@@ -9,6 +9,7 @@ import { RolloutReconciler } from './rollout-reconciler.ts';
 import type { Pod } from '../core/kube-types.ts';
 import { drainOverdueSeconds } from '../core/lifecycle.ts';
 import { KubeClient, loadKubeConfig } from '../kube/client.ts';
+import type { DestinationStream } from 'pino';
 import { createLogger } from '../log.ts';
 import type { Settings } from '../settings.ts';
 import { listenError } from '../startup-error.ts';
@@ -26,9 +27,9 @@ export interface RunningWatcher {
   healthUrl: string | undefined;
 }
 
-export async function runWatcher(settings: Settings): Promise<RunningWatcher> {
+export async function runWatcher(settings: Settings, logTo?: DestinationStream): Promise<RunningWatcher> {
   const w = settings.watcher;
-  const log = createLogger('watcher', settings.logLevel);
+  const log = createLogger('watcher', settings.logLevel, logTo);
   const kc = loadKubeConfig(w.kubeconfig);
   const client = await KubeClient.create(kc, 'inplace-gate-watcher');
   const abort = new AbortController();

@@ -1,6 +1,7 @@
 // `inplace-gate webhook`: certificates, the server, reloads and signals.
 
 import { resolve } from 'node:path';
+import type { DestinationStream } from 'pino';
 import { createLogger } from '../log.ts';
 import type { Settings } from '../settings.ts';
 import { listenError } from '../startup-error.ts';
@@ -15,8 +16,8 @@ export interface RunningWebhook {
   stop(): Promise<void>;
 }
 
-export async function runWebhook(settings: Settings): Promise<RunningWebhook> {
-  const logger = createLogger('webhook', settings.logLevel);
+export async function runWebhook(settings: Settings, logTo?: DestinationStream): Promise<RunningWebhook> {
+  const logger = createLogger('webhook', settings.logLevel, logTo);
   let files: CertificateFiles;
   let watchDir: string;
   if (settings.tlsCertFile !== undefined && settings.tlsKeyFile !== undefined) {
