@@ -262,3 +262,62 @@ export function formatStatus(input: StatusInput): string {
   }
   return parts.join('\n');
 }
+
+export interface RolloutVerdict {
+  state: 'waiting' | 'done' | 'failed';
+  message: string;
+}
+
+/**
+ * `kubectl inplace-gate rollout status`: waits as `kubectl rollout status`
+ * does, but reads an in-place rollout's own progress, fails on a stalled pod
+ * (which would otherwise hold the rollout until its progress deadline), and
+ * fails on a fallback to the native rollout (`fallback`: the Warning's note).
+ */
+export function rolloutVerdict(kind: WorkloadKind, w: Workload, pods: Pod[], now: Date, fallback: string | undefined): RolloutVerdict {
+  const name = `${kind.toLowerCase()}/${w.metadata.name ?? ''}`;
+  if (fallback !== undefined) return { state: 'failed', message: `${name} fell back to the native rollout: ${fallback}` };
+  const report = reportWorkload(kind, w, pods);
+  if (report.rollout === 'unreadable') return { state: 'failed', message: `${name}: ${report.state}` };
+  if (report.rollout === 'in place') {
+    if (report.stalled.length > 0) {
+      const why = pods.filter((p) => report.stalled.includes(p.metadata.name ?? '')).map((p) => `${p.metadata.name ?? ''}: ${reportPod(p, now).waitingFor}`);
+      return { state: 'failed', message: `${name}: in-place rollout stalled (${why.join('; ')})` };
+    }
+    if (report.state.startsWith('held:')) return { state: 'done', message: `partitioned in-place roll out complete: ${report.updated} pods updated; ${report.state}` };
+    if (report.state.startsWith('done:')) return { state: 'waiting', message: `Waiting for ${name} to be handed back to its controller...` };
+    return { state: 'waiting', message: `Waiting for in-place rollout of ${name} to finish: ${report.updated.replace('/', ' of ')} pods updated, ${report.inFlight} in flight...` };
+  }
+  return nativeVerdict(kind, w, name);
+}
+
+/** What kubectl's status viewers decide from a workload's status, for a rollout not (or no longer) in place. */
+function nativeVerdict(kind: WorkloadKind, w: Workload, name: string): RolloutVerdict {
+  const status = w.status ?? {};
+  const replicas = w.spec.replicas ?? 1;
+  const updated = status.updatedReplicas ?? 0;
+  const ready = status.readyReplicas ?? 0;
+  if ((status.observedGeneration ?? 0) < (w.metadata.generation ?? 0)) return { state: 'waiting', message: `Waiting for ${name} spec update to be observed...` };
+  if (kind === 'Deployment') {
+    const conditions = (status.conditions ?? []) as { type: string; reason?: string }[];
+    if (conditions.some((c) => c.type === 'Progressing' && c.reason === 'ProgressDeadlineExceeded')) {
+      return { state: 'failed', message: `${name} exceeded its progress deadline` };
+    }
+    const available = (status.availableReplicas as number | undefined) ?? 0;
+    if (updated < replicas) return { state: 'waiting', message: `Waiting for ${name} rollout to finish: ${updated} out of ${replicas} new replicas have been updated...` };
+    if ((status.replicas ?? 0) > updated) return { state: 'waiting', message: `Waiting for ${name} rollout to finish: ${(status.replicas ?? 0) - updated} old replicas are pending termination...` };
+    if (available < updated) return { state: 'waiting', message: `Waiting for ${name} rollout to finish: ${available} of ${updated} updated replicas are available...` };
+    return { state: 'done', message: `${name} successfully rolled out` };
+  }
+  if ((w.spec.updateStrategy?.type ?? 'RollingUpdate') === 'OnDelete') return { state: 'done', message: `${name}: updateStrategy OnDelete: nothing is rolled out until its pods are deleted` };
+  const partition = w.spec.updateStrategy?.rollingUpdate?.partition ?? 0;
+  if (ready < replicas) return { state: 'waiting', message: `Waiting for ${replicas - ready} pods to be ready...` };
+  if (partition > 0) {
+    if (updated < replicas - partition) return { state: 'waiting', message: `Waiting for partitioned roll out to finish: ${updated} out of ${replicas - partition} new pods have been updated...` };
+    return { state: 'done', message: `partitioned roll out complete: ${updated} new pods have been updated...` };
+  }
+  if (status.updateRevision !== status.currentRevision) {
+    return { state: 'waiting', message: `waiting for ${name} rolling update to complete ${updated} pods at revision ${status.updateRevision ?? ''}...` };
+  }
+  return { state: 'done', message: `${name} rolling update complete ${ready} pods at revision ${status.currentRevision ?? ''}...` };
+}

@@ -1,13 +1,13 @@
-// `kubectl inplace-gate status`, found and run by the real kubectl as a plugin
-// (bin/ on PATH), against the real control plane: a pod stalled on an
-// ImagePullBackOff (written on the kubelet-less node) and a StatefulSet
-// rollout held by its partition annotation.
+// `kubectl inplace-gate status` and `rollout status`, found and run by the
+// real kubectl as a plugin (bin/ on PATH), against the real control plane: a
+// pod stalled on an ImagePullBackOff (written on the kubelet-less node), a
+// StatefulSet rollout held by its partition annotation, and one stalled.
 
 import { execFile } from 'node:child_process';
 import { resolve } from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { ensureFakeNode, runningOnFakeNode, writeStatus } from './support/fake-kubelet.ts';
+import { FAKE_NODE, ensureFakeNode, runningOnFakeNode, writeStatus } from './support/fake-kubelet.ts';
 import { applyManifest, context, createNamespace, eventually, kubectl } from './support/kube.ts';
 import { IMAGE, IMAGE_2, conditionOf, getPod, phaseIs } from './support/pods.ts';
 import { startLeadingWatcher, type WatcherProcess } from './support/watcher.ts';
@@ -100,6 +100,44 @@ describe('kubectl inplace-gate status', () => {
     // A named workload lists all its pods, db-0 still on the old image.
     expect(line(out, 'db-0')).toContain(`app=${IMAGE}`);
     expect(line(out, 'db-1')).toContain(`app=${IMAGE_2}`);
+
+    // rollout status: done, as kubectl says of a partitioned rollout.
+    const waited = await plugin(['rollout', 'status', '-n', NS, 'statefulset/db', '--timeout', '60s']);
+    expect(waited.code, waited.stderr).toBe(0);
+    expect(waited.stdout).toContain('partitioned in-place roll out complete: 1/1 pods updated; held: inplace-gate.dev/partition 1');
+  });
+
+  it('rollout status fails on a stalled pod, naming it and why', async () => {
+    await applyManifest({
+      apiVersion: 'apps/v1', kind: 'StatefulSet', metadata: { name: 'sdb', namespace: NS },
+      spec: {
+        replicas: 1, serviceName: 'sdb', selector: { matchLabels: { app: 'sdb' } },
+        template: {
+          metadata: { labels: { app: 'sdb' }, annotations: { 'inplace-gate.dev/grace-period-seconds': '1' } },
+          spec: {
+            terminationGracePeriodSeconds: 1, nodeSelector: { 'kubernetes.io/hostname': FAKE_NODE },
+            // Every taint: the node controller marks a Node with no kubelet unreachable.
+            tolerations: [{ operator: 'Exists' }],
+            containers: [{ name: 'app', image: IMAGE, readinessProbe: { exec: { command: ['true'] }, periodSeconds: 1 } }],
+          },
+        },
+      },
+    });
+    const created = await eventually('sdb-0 bound to the kubelet-less node', async () => {
+      const p = await getPod(NS, 'sdb-0').catch(() => undefined);
+      return p?.spec.nodeName === FAKE_NODE ? p : undefined;
+    });
+    await writeStatus(created, created.metadata.generation ?? 1, { app: { state: 'running', ready: true, image: IMAGE, id: 'sdb-0-app-1' } });
+    await eventually('sdb-0 gate True', async () => (conditionOf(await getPod(NS, 'sdb-0'), 'InPlaceUpdateReady') === 'True' ? true : undefined));
+    await kubectl(['-n', NS, 'set', 'image', 'statefulset/sdb', `app=${IMAGE_2}`]);
+    const updating = await phaseIs(NS, 'sdb-0', 'Updating', 60_000);
+    await writeStatus(updating, updating.metadata.generation ?? 1, {
+      app: { state: 'waiting', reason: 'ImagePullBackOff', message: 'Back-off pulling image', image: IMAGE_2 },
+    });
+    await phaseIs(NS, 'sdb-0', 'Stalled');
+    const r = await plugin(['rollout', 'status', '-n', NS, 'sts/sdb', '--timeout', '60s']);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toBe('error: statefulset/sdb: in-place rollout stalled (sdb-0: container app: ImagePullBackOff: Back-off pulling image; set the image again (a rollback, say) to start over)\n');
   });
 
   it('a bad word is one line and exit code 2; a missing pod is one line and exit code 1', async () => {

@@ -4,11 +4,11 @@ import { describe, expect, it } from 'vitest';
 import type { Pod } from '../../src/core/kube-types.ts';
 import { PARTITION_ANNOTATION, READINESS_GATE, ROLLOUT_STATE_ANNOTATION, UPDATE_ANNOTATION } from '../../src/core/names.ts';
 import {
-  formatStatus, formatTable, humanDuration, leaseLine, podsOfWorkload, reportPod, reportWorkload,
+  formatStatus, formatTable, humanDuration, leaseLine, podsOfWorkload, reportPod, reportWorkload, rolloutVerdict,
 } from '../../src/core/status-report.ts';
 import type { UpdateState } from '../../src/core/state.ts';
 import type { Workload } from '../../src/core/workload-types.ts';
-import { parsePluginArgs, UsageError } from '../../src/plugin/args.ts';
+import { parseDuration, parsePluginArgs, UsageError } from '../../src/plugin/args.ts';
 import { buildPod, withSpecImages } from '../support/pods.ts';
 
 const V1 = 'registry.example.com:5000/shop/web:1.4.2';
@@ -183,6 +183,45 @@ describe('a workload', () => {
   });
 });
 
+describe('rollout status', () => {
+  const stalled: UpdateState = { ...base, phase: 'Stalled', stalled: { reason: 'ImagePullBackOff', message: 'container app: ImagePullBackOff: Back-off pulling image', since: '2026-11-28T10:09:00Z' } };
+  const inPlace = (extra: { annotations?: Record<string, string> } = {}) =>
+    statefulSet(3, { annotations: { [ROLLOUT_STATE_ANNOTATION]: rolloutState(), ...extra.annotations } });
+
+  it.each<[string, Workload, Pod[], string | undefined, 'waiting' | 'done' | 'failed', string]>([
+    ['in place, under way', inPlace(), [stsPod(0, V1), stsPod(1, V1), stsPod(2, V2)], undefined, 'waiting',
+      'Waiting for in-place rollout of statefulset/db to finish: 1 of 3 pods updated, 0 in flight...'],
+    ['a stalled pod fails it at once, with why', inPlace(), [stsPod(0, V1), stsPod(1, V1), stsPod(2, V2, stalled)], undefined, 'failed',
+      'statefulset/db: in-place rollout stalled (db-2: container app: ImagePullBackOff: Back-off pulling image; set the image again (a rollback, say) to start over)'],
+    ['held by the partition annotation: done, as kubectl says for a partition', inPlace({ annotations: { [PARTITION_ANNOTATION]: '2' } }), [stsPod(0, V1), stsPod(1, V1), stsPod(2, V2)], undefined, 'done',
+      `partitioned in-place roll out complete: 1/1 pods updated; held: ${PARTITION_ANNOTATION} 2 keeps 2 pods on the old images (lower it to go on)`],
+    ['every pod through: waits for the hand-back', inPlace(), [stsPod(0, V2), stsPod(1, V2), stsPod(2, V2)], undefined, 'waiting',
+      'Waiting for statefulset/db to be handed back to its controller...'],
+    ['a fallback fails it', inPlace(), [], '2 of 3 pods are not managed by inplace-gate', 'failed',
+      'statefulset/db fell back to the native rollout: 2 of 3 pods are not managed by inplace-gate'],
+  ])('%s', (_, w, pods, fallback, state, message) => {
+    expect(rolloutVerdict('StatefulSet', w, pods, NOW, fallback)).toEqual({ state, message });
+  });
+
+  it('handed back: the native status decides, as kubectl\'s StatefulSet and Deployment viewers do', () => {
+    const sts = statefulSet(3);
+    const done = { ...sts, status: { observedGeneration: 2, replicas: 3, readyReplicas: 3, updatedReplicas: 3, currentRevision: 'db-2', updateRevision: 'db-2' } };
+    expect(rolloutVerdict('StatefulSet', { ...done, metadata: { ...done.metadata, generation: 2 } }, [], NOW, undefined))
+      .toEqual({ state: 'done', message: 'statefulset/db rolling update complete 3 pods at revision db-2...' });
+    expect(rolloutVerdict('StatefulSet', { ...done, metadata: { ...done.metadata, generation: 3 } }, [], NOW, undefined).state).toBe('waiting');
+    const d: Workload = {
+      metadata: { name: 'web', generation: 4 },
+      spec: { replicas: 4, template: { spec: { containers: [] } } },
+      status: { observedGeneration: 4, replicas: 4, updatedReplicas: 4, readyReplicas: 4, availableReplicas: 4 },
+    };
+    expect(rolloutVerdict('Deployment', d, [], NOW, undefined)).toEqual({ state: 'done', message: 'deployment/web successfully rolled out' });
+    expect(rolloutVerdict('Deployment', { ...d, status: { ...d.status, updatedReplicas: 2 } }, [], NOW, undefined).message)
+      .toBe('Waiting for deployment/web rollout to finish: 2 out of 4 new replicas have been updated...');
+    expect(rolloutVerdict('Deployment', { ...d, status: { ...d.status, conditions: [{ type: 'Progressing', status: 'False', reason: 'ProgressDeadlineExceeded' }] } }, [], NOW, undefined))
+      .toEqual({ state: 'failed', message: 'deployment/web exceeded its progress deadline' });
+  });
+});
+
 describe('the watcher line', () => {
   it.each([
     ['led', { spec: { holderIdentity: 'w-1', leaseDurationSeconds: 10, renewTime: '2026-11-28T10:09:58.000000Z' } }, 'watcher: w-1 leads (renewed 2s ago)'],
@@ -229,13 +268,16 @@ describe('the plugin\'s command line (kubectl hands it every word)', () => {
     [['status', '-A', '--kubeconfig', '/k', '--context', 'c'], { allNamespaces: true, kubeconfig: '/k', context: 'c' }],
     [['status', '--gate-namespace', 'platform'], { gateNamespace: 'platform' }],
     [['--help'], { command: 'help' }],
+    [['rollout', 'status', 'sts/db', '-n', 'shop', '--timeout', '2m'], { command: 'rollout-status', namespace: 'shop', target: { kind: 'StatefulSet', name: 'db' }, timeoutSeconds: 120 }],
+    [['rollout', 'status', 'deployment/web'], { command: 'rollout-status', target: { kind: 'Deployment', name: 'web' }, timeoutSeconds: 0 }],
     [['status', '-h'], { command: 'help' }],
   ])('%j', (argv, want) => {
     expect(parsePluginArgs(argv)).toMatchObject(want);
   });
 
   it.each([
-    [['rollout'], 'unknown command "rollout"'],
+    [['rollout'], 'unknown command "rollout": only rollout status'],
+    [['undo'], 'unknown command "undo"'],
     [['status', '--bogus'], 'unknown flag --bogus'],
     [['status', '-n'], '-n needs a value'],
     [['status', '-n', '-A'], '-n needs a value'],
@@ -243,8 +285,18 @@ describe('the plugin\'s command line (kubectl hands it every word)', () => {
     [['status', 'job/x'], 'cannot show "job/x"'],
     [['status', '-A', '-n', 'x'], '-n and -A go one at a time'],
     [['status', '-A', 'web-1'], 'needs a namespace'],
+    [['rollout', 'undo', 'deployment/web'], 'only rollout status'],
+    [['rollout', 'status', 'web-1'], 'rollout status needs deployment/NAME or statefulset/NAME'],
+    [['rollout', 'status', 'deploy/web', '--timeout', 'soon'], '--timeout must be a duration'],
+    [['status', '--timeout', '5m'], 'unknown flag --timeout'],
   ])('%j is refused: %s', (argv, message) => {
     expect(() => parsePluginArgs(argv)).toThrow(UsageError);
     expect(() => parsePluginArgs(argv)).toThrow(message);
+  });
+});
+
+describe('--timeout', () => {
+  it.each([['90', 90], ['30s', 30], ['5m', 300], ['1h', 3600], ['1m30s', 90], ['0', 0]])('%s is %d s', (text, want) => {
+    expect(parseDuration(text)).toBe(want);
   });
 });
