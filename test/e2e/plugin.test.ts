@@ -56,10 +56,12 @@ describe('kubectl inplace-gate status', () => {
 
     const all = await plugin(['status', '-n', NS]);
     expect(all.code, all.stderr).toBe(0);
+    console.log(`kubectl inplace-gate status -n ${NS}\n${all.stdout}`);
     expect(all.stdout).toContain(`watcher: ${watcher.identity} leads`);
     const row = line(all.stdout, 'stuck');
     expect(row).toBeDefined();
-    expect(row!.split(/\s+/).slice(0, 4)).toEqual(['stuck', 'False', 'False', 'Stalled']);
+    // READY `-`: no kubelet here to write the pod's Ready condition; the gate is False.
+    expect(row!.split(/\s+/).slice(0, 4)).toEqual(['stuck', '-', 'False', 'Stalled']);
     expect(row).toContain(`app: ${IMAGE} -> ${IMAGE_2}`);
     expect(row).toContain('container app: ImagePullBackOff: Back-off pulling image; set the image again');
 
@@ -93,6 +95,7 @@ describe('kubectl inplace-gate status', () => {
       const r = await plugin(['status', '-n', NS, 'statefulset/db']);
       return r.code === 0 && line(r.stdout, 'statefulset/db')?.includes('held:') ? r.stdout : undefined;
     });
+    console.log(`kubectl inplace-gate status -n ${NS} statefulset/db\n${out}`);
     const row = line(out, 'statefulset/db')!;
     expect(row.split(/\s+/).slice(0, 4)).toEqual(['statefulset/db', 'in', 'place', '1/1']);
     expect(row).toContain(`app=${IMAGE_2}`);
@@ -115,9 +118,9 @@ describe('kubectl inplace-gate status', () => {
         template: {
           metadata: { labels: { app: 'sdb' }, annotations: { 'inplace-gate.dev/grace-period-seconds': '1' } },
           spec: {
-            terminationGracePeriodSeconds: 1, nodeSelector: { 'kubernetes.io/hostname': FAKE_NODE },
-            // Every taint: the node controller marks a Node with no kubelet unreachable.
-            tolerations: [{ operator: 'Exists' }],
+            // Bound by name (a Node with no kubelet reports no capacity for the scheduler to fit);
+            // every taint tolerated (the node controller marks it unreachable).
+            terminationGracePeriodSeconds: 1, nodeName: FAKE_NODE, tolerations: [{ operator: 'Exists' }],
             containers: [{ name: 'app', image: IMAGE, readinessProbe: { exec: { command: ['true'] }, periodSeconds: 1 } }],
           },
         },
