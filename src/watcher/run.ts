@@ -16,7 +16,7 @@ import { listenError } from '../startup-error.ts';
 import { EventRecorder } from './events.ts';
 import { Informer } from './informer.ts';
 import { LeaderElector } from './leader.ts';
-import { createWatcherMetrics } from './metrics.ts';
+import { createWatcherMetrics, queueObserver } from './metrics.ts';
 import { PodReconciler, phaseOf } from './pod-reconciler.ts';
 import { WorkQueue } from './queue.ts';
 import { trimNamespace, trimPod, trimWorkload, type NamespaceMeta } from './trim.ts';
@@ -46,7 +46,7 @@ export async function runWatcher(settings: Settings, logTo?: DestinationStream):
       }
       return { byPhase, drainOverdueSeconds: drainOverdue };
     },
-    () => queue.depth,
+    () => ({ pods: queue.depth, rollouts: rolloutQueue.depth }),
   );
   client.observer = (verb, code) => { metrics.apiRequests.inc({ verb, code: String(code) }); };
 
@@ -93,6 +93,7 @@ export async function runWatcher(settings: Settings, logTo?: DestinationStream):
   const rollouts = new RolloutReconciler({ client, pods, deployments, statefulSets, replicaSets, events, metrics, log, clock: () => new Date() });
   const rolloutQueue: WorkQueue = new WorkQueue({
     concurrency: 4,
+    observer: queueObserver(metrics, 'rollouts'),
     handler: (key) => rollouts.reconcile(key),
     onError: (key, err, retryInMs) => {
       log.warn({ workload: key, err: (err as Error).message, retryInMs }, 'rollout reconcile failed; retrying');
@@ -100,6 +101,7 @@ export async function runWatcher(settings: Settings, logTo?: DestinationStream):
   });
   const queue: WorkQueue = new WorkQueue({
     concurrency: w.concurrency,
+    observer: queueObserver(metrics, 'pods'),
     handler: (key) => reconciler.reconcile(key),
     onError: (key, err, retryInMs) => {
       log.warn({ pod: key, err: (err as Error).message, retryInMs }, 'reconcile failed; retrying');

@@ -28,7 +28,7 @@ const dashboard = JSON.parse(readFileSync(join(kit, 'grafana/inplace-gate.json')
 
 /** Names every series the two components export: histograms as _bucket, _sum and _count. */
 function exported(): Set<string> {
-  const watcher = createWatcherMetrics(() => ({ byPhase: {}, drainOverdueSeconds: 0 }), () => 0).registry;
+  const watcher = createWatcherMetrics(() => ({ byPhase: {}, drainOverdueSeconds: 0 }), () => ({})).registry;
   const webhook = createWebhookMetrics().registry;
   const names = new Set<string>();
   for (const metric of [...watcher.getMetricsAsArray(), ...webhook.getMetricsAsArray()]) {
@@ -137,9 +137,11 @@ describe('inplace_gate_drain_overdue_seconds', () => {
   });
 
   it('is exported from what the watcher counts', async () => {
-    const metrics = createWatcherMetrics(() => ({ byPhase: { Draining: 2 }, drainOverdueSeconds: 42 }), () => 0);
+    const metrics = createWatcherMetrics(() => ({ byPhase: { Draining: 2 }, drainOverdueSeconds: 42 }), () => ({ pods: 3, rollouts: 1 }));
     const text = await metrics.registry.metrics();
     expect(text).toMatch(/^inplace_gate_drain_overdue_seconds 42$/m);
     expect(text).toMatch(/^inplace_gate_pods\{phase="Draining"\} 2$/m);
+    expect(text).toMatch(/^workqueue_depth\{name="pods"\} 3$/m);
+    expect(text).toMatch(/^workqueue_depth\{name="rollouts"\} 1$/m);
   });
 });
