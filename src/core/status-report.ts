@@ -128,7 +128,8 @@ function annotationPartition(w: Workload): number {
   return raw !== undefined && /^\d+$/.test(raw) ? Number(raw) : 0;
 }
 
-function strategyLine(kind: WorkloadKind, w: Workload): string {
+/** `userPartition`: during an in-place rollout the spec's partition is inplace-gate's hold; the user's is recorded. */
+function strategyLine(kind: WorkloadKind, w: Workload, userPartition: number | undefined): string {
   if (w.metadata.annotations?.[ROLLOUT_ANNOTATION] === 'recreate') return `native (${ROLLOUT_ANNOTATION}: recreate)`;
   if (kind === 'Deployment') {
     if (w.spec.strategy?.type === 'Recreate') return 'Recreate: all at once';
@@ -137,16 +138,17 @@ function strategyLine(kind: WorkloadKind, w: Workload): string {
   }
   const window = statefulSetWindow(w.spec);
   if (!window.inPlace) return 'OnDelete: native';
-  const partition = w.spec.updateStrategy?.rollingUpdate?.partition;
+  const partition = userPartition ?? w.spec.updateStrategy?.rollingUpdate?.partition;
   return `RollingUpdate: ${window.maxUnavailable} at a time${partition ? `, partition ${partition}` : ''}`;
 }
 
 /** A workload and its pods (see podsOfWorkload) as the rollout controller would plan it now. */
 export function reportWorkload(kind: WorkloadKind, w: Workload, pods: Pod[]): WorkloadReport {
-  const base = { kind, namespace: w.metadata.namespace ?? '', name: w.metadata.name ?? '', strategy: strategyLine(kind, w) };
+  const parsed = parseRolloutState(w.metadata.annotations?.[ROLLOUT_STATE_ANNOTATION]);
+  const recorded = parsed.ok && parsed.state !== undefined ? (parsed.state.partition ?? 0) : undefined;
+  const base = { kind, namespace: w.metadata.namespace ?? '', name: w.metadata.name ?? '', strategy: strategyLine(kind, w, recorded) };
   const live = pods.filter((p) => p.metadata.deletionTimestamp === undefined);
   const inFlight = live.filter((p) => p.metadata.annotations?.[UPDATE_ANNOTATION] !== undefined).length;
-  const parsed = parseRolloutState(w.metadata.annotations?.[ROLLOUT_STATE_ANNOTATION]);
   if (!parsed.ok) {
     return { ...base, rollout: 'unreadable', updated: '-', inFlight, stalled: [], since: undefined, images: '-', state: `${ROLLOUT_STATE_ANNOTATION} is unreadable (${parsed.error}): the watcher leaves the workload alone` };
   }

@@ -59,6 +59,8 @@ async function status(args: StatusArgs, client: KubeClient, namespace: string): 
       if (err instanceof ApiError && err.status === 403) return 'forbidden' as const;
       throw err;
     });
+  // Should a read below fail first, the connections close under this one: its error is not news.
+  leaseRead.catch(() => undefined);
   const now = new Date();
   const target = args.target;
   let pods: Pod[];

@@ -56,9 +56,11 @@ describe('npm start | tee', () => {
 
     const before = stderr.length;
     process.kill(-(pipeline.pid ?? 0), 'SIGINT');
-    await Promise.race([exited, new Promise((_, fail) => setTimeout(() => { fail(new Error(`npm start still running 90 s after Ctrl-C: ${stderr}`)); }, 90_000))]);
-    expect(stderr.slice(before)).not.toMatch(/EPIPE|Error/);
-    expect(daemons.filter(alive)).toEqual([]);
+    const signalled = Date.now();
+    const code = await Promise.race([exited, new Promise<never>((_, fail) => setTimeout(() => { fail(new Error(`npm start still running 90 s after Ctrl-C: ${stderr}`)); }, 90_000))]);
+    const what = `exit ${code} after ${Date.now() - signalled} ms; stderr since Ctrl-C: ${stderr.slice(before)}\nstart.log: ${readFileSync(log, 'utf8').slice(-600)}`;
+    expect(stderr.slice(before), what).not.toMatch(/EPIPE|Error/);
+    expect(daemons.filter(alive), what).toEqual([]);
     // The product's JSON logs went to the file, not into what tee saw.
     expect(readFileSync(log, 'utf8')).not.toContain('"level"');
     expect(readFileSync(join(clusterDir, 'logs', 'inplace-gate.log'), 'utf8')).toMatch(/"level":"info".*"component":"watcher"/);

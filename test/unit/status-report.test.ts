@@ -130,11 +130,11 @@ function stsPod(ordinal: number, image: string, state?: UpdateState): Pod {
 const rolloutState = (extra: object = {}) => JSON.stringify({ images: { app: V2 }, requestedBy: 'flux', startedAt: '2026-11-28T10:05:00Z', ...extra });
 
 describe('a workload', () => {
-  it('StatefulSet mid-rollout: updated of those in scope, in flight, strategy, age', () => {
+  it('StatefulSet mid-rollout: updated of those in scope, in flight, strategy (the user\'s partition, not the hold), age', () => {
     const w = statefulSet(3, { annotations: { [ROLLOUT_STATE_ANNOTATION]: rolloutState({ partition: 0 }) }, partition: 3 });
     const pods = [stsPod(0, V1), stsPod(1, V1, { ...base, phase: 'Draining', drainDeadline: '2026-11-28T10:10:05Z' }), stsPod(2, V2)];
     const r = reportWorkload('StatefulSet', w, pods);
-    expect(r).toMatchObject({ rollout: 'in place', updated: '2/3', inFlight: 1, stalled: [], since: '2026-11-28T10:05:00Z', images: `app=${V2}`, strategy: 'RollingUpdate: 1 at a time, partition 3' });
+    expect(r).toMatchObject({ rollout: 'in place', updated: '2/3', inFlight: 1, stalled: [], since: '2026-11-28T10:05:00Z', images: `app=${V2}`, strategy: 'RollingUpdate: 1 at a time' });
     expect(r.state).toBe('progressing: 1 out of service (at most 1)');
   });
 
