@@ -100,7 +100,8 @@ export function createWatcherMetrics(podCounts: () => PodCounts, queueDepths: ()
     }),
     rolloutPods: new Counter({ name: 'inplace_gate_rollout_pods_total', help: 'Pods a workload rollout started updating in place', labelNames: ['kind'], registers: [registry] }),
     events: new Counter({ name: 'inplace_gate_events_total', help: 'Events posted, by reason and result', labelNames: ['reason', 'result'], registers: [registry] }),
-    apiRequests: new Counter({ name: 'inplace_gate_api_requests_total', help: 'Requests to the apiserver by verb and code', labelNames: ['verb', 'code'], registers: [registry] }),
+    // client-go's name and labels: `method` the HTTP method, `code` the status or `<error>` when none came back.
+    apiRequests: new Counter({ name: 'rest_client_requests_total', help: 'Requests to the apiserver by method, status code and host', labelNames: ['code', 'method', 'host'], registers: [registry] }),
   };
 }
 
@@ -118,4 +119,9 @@ export function queueObserver(metrics: WatcherMetrics, name: string): QueueObser
     waited: (seconds) => { latency.observe(seconds); },
     worked: (seconds) => { work.observe(seconds); },
   };
+}
+
+/** Counts each apiserver request of a client into rest_client_requests_total, as client-go does. */
+export function apiRequestObserver(metrics: WatcherMetrics, host: string): (method: string, status: number) => void {
+  return (method, status) => { metrics.apiRequests.inc({ code: status === 0 ? '<error>' : String(status), method, host }); };
 }

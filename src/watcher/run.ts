@@ -16,7 +16,7 @@ import { listenError } from '../startup-error.ts';
 import { EventRecorder } from './events.ts';
 import { Informer } from './informer.ts';
 import { LeaderElector } from './leader.ts';
-import { createWatcherMetrics, queueObserver } from './metrics.ts';
+import { apiRequestObserver, createWatcherMetrics, queueObserver } from './metrics.ts';
 import { PodReconciler, phaseOf } from './pod-reconciler.ts';
 import { WorkQueue } from './queue.ts';
 import { trimNamespace, trimPod, trimWorkload, type NamespaceMeta } from './trim.ts';
@@ -48,7 +48,7 @@ export async function runWatcher(settings: Settings, logTo?: DestinationStream):
     },
     () => ({ pods: queue.depth, rollouts: rolloutQueue.depth }),
   );
-  client.observer = (verb, code) => { metrics.apiRequests.inc({ verb, code: String(code) }); };
+  client.observer = apiRequestObserver(metrics, client.server.host);
 
   let leading = !w.leaderElect;
   const pods: Informer<Pod> = new Informer<Pod>(client, {

@@ -9,7 +9,7 @@ import { promisify } from 'node:util';
 import { load } from 'js-yaml';
 import { describe, expect, it } from 'vitest';
 import { drainOverdueSeconds } from '../../src/core/lifecycle.ts';
-import { createWatcherMetrics } from '../../src/watcher/metrics.ts';
+import { apiRequestObserver, createWatcherMetrics } from '../../src/watcher/metrics.ts';
 import { createWebhookMetrics } from '../../src/webhook/metrics.ts';
 import { buildPod } from '../support/pods.ts';
 
@@ -143,5 +143,20 @@ describe('inplace_gate_drain_overdue_seconds', () => {
     expect(text).toMatch(/^inplace_gate_pods\{phase="Draining"\} 2$/m);
     expect(text).toMatch(/^workqueue_depth\{name="pods"\} 3$/m);
     expect(text).toMatch(/^workqueue_depth\{name="rollouts"\} 1$/m);
+  });
+});
+
+describe('rest_client_requests_total', () => {
+  it('counts the watcher\'s apiserver requests as client-go does: code (or <error>), method, host', async () => {
+    const metrics = createWatcherMetrics(() => ({ byPhase: {}, drainOverdueSeconds: 0 }), () => ({}));
+    const observe = apiRequestObserver(metrics, '127.0.0.1:6443');
+    observe('PATCH', 200);
+    observe('PATCH', 200);
+    observe('PATCH', 409);
+    observe('GET', 0);
+    const text = await metrics.registry.metrics();
+    expect(text).toMatch(/^rest_client_requests_total\{code="200",method="PATCH",host="127\.0\.0\.1:6443"\} 2$/m);
+    expect(text).toMatch(/^rest_client_requests_total\{code="409",method="PATCH",host="127\.0\.0\.1:6443"\} 1$/m);
+    expect(text).toMatch(/^rest_client_requests_total\{code="<error>",method="GET",host="127\.0\.0\.1:6443"\} 1$/m);
   });
 });
