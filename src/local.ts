@@ -10,7 +10,9 @@ import { existsSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { promisify } from 'node:util';
+import { pino } from 'pino';
 import { webhookConfigurations } from './kube/webhook-configurations.ts';
+import { printer } from './out.ts';
 import type { Settings } from './settings.ts';
 import { runWatcher, type RunningWatcher } from './watcher/run.ts';
 import { runWebhook, type RunningWebhook } from './webhook/run.ts';
@@ -25,8 +27,11 @@ export interface LocalRun {
   stop(): Promise<void>;
 }
 
-function say(line = ''): void {
-  process.stdout.write(`${line}\n`);
+let print: ((line?: string) => void) | undefined;
+/** Made on first use: only `npm start` keeps going past a closed stdout. */
+function say(line?: string): void {
+  print ??= printer(process.stdout);
+  print(line);
 }
 
 async function clusterUp(clusterDir: string): Promise<boolean> {
@@ -55,10 +60,13 @@ export async function startLocal(settings: Settings): Promise<LocalRun> {
   await kubectl(['apply', '--server-side', '--force-conflicts', '-f', join(repo, 'manifests/base/namespace.yaml'), '-f', join(repo, 'manifests/base/watcher-rbac.yaml')]);
 
   const local = { ...settings, host: '127.0.0.1' };
+  // The product's JSON logs go to a file, so the lines printed for a person stay readable.
+  const logFile = join(clusterDir, 'logs', 'inplace-gate.log');
+  const logTo = pino.destination({ dest: logFile, mkdir: true, append: true, sync: false });
   let webhook: RunningWebhook | undefined;
   let watcher: RunningWatcher | undefined;
   try {
-    webhook = await runWebhook(local);
+    webhook = await runWebhook(local, logTo);
     const caFile = webhook.caFile ?? join(settings.certDir, 'ca.crt');
     const caBundle = (await readFile(caFile)).toString('base64');
     const { mutating, validating } = webhookConfigurations({
@@ -70,13 +78,14 @@ export async function startLocal(settings: Settings): Promise<LocalRun> {
     await kubectl(['apply', '--server-side', '--force-conflicts', '-f', '-'], JSON.stringify({ apiVersion: 'v1', kind: 'List', items: [mutating, validating] }));
 
     const watcherKubeconfig = join(clusterDir, 'kubeconfigs', 'watcher.kubeconfig');
-    watcher = await runWatcher({ ...local, watcher: { ...local.watcher, kubeconfig: existsSync(watcherKubeconfig) ? watcherKubeconfig : kubeconfig } });
+    watcher = await runWatcher({ ...local, watcher: { ...local.watcher, kubeconfig: existsSync(watcherKubeconfig) ? watcherKubeconfig : kubeconfig } }, logTo);
 
     await kubectl(['apply', '--server-side', '--force-conflicts', '-f', '-'], JSON.stringify(demoManifests()));
   } catch (err) {
     await watcher?.stop();
     await webhook?.stop();
     if (startedCluster) await run('bash', [cluster, 'down'], { env: { ...process.env, CLUSTER_DIR: clusterDir } });
+    logTo.end();
     throw err;
   }
 
@@ -96,7 +105,8 @@ export async function startLocal(settings: Settings): Promise<LocalRun> {
   say(`  kubectl -n demo patch $POD --type=json -p '[{"op":"add","path":"/spec/activeDeadlineSeconds","value":60}]'   # denied, naming the field`);
   say();
   say(`Metrics: curl -sk https://127.0.0.1:9443/metrics; ${watcher.healthUrl ? `curl -s ${watcher.healthUrl}/metrics` : ''}`);
-  say(`Logs of the cluster: ${join(clusterDir, 'logs')}. Ctrl-C stops everything ${startedCluster ? 'npm start started, the cluster included' : 'npm start started (the cluster was already running and stays)'}.`);
+  say(`Logs of the webhook and the watcher (JSON lines): ${logFile}; of the cluster: ${join(clusterDir, 'logs')}.`);
+  say(`Ctrl-C stops everything ${startedCluster ? 'npm start started, the cluster included' : 'npm start started (the cluster was already running and stays)'}.`);
 
   return {
     async stop() {
@@ -108,6 +118,7 @@ export async function startLocal(settings: Settings): Promise<LocalRun> {
       } else {
         await kubectl(['delete', 'mutatingwebhookconfiguration,validatingwebhookconfiguration', 'inplace-gate', '--ignore-not-found']).catch(() => undefined);
       }
+      logTo.end();
     },
   };
 }

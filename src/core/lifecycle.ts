@@ -85,6 +85,18 @@ export function graceSeconds(pod: Pod, ctx: PodContext, config: LifecycleConfig)
   return config.defaultGraceSeconds;
 }
 
+/**
+ * How long past its drain deadline a Draining pod is (0 when not Draining or not
+ * yet due): the image write is overdue, so the watcher cannot write the pod.
+ * Exported as a metric, for an alert.
+ */
+export function drainOverdueSeconds(pod: Pod, now: Date): number {
+  const parsed = parseUpdateState(pod.metadata.annotations?.[UPDATE_ANNOTATION]);
+  if (!parsed.ok || parsed.state?.phase !== 'Draining') return 0;
+  const due = ms(parsed.state.drainDeadline);
+  return Number.isNaN(due) ? 0 : Math.max(0, (now.getTime() - due) / 1000);
+}
+
 function describe(images: ImageMap): string {
   return Object.entries(images).map(([n, i]) => `${n}=${i}`).join(', ');
 }
@@ -216,10 +228,12 @@ function writeImages(pod: Pod, state: UpdateState, ctx: PodContext): Step {
   };
 }
 
-/** `condition` is the gate condition's status, or undefined for a pod without the gate. */
-function whileUpdating(pod: Pod, state: UpdateState, condition: string | undefined, ctx: PodContext, config: LifecycleConfig): Step {
-  const gated = hasReadinessGate(pod);
-  const now = ctx.now.getTime();
+/**
+ * Where the images written (this request's and earlier unproven ones) stand:
+ * why each changed container is not proven yet, and the first failure seen.
+ * The watcher decides on it; `kubectl inplace-gate status` shows it.
+ */
+export function updateProgress(pod: Pod, state: UpdateState): { waiting: string[]; failure: { reason: string; message: string } | undefined } {
   const statuses = statusesByName(pod);
   const waiting: string[] = [];
   let failure: { reason: string; message: string } | undefined;
@@ -244,6 +258,15 @@ function whileUpdating(pod: Pod, state: UpdateState, condition: string | undefin
     if (progress.state === 'failed') failure ??= progress;
     else if (progress.state === 'waiting') waiting.push(progress.why);
   }
+  return { waiting, failure };
+}
+
+/** `condition` is the gate condition's status, or undefined for a pod without the gate. */
+function whileUpdating(pod: Pod, state: UpdateState, condition: string | undefined, ctx: PodContext, config: LifecycleConfig): Step {
+  const gated = hasReadinessGate(pod);
+  const now = ctx.now.getTime();
+  const { waiting, failure: seen } = updateProgress(pod, state);
+  let failure = seen;
 
   const requestedAt = ms(state.requestedAt);
   if (waiting.length === 0 && failure === undefined) {

@@ -4,7 +4,12 @@
 // honouring a partition (pods kept on the old images), StatefulSets from the
 // highest ordinal down; and whether the rollout is done or stalled.
 
-import { sameImages, type ImageMap } from './containers.ts';
+import { sameImages, specImages, type ImageMap } from './containers.ts';
+import type { Pod } from './kube-types.ts';
+import { parseImageRewrites, requestedImages } from './image-rewrites.ts';
+import { IMAGE_REWRITES_ANNOTATION, UPDATE_ANNOTATION } from './names.ts';
+import { domainOf, rankOf, type UpdatePriority } from './rollout-order.ts';
+import { parseUpdateState } from './state.ts';
 import type { IntOrString, Workload } from './workload-types.ts';
 
 export interface RolloutPod {
@@ -23,6 +28,38 @@ export interface RolloutPod {
   rank?: readonly (number | string)[] | undefined;
   /** Its topology domain (node, zone) when the rollout scatters: pods in flight are spread across domains. */
   domain?: string | undefined;
+}
+
+/** How a workload orders its pods (priority and scatter annotations, see rollout-order.ts). */
+export interface PodOrder {
+  priority: UpdatePriority | undefined;
+  scatterKey: string | undefined;
+  nodeLabels: (node: string) => Record<string, string> | undefined;
+}
+
+/**
+ * What the plan reads of a pod: the rollout controller and `kubectl
+ * inplace-gate status` alike. Its images as they were asked for (another
+ * webhook may have rewritten them, see image-rewrites), when it became Ready
+ * (minReadySeconds), and its rank and domain under the workload's order.
+ */
+export function rolloutPod(pod: Pod, order?: PodOrder): RolloutPod {
+  const parsed = parseUpdateState(pod.metadata.annotations?.[UPDATE_ANNOTATION]);
+  const state = parsed.ok ? parsed.state : undefined;
+  const ordinal = /-(\d+)$/.exec(pod.metadata.name ?? '')?.[1];
+  const ready = pod.status?.conditions?.find((c) => c.type === 'Ready' && c.status === 'True');
+  const node = typeof pod.spec.nodeName === 'string' ? pod.spec.nodeName : undefined;
+  return {
+    name: pod.metadata.name ?? '',
+    ...(ordinal === undefined ? {} : { ordinal: Number(ordinal) }),
+    ready: ready !== undefined,
+    readySince: ready?.lastTransitionTime === undefined ? undefined : Date.parse(ready.lastTransitionTime),
+    specImages: requestedImages(specImages(pod.spec), parseImageRewrites(pod.metadata.annotations?.[IMAGE_REWRITES_ANNOTATION])),
+    update: state ? { phase: state.phase, images: state.images } : undefined,
+    deleting: pod.metadata.deletionTimestamp !== undefined,
+    ...(order?.priority ? { rank: rankOf(pod.metadata.labels, order.priority) } : {}),
+    ...(order?.scatterKey ? { domain: domainOf(node, node === undefined ? undefined : order.nodeLabels(node), order.scatterKey) } : {}),
+  };
 }
 
 export interface RolloutPlan {

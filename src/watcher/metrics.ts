@@ -3,10 +3,21 @@
 // lifecycle's own under inplace_gate_. Seconds everywhere.
 
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import type { QueueObserver } from './queue.ts';
 
 const DURATION_BUCKETS = [0.5, 1, 2, 5, 10, 15, 20, 30, 45, 60, 90, 120, 180, 300, 600];
 
-export function createWatcherMetrics(podsByPhase: () => Record<string, number>, queueDepth: () => number) {
+export interface PodCounts {
+  /** Managed pods by lifecycle phase. */
+  byPhase: Record<string, number>;
+  /** The most seconds any Draining pod is past its drain deadline (0 if none). */
+  drainOverdueSeconds: number;
+}
+
+const QUEUE_BUCKETS = [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60];
+
+/** `queueDepths`: keys waiting, by queue name (`pods`, `rollouts`). */
+export function createWatcherMetrics(podCounts: () => PodCounts, queueDepths: () => Record<string, number>) {
   const registry = new Registry();
   collectDefaultMetrics({ register: registry });
   const phases = ['Ready', 'Pending', 'Draining', 'Updating', 'Stalled'];
@@ -31,8 +42,16 @@ export function createWatcherMetrics(podsByPhase: () => Record<string, number>, 
       labelNames: ['phase'],
       registers: [registry],
       collect() {
-        const counts = podsByPhase();
+        const counts = podCounts().byPhase;
         for (const phase of phases) this.set({ phase }, counts[phase] ?? 0);
+      },
+    }),
+    drainOverdue: new Gauge({
+      name: 'inplace_gate_drain_overdue_seconds',
+      help: 'The most seconds any Draining pod is past its drain deadline: its images are due but not written (0 if none)',
+      registers: [registry],
+      collect() {
+        this.set(podCounts().drainOverdueSeconds);
       },
     }),
     reconciles: new Counter({ name: 'controller_runtime_reconcile_total', help: 'Reconciliations by result', labelNames: ['controller', 'result'], registers: [registry] }),
@@ -50,8 +69,25 @@ export function createWatcherMetrics(podsByPhase: () => Record<string, number>, 
       labelNames: ['name'],
       registers: [registry],
       collect() {
-        this.set({ name: 'pods' }, queueDepth());
+        for (const [name, depth] of Object.entries(queueDepths())) this.set({ name }, depth);
       },
+    }),
+    // client-go's workqueue metrics, by queue name, so dashboards for Go controllers read them.
+    queueAdds: new Counter({ name: 'workqueue_adds_total', help: 'Keys added to the work queue', labelNames: ['name'], registers: [registry] }),
+    queueRetries: new Counter({ name: 'workqueue_retries_total', help: 'Keys put back with backoff after a failure', labelNames: ['name'], registers: [registry] }),
+    queueLatency: new Histogram({
+      name: 'workqueue_queue_duration_seconds',
+      help: 'How long a key waits in the work queue before it is worked on',
+      labelNames: ['name'],
+      buckets: QUEUE_BUCKETS,
+      registers: [registry],
+    }),
+    workDuration: new Histogram({
+      name: 'workqueue_work_duration_seconds',
+      help: 'How long working on a key takes',
+      labelNames: ['name'],
+      buckets: QUEUE_BUCKETS,
+      registers: [registry],
     }),
     leader: new Gauge({ name: 'leader_election_master_status', help: '1 while this replica leads', labelNames: ['name'], registers: [registry] }),
     rollouts: new Counter({ name: 'inplace_gate_rollouts_total', help: 'In-place workload rollouts that ended or stalled, by kind and result (succeeded, stalled, fallback)', labelNames: ['kind', 'result'], registers: [registry] }),
@@ -64,8 +100,28 @@ export function createWatcherMetrics(podsByPhase: () => Record<string, number>, 
     }),
     rolloutPods: new Counter({ name: 'inplace_gate_rollout_pods_total', help: 'Pods a workload rollout started updating in place', labelNames: ['kind'], registers: [registry] }),
     events: new Counter({ name: 'inplace_gate_events_total', help: 'Events posted, by reason and result', labelNames: ['reason', 'result'], registers: [registry] }),
-    apiRequests: new Counter({ name: 'inplace_gate_api_requests_total', help: 'Requests to the apiserver by verb and code', labelNames: ['verb', 'code'], registers: [registry] }),
+    // client-go's name and labels: `method` the HTTP method, `code` the status or `<error>` when none came back.
+    apiRequests: new Counter({ name: 'rest_client_requests_total', help: 'Requests to the apiserver by method, status code and host', labelNames: ['code', 'method', 'host'], registers: [registry] }),
   };
 }
 
 export type WatcherMetrics = ReturnType<typeof createWatcherMetrics>;
+
+/** The work queue named `name` reporting into the workqueue_* metrics. */
+export function queueObserver(metrics: WatcherMetrics, name: string): QueueObserver {
+  const adds = metrics.queueAdds.labels({ name });
+  const retries = metrics.queueRetries.labels({ name });
+  const latency = metrics.queueLatency.labels({ name });
+  const work = metrics.workDuration.labels({ name });
+  return {
+    added: () => { adds.inc(); },
+    retried: () => { retries.inc(); },
+    waited: (seconds) => { latency.observe(seconds); },
+    worked: (seconds) => { work.observe(seconds); },
+  };
+}
+
+/** Counts each apiserver request of a client into rest_client_requests_total, as client-go does. */
+export function apiRequestObserver(metrics: WatcherMetrics, host: string): (method: string, status: number) => void {
+  return (method, status) => { metrics.apiRequests.inc({ code: status === 0 ? '<error>' : String(status), method, host }); };
+}

@@ -7,13 +7,28 @@ export interface QueueResult {
   requeueAfterMs?: number | undefined;
 }
 
+/** What client-go's workqueue metrics count; the watcher exports them as workqueue_*{name}. */
+export interface QueueObserver {
+  /** A key was queued (or marked to run again after the current run). */
+  added(): void;
+  /** A failed key was put back with backoff. */
+  retried(): void;
+  /** Seconds a key waited in the queue before a worker took it. */
+  waited(seconds: number): void;
+  /** Seconds the handler took. */
+  worked(seconds: number): void;
+}
+
 export interface WorkQueueOptions {
   concurrency: number;
   handler: (key: string) => Promise<QueueResult>;
   onError: (key: string, err: unknown, retryInMs: number) => void;
   baseDelayMs?: number;
   maxDelayMs?: number;
+  observer?: QueueObserver;
 }
+
+const NO_OBSERVER: QueueObserver = { added: () => undefined, retried: () => undefined, waited: () => undefined, worked: () => undefined };
 
 export class WorkQueue {
   private readonly queue: string[] = [];
@@ -24,13 +39,15 @@ export class WorkQueue {
   private readonly dirty = new Set<string>();
   private readonly timers = new Map<string, { at: number; timer: NodeJS.Timeout }>();
   private readonly failures = new Map<string, number>();
+  /** When each queued key was queued (ms), for the wait it is observed with. */
+  private readonly queuedAt = new Map<string, number>();
   private running = false;
   private active = 0;
   private readonly opts: Required<WorkQueueOptions>;
   private idleWaiters: (() => void)[] = [];
 
   constructor(opts: WorkQueueOptions) {
-    this.opts = { baseDelayMs: 50, maxDelayMs: 30_000, ...opts };
+    this.opts = { baseDelayMs: 50, maxDelayMs: 30_000, observer: NO_OBSERVER, ...opts };
   }
 
   get depth(): number {
@@ -40,6 +57,7 @@ export class WorkQueue {
   /** `urgent` keys go before every other queued key (and an already queued key is moved up). */
   add(key: string, urgent = false): void {
     if (this.processing.has(key)) {
+      if (!this.dirty.has(key)) this.opts.observer.added();
       this.dirty.add(key);
       return;
     }
@@ -51,6 +69,8 @@ export class WorkQueue {
       return;
     }
     this.queued.add(key);
+    this.queuedAt.set(key, performance.now());
+    this.opts.observer.added();
     (urgent ? this.urgent : this.queue).push(key);
     this.pump();
   }
@@ -101,6 +121,8 @@ export class WorkQueue {
     while (this.running && this.active < this.opts.concurrency && this.depth > 0) {
       const key = (this.urgent.length > 0 ? this.urgent.shift() : this.queue.shift()) as string;
       this.queued.delete(key);
+      this.opts.observer.waited((performance.now() - (this.queuedAt.get(key) ?? performance.now())) / 1000);
+      this.queuedAt.delete(key);
       this.processing.add(key);
       this.active++;
       void this.process(key);
@@ -108,6 +130,7 @@ export class WorkQueue {
   }
 
   private async process(key: string): Promise<void> {
+    const started = performance.now();
     try {
       const result = await this.opts.handler(key);
       this.failures.delete(key);
@@ -117,8 +140,10 @@ export class WorkQueue {
       this.failures.set(key, n);
       const delay = Math.min(this.opts.maxDelayMs, this.opts.baseDelayMs * 2 ** (n - 1));
       this.opts.onError(key, err, delay);
+      this.opts.observer.retried();
       this.addAfter(key, delay);
     } finally {
+      this.opts.observer.worked((performance.now() - started) / 1000);
       this.processing.delete(key);
       this.active--;
       if (this.dirty.delete(key)) this.add(key);

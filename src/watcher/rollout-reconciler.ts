@@ -5,14 +5,13 @@
 // the pods' own lifecycle states, so a restarted watcher resumes the rollout.
 
 import { imageChanges, specImages, type ImageMap } from '../core/containers.ts';
-import { parseImageRewrites, requestedImages } from '../core/image-rewrites.ts';
 import type { Pod } from '../core/kube-types.ts';
-import { domainOf, parsePriority, PRIORITY_ANNOTATION, rankOf, SCATTER_ANNOTATION, type UpdatePriority } from '../core/rollout-order.ts';
+import { parsePriority, PRIORITY_ANNOTATION, SCATTER_ANNOTATION } from '../core/rollout-order.ts';
 import { WATCHER_FIELD_MANAGER, type PodEvent } from '../core/lifecycle.ts';
-import { IMAGE_REWRITES_ANNOTATION, MANAGED_LABEL, PARTITION_ANNOTATION, ROLLOUT_ANNOTATION, READINESS_GATE, ROLLOUT_IN_PROGRESS, ROLLOUT_STATE_ANNOTATION, UPDATE_ANNOTATION } from '../core/names.ts';
+import { MANAGED_LABEL, PARTITION_ANNOTATION, ROLLOUT_ANNOTATION, READINESS_GATE, ROLLOUT_IN_PROGRESS, ROLLOUT_STATE_ANNOTATION, UPDATE_ANNOTATION } from '../core/names.ts';
 import { encodeRolloutState, parseRolloutState, type RolloutState } from '../core/rollout-state.ts';
 import { currentReplicaSet, historyStep, isSurgeOf, replicaSetView, rewindStep, surgeReplicaSet } from '../core/deployment-rollout.ts';
-import { deploymentWindow, planRollout, restoredPartition, statefulSetRolloutStep, statefulSetWindow, type RolloutPlan, type RolloutPod, type RolloutTiming } from '../core/rollout.ts';
+import { deploymentWindow, planRollout, restoredPartition, rolloutPod, statefulSetRolloutStep, statefulSetWindow, type PodOrder, type RolloutPlan, type RolloutTiming } from '../core/rollout.ts';
 import { encodeUpdateState, parseUpdateState, type UpdateState } from '../core/state.ts';
 import type { Workload } from '../core/workload-types.ts';
 import { ApiError, type KubeClient } from '../kube/client.ts';
@@ -54,41 +53,6 @@ function controllerUid(w: Workload): string | undefined {
 
 function ownedBy(pod: Pod, uid: string | undefined): boolean {
   return uid !== undefined && (pod.metadata.ownerReferences?.some((o) => o.uid === uid && o.controller === true) ?? false);
-}
-
-/** A pod's images as they were asked for (see image-rewrites): what the template names. */
-function podImages(pod: Pod): ImageMap {
-  return requestedImages(specImages(pod.spec), parseImageRewrites(pod.metadata.annotations?.[IMAGE_REWRITES_ANNOTATION]));
-}
-
-/** How a workload orders its pods (priority and scatter annotations); unreadable priority is ignored with a log line. */
-interface PodOrder {
-  priority: UpdatePriority | undefined;
-  scatterKey: string | undefined;
-  nodeLabels: (node: string) => Record<string, string> | undefined;
-}
-
-function scatterDomain(pod: Pod, order: PodOrder): string | undefined {
-  const node = typeof pod.spec.nodeName === 'string' ? pod.spec.nodeName : undefined;
-  return domainOf(node, node === undefined ? undefined : order.nodeLabels(node), order.scatterKey);
-}
-
-function asRolloutPod(pod: Pod, order?: PodOrder): RolloutPod {
-  const parsed = parseUpdateState(pod.metadata.annotations?.[UPDATE_ANNOTATION]);
-  const state = parsed.ok ? parsed.state : undefined;
-  const ordinal = /-(\d+)$/.exec(pod.metadata.name ?? '')?.[1];
-  const ready = pod.status?.conditions?.find((c) => c.type === 'Ready' && c.status === 'True');
-  return {
-    name: pod.metadata.name ?? '',
-    ...(ordinal === undefined ? {} : { ordinal: Number(ordinal) }),
-    ready: ready !== undefined,
-    readySince: ready?.lastTransitionTime === undefined ? undefined : Date.parse(ready.lastTransitionTime),
-    specImages: podImages(pod),
-    update: state ? { phase: state.phase, images: state.images } : undefined,
-    deleting: pod.metadata.deletionTimestamp !== undefined,
-    ...(order?.priority ? { rank: rankOf(pod.metadata.labels, order.priority) } : {}),
-    ...(order?.scatterKey ? { domain: scatterDomain(pod, order) } : {}),
-  };
 }
 
 export class RolloutReconciler {
@@ -188,17 +152,17 @@ export class RolloutReconciler {
     const surgeSize = window.inPlace ? (window.surge ?? 0) : 0;
     const surges = [...this.d.replicaSets.store.values()].filter((r) => r.metadata.namespace === ns && isSurgeOf(r, d.metadata.uid));
     const order = this.order(d, key);
-    let plan = planRollout(pods.map((p) => asRolloutPod(p, order)), target, window.inPlace ? window.maxUnavailable : 1, opts);
+    let plan = planRollout(pods.map((p) => rolloutPod(p, order)), target, window.inPlace ? window.maxUnavailable : 1, opts);
     if (surgeSize > 0 && !plan.done) {
       // maxUnavailable 0: surge pods first; each one available lets one pod out for its update.
       if (surges.length === 0) {
         await this.createSurge(d, rs, surgeSize);
         return { requeueAfterMs: WAIT_MS };
       }
-      const surgePods = surges.flatMap((r) => this.managedPods(ns, r.metadata.uid)).filter((p) => p.metadata.deletionTimestamp === undefined).map((p) => asRolloutPod(p));
+      const surgePods = surges.flatMap((r) => this.managedPods(ns, r.metadata.uid)).filter((p) => p.metadata.deletionTimestamp === undefined).map((p) => rolloutPod(p));
       const minReadyMs = (opts.timing.minReadySeconds ?? 0) * 1000;
       const availableSurge = surgePods.filter((p) => p.ready && (p.readySince ?? 0) + minReadyMs <= opts.timing.now).length;
-      plan = planRollout(pods.map((p) => asRolloutPod(p, order)), target, Math.min(surgeSize, availableSurge), opts);
+      plan = planRollout(pods.map((p) => rolloutPod(p, order)), target, Math.min(surgeSize, availableSurge), opts);
     }
     // Done only for the pods the ReplicaSet is meant to have: pods it has yet to create are not done.
     const live = pods.filter((p) => p.metadata.deletionTimestamp === undefined).length;
@@ -293,9 +257,9 @@ export class RolloutReconciler {
     const maxUnavailable = window.maxUnavailable;
     const partition = Math.max(state.partition ?? 0, this.partition(s));
     const order = this.order(s, key);
-    const plan = planRollout(pods.map((p) => asRolloutPod(p, order)), target, maxUnavailable, { order: 'ordinal-desc', partition, timing: this.timing(s, state) });
+    const plan = planRollout(pods.map((p) => rolloutPod(p, order)), target, maxUnavailable, { order: 'ordinal-desc', partition, timing: this.timing(s, state) });
     // Before the first pod is touched, make sure the lifecycle can drive them all.
-    if (plan.updated === 0 && plan.start.length > 0 && pods.every((p) => asRolloutPod(p).update === undefined) && (await this.fellBack(key, s, s))) return {};
+    if (plan.updated === 0 && plan.start.length > 0 && pods.every((p) => rolloutPod(p).update === undefined) && (await this.fellBack(key, s, s))) return {};
     const step = statefulSetRolloutStep(plan, state.partition ?? 0, this.partition(s));
     // The ordinals below the partition annotation stay on the old images: the StatefulSet stays held
     // (lowering the annotation requeues it and goes on in place), never handed a partition below it.
@@ -388,7 +352,7 @@ export class RolloutReconciler {
       const current = parseUpdateState(pod.metadata.annotations?.[UPDATE_ANNOTATION]);
       const drained = current.ok && (current.state?.phase === 'Updating' || current.state?.phase === 'Stalled' || current.state?.drained === true);
       const images: ImageMap = {};
-      const running = podImages(pod);
+      const running = rolloutPod(pod).specImages;
       for (const [c, image] of Object.entries(target)) if (c in running && running[c] !== image) images[c] = image;
       // What the webhook records for a client's image request, written by the watcher itself.
       const pending: UpdateState = {

@@ -7,14 +7,16 @@ import { MANAGED_LABEL, ROLLOUT_STATE_ANNOTATION, UPDATE_ANNOTATION } from '../c
 import type { Workload } from '../core/workload-types.ts';
 import { RolloutReconciler } from './rollout-reconciler.ts';
 import type { Pod } from '../core/kube-types.ts';
+import { drainOverdueSeconds } from '../core/lifecycle.ts';
 import { KubeClient, loadKubeConfig } from '../kube/client.ts';
+import type { DestinationStream } from 'pino';
 import { createLogger } from '../log.ts';
 import type { Settings } from '../settings.ts';
 import { listenError } from '../startup-error.ts';
 import { EventRecorder } from './events.ts';
 import { Informer } from './informer.ts';
 import { LeaderElector } from './leader.ts';
-import { createWatcherMetrics } from './metrics.ts';
+import { apiRequestObserver, createWatcherMetrics, queueObserver } from './metrics.ts';
 import { PodReconciler, phaseOf } from './pod-reconciler.ts';
 import { WorkQueue } from './queue.ts';
 import { trimBudget, trimNamespace, trimNode, trimPod, trimWorkload, type BudgetMeta, type NamespaceMeta, type NodeMeta } from './trim.ts';
@@ -25,9 +27,9 @@ export interface RunningWatcher {
   healthUrl: string | undefined;
 }
 
-export async function runWatcher(settings: Settings): Promise<RunningWatcher> {
+export async function runWatcher(settings: Settings, logTo?: DestinationStream): Promise<RunningWatcher> {
   const w = settings.watcher;
-  const log = createLogger('watcher', settings.logLevel);
+  const log = createLogger('watcher', settings.logLevel, logTo);
   const kc = loadKubeConfig(w.kubeconfig);
   const client = await KubeClient.create(kc, 'inplace-gate-watcher');
   const abort = new AbortController();
@@ -35,13 +37,18 @@ export async function runWatcher(settings: Settings): Promise<RunningWatcher> {
   // The collect callbacks run at scrape time, after `pods` and `queue` exist.
   const metrics = createWatcherMetrics(
     () => {
-      const counts: Record<string, number> = {};
-      for (const pod of pods.store.values()) counts[phaseOf(pod)] = (counts[phaseOf(pod)] ?? 0) + 1;
-      return counts;
+      const byPhase: Record<string, number> = {};
+      let drainOverdue = 0;
+      const now = new Date();
+      for (const pod of pods.store.values()) {
+        byPhase[phaseOf(pod)] = (byPhase[phaseOf(pod)] ?? 0) + 1;
+        drainOverdue = Math.max(drainOverdue, drainOverdueSeconds(pod, now));
+      }
+      return { byPhase, drainOverdueSeconds: drainOverdue };
     },
-    () => queue.depth,
+    () => ({ pods: queue.depth, rollouts: rolloutQueue.depth }),
   );
-  client.observer = (verb, code) => { metrics.apiRequests.inc({ verb, code: String(code) }); };
+  client.observer = apiRequestObserver(metrics, client.server.host);
 
   let leading = !w.leaderElect;
   const pods: Informer<Pod> = new Informer<Pod>(client, {
@@ -101,6 +108,7 @@ export async function runWatcher(settings: Settings): Promise<RunningWatcher> {
   const rollouts = new RolloutReconciler({ client, pods, deployments, statefulSets, replicaSets, events, metrics, log, clock: () => new Date(), nodes });
   const rolloutQueue: WorkQueue = new WorkQueue({
     concurrency: 4,
+    observer: queueObserver(metrics, 'rollouts'),
     handler: (key) => rollouts.reconcile(key),
     onError: (key, err, retryInMs) => {
       log.warn({ workload: key, err: (err as Error).message, retryInMs }, 'rollout reconcile failed; retrying');
@@ -108,6 +116,7 @@ export async function runWatcher(settings: Settings): Promise<RunningWatcher> {
   });
   const queue: WorkQueue = new WorkQueue({
     concurrency: w.concurrency,
+    observer: queueObserver(metrics, 'pods'),
     handler: (key) => reconciler.reconcile(key),
     onError: (key, err, retryInMs) => {
       log.warn({ pod: key, err: (err as Error).message, retryInMs }, 'reconcile failed; retrying');

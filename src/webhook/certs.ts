@@ -57,6 +57,11 @@ function stillGood(pem: string, now: Date, names: string[] = []): boolean {
   }
 }
 
+/** The end of a certificate's validity, in Unix seconds (the first certificate of a PEM chain). */
+export function notAfterSeconds(pem: string): number {
+  return Date.parse(new X509Certificate(pem).validTo) / 1000;
+}
+
 export interface GeneratedPair {
   ca: string;
   caKey: string;

@@ -11,6 +11,7 @@ export interface WebhookMetrics {
   panics: Counter;
   decisions: Counter<'webhook' | 'decision' | 'reason'>;
   certificateReloads: Counter<'result'>;
+  certificateExpiry: Gauge;
 }
 
 export function createWebhookMetrics(): WebhookMetrics {
@@ -52,6 +53,12 @@ export function createWebhookMetrics(): WebhookMetrics {
       name: 'inplace_gate_certificate_reloads_total',
       help: 'Serving certificate reloads from disk by result',
       labelNames: ['result'],
+      registers: [registry],
+    }),
+    // cert-manager's name shape (certmanager_certificate_expiration_timestamp_seconds): alerts compare it with time().
+    certificateExpiry: new Gauge({
+      name: 'inplace_gate_certificate_expiration_timestamp_seconds',
+      help: 'When the serving certificate in use expires (Unix seconds)',
       registers: [registry],
     }),
   };

@@ -1,10 +1,11 @@
 // `inplace-gate webhook`: certificates, the server, reloads and signals.
 
 import { resolve } from 'node:path';
+import type { DestinationStream } from 'pino';
 import { createLogger } from '../log.ts';
 import type { Settings } from '../settings.ts';
 import { listenError } from '../startup-error.ts';
-import { CertificateWatcher, ensureCertificates, readKeyPair, type CertificateFiles } from './certs.ts';
+import { CertificateWatcher, ensureCertificates, notAfterSeconds, readKeyPair, type CertificateFiles } from './certs.ts';
 import { createWebhookMetrics } from './metrics.ts';
 import { buildWebhookServer, type WebhookServer } from './server.ts';
 
@@ -15,8 +16,8 @@ export interface RunningWebhook {
   stop(): Promise<void>;
 }
 
-export async function runWebhook(settings: Settings): Promise<RunningWebhook> {
-  const logger = createLogger('webhook', settings.logLevel);
+export async function runWebhook(settings: Settings, logTo?: DestinationStream): Promise<RunningWebhook> {
+  const logger = createLogger('webhook', settings.logLevel, logTo);
   let files: CertificateFiles;
   let watchDir: string;
   if (settings.tlsCertFile !== undefined && settings.tlsKeyFile !== undefined) {
@@ -31,6 +32,7 @@ export async function runWebhook(settings: Settings): Promise<RunningWebhook> {
   }
   const pair = await readKeyPair(files);
   const metrics = createWebhookMetrics();
+  metrics.certificateExpiry.set(notAfterSeconds(pair.cert));
   const server = buildWebhookServer({ tls: pair, admission: settings.admission, metrics, logger });
 
   const certificates = new CertificateWatcher(
@@ -40,6 +42,7 @@ export async function runWebhook(settings: Settings): Promise<RunningWebhook> {
     (next) => {
       server.setCertificate(next);
       metrics.certificateReloads.inc({ result: 'success' });
+      metrics.certificateExpiry.set(notAfterSeconds(next.cert));
       logger.info({ cert: files.certFile }, 'serving certificate reloaded');
     },
     (err) => {

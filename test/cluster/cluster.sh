@@ -527,7 +527,8 @@ cmd_up() {
     # controller-manager and kubemark too, which envtest's own archives do not.
     bin_dir=$KUBEBUILDER_ASSETS
   else
-    bin_dir=$(bash "$here/build.sh") # builds on first use; its progress goes to stderr
+    # Builds on first use; its progress goes to stderr, per binary with a heartbeat (progress.sh).
+    bin_dir=$(bash "$here/build.sh" 2> >(bash "$here/progress.sh" >&2))
   fi
   trap up_failed EXIT
   trap 'exit 130' INT

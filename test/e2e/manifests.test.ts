@@ -39,6 +39,28 @@ describe('manifests on the real apiserver', () => {
     if (overlay === 'cert-manager') expect(rendered).toContain('cert-manager.io/inject-ca-from: inplace-gate/inplace-gate-webhook');
   });
 
+  it('the product namespace enforces the restricted Pod Security profile, and the shipped workloads pass it', async () => {
+    const { kubectl: bin, kubeconfig } = context();
+    await kubectl(['apply', '--server-side', '--force-conflicts', '-f', join(repo, 'manifests/base/namespace.yaml')]);
+    const labels = JSON.parse(await kubectl(['get', 'namespace', 'inplace-gate', '-o', 'jsonpath={.metadata.labels}'])) as Record<string, string>;
+    expect(labels['pod-security.kubernetes.io/enforce']).toBe('restricted');
+    // The apiserver checks workload templates against the namespace's `warn` level and says so on stderr.
+    const dryRun = async (manifests: string) => {
+      const child = run(bin, ['--kubeconfig', kubeconfig, 'apply', '--server-side', '--force-conflicts', '--dry-run=server', '-f', '-']);
+      child.child.stdin?.end(manifests);
+      return (await child).stderr;
+    };
+    const shipped = (await kubectl(['kustomize', join(repo, 'manifests/overlays/namespace-opt-in')]))
+      .split(/^---$/m).filter((d) => /^kind: (Deployment|Namespace)$/m.test(d)).join('---\n');
+    expect(shipped).toMatch(/name: inplace-gate-webhook/);
+    expect(shipped).toMatch(/name: inplace-gate-watcher/);
+    expect(await dryRun(shipped)).not.toMatch(/PodSecurity/);
+    // The same check finds a template that does not pass.
+    const loose = { apiVersion: 'apps/v1', kind: 'Deployment', metadata: { name: `e2e-psa-${id}`, namespace: 'inplace-gate' },
+      spec: { selector: { matchLabels: { app: 'x' } }, template: { metadata: { labels: { app: 'x' } }, spec: { containers: [{ name: 'x', image: 'x' }] } } } };
+    expect(await dryRun(JSON.stringify(loose))).toMatch(/would violate PodSecurity "restricted:latest"/);
+  });
+
   it('gives the webhook only its Secret and the two named configurations, and no pod rights', async () => {
     await kubectl(['apply', '--server-side', '--force-conflicts', '-f', join(repo, 'manifests/base/webhook-rbac.yaml')]);
     const canI = async (as: string, args: string[]) =>

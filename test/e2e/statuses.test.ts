@@ -5,8 +5,8 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Pod } from '../../src/core/kube-types.ts';
 import { READINESS_GATE } from '../../src/core/names.ts';
-import { FAKE_NODE, ensureFakeNode, writeStatus, type ContainerShape } from './support/fake-kubelet.ts';
-import { applyManifest, createNamespace, eventually, kubectl } from './support/kube.ts';
+import { ensureFakeNode, runningOnFakeNode, writeStatus, type ContainerShape } from './support/fake-kubelet.ts';
+import { createNamespace, eventually, kubectl } from './support/kube.ts';
 import { IMAGE, IMAGE_2, IMAGE_3, conditionOf, getPod, phaseIs, podManifest, stateOf } from './support/pods.ts';
 import { startLeadingWatcher, type WatcherProcess } from './support/watcher.ts';
 
@@ -36,12 +36,7 @@ function gate(name: string, status: 'True' | 'False', timeoutMs = 20_000): Promi
 
 /** A pod bound to the kubelet-less node, running and admitted (condition True). */
 async function runningPod(name: string, opts: Parameters<typeof podManifest>[2] = {}): Promise<Pod> {
-  const manifest = podManifest(name, NS, { ...opts, nodeName: FAKE_NODE });
-  await applyManifest({ ...manifest, spec: { ...manifest.spec, tolerations: [{ key: 'inplace-gate.dev/no-kubelet', operator: 'Exists' }] } });
-  const pod = await getPod(NS, name);
-  const containers = Object.fromEntries(pod.spec.containers.map((c) => [c.name, running(c.image ?? '', `${name}-${c.name}-1`)]));
-  const inits = Object.fromEntries((pod.spec.initContainers ?? []).map((c) => [c.name, running(c.image ?? '', `${name}-${c.name}-1`)]));
-  await writeStatus(pod, pod.metadata.generation ?? 1, containers, inits);
+  await runningOnFakeNode(NS, name, opts);
   return gate(name, 'True');
 }
 

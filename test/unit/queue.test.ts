@@ -1,5 +1,6 @@
 import { describe, expect, it, vi } from 'vitest';
 import { WorkQueue } from '../../src/watcher/queue.ts';
+import { createWatcherMetrics, queueObserver } from '../../src/watcher/metrics.ts';
 
 const tick = (ms = 5) => new Promise((r) => setTimeout(r, ms));
 
@@ -98,5 +99,43 @@ describe('WorkQueue', () => {
     q.start();
     await tick(20);
     expect(calls).toBe(1);
+  });
+});
+
+describe('WorkQueue metrics, as client-go\'s workqueue_*{name}', () => {
+  it('counts adds (once per queued key) and retries, and times the wait and the work', async () => {
+    const metrics = createWatcherMetrics(() => ({ byPhase: {}, drainOverdueSeconds: 0 }), () => ({}));
+    let fail = true;
+    const q = new WorkQueue({
+      concurrency: 1,
+      baseDelayMs: 5,
+      observer: queueObserver(metrics, 'pods'),
+      handler: async () => {
+        await tick(20);
+        if (fail) { fail = false; throw new Error('conflict'); }
+        return {};
+      },
+      onError: () => undefined,
+    });
+    q.add('a');
+    q.add('a'); // already queued: not another add
+    q.add('b');
+    await tick(15);
+    q.start();
+    await tick(10);
+    await q.idle();
+    await tick(30);
+    await q.idle();
+    const value = async (metric: string) => (await metrics.registry.getSingleMetric(metric)!.get()).values;
+    const of = (vs: { labels: Record<string, unknown>; value: number; metricName?: string }[], suffix = '') =>
+      vs.find((v) => v.labels.name === 'pods' && (v.metricName ?? '').endsWith(suffix))?.value;
+    // a, b, and a again after its failure.
+    expect(of(await value('workqueue_adds_total'))).toBe(3);
+    expect(of(await value('workqueue_retries_total'))).toBe(1);
+    expect(of(await value('workqueue_work_duration_seconds'), '_count')).toBe(3);
+    expect(of(await value('workqueue_work_duration_seconds'), '_sum')).toBeGreaterThanOrEqual(0.055);
+    expect(of(await value('workqueue_queue_duration_seconds'), '_count')).toBe(3);
+    // b waited behind a's 20 ms, on top of the 15 ms before the queue started.
+    expect(of(await value('workqueue_queue_duration_seconds'), '_sum')).toBeGreaterThanOrEqual(0.03);
   });
 });

@@ -4,6 +4,7 @@
 
 import type { ContainerStatus, Pod } from '../../../src/core/kube-types.ts';
 import { applyManifest, kubectl } from './kube.ts';
+import { getPod, podManifest, type PodOptions } from './pods.ts';
 
 export const FAKE_NODE = 'no-kubelet-0';
 
@@ -54,4 +55,13 @@ export async function writeStatus(pod: Pod, observedGeneration: number, containe
   };
   // A strategic merge, as the kubelet's: conditions by type and statuses by name, the watcher's condition kept.
   await kubectl(['-n', pod.metadata.namespace ?? '', 'patch', 'pod', pod.metadata.name ?? '', '--subresource=status', '--type=strategic', '-p', JSON.stringify({ status })]);
+}
+
+/** A pod bound to the kubelet-less node, its containers written as running and ready. */
+export async function runningOnFakeNode(namespace: string, name: string, opts: PodOptions = {}): Promise<void> {
+  const manifest = podManifest(name, namespace, { ...opts, nodeName: FAKE_NODE });
+  await applyManifest({ ...manifest, spec: { ...manifest.spec, tolerations: [{ key: 'inplace-gate.dev/no-kubelet', operator: 'Exists' }] } });
+  const pod = await getPod(namespace, name);
+  const running = (c: { name: string; image?: string }) => [c.name, { state: 'running', ready: true, image: c.image ?? '', id: `${name}-${c.name}-1`, restartCount: 0 }] as const;
+  await writeStatus(pod, pod.metadata.generation ?? 1, Object.fromEntries(pod.spec.containers.map(running)), Object.fromEntries((pod.spec.initContainers ?? []).map(running)));
 }
