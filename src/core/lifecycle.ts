@@ -219,6 +219,7 @@ function whileUpdating(pod: Pod, state: UpdateState, condition: string | undefin
       status: statuses.get(name),
       podStatus: pod.status,
       generation: state.generation,
+      writtenAt: state.updatedAt,
     });
     if (progress.state === 'failed') failure ??= progress;
     else if (progress.state === 'waiting') waiting.push(progress.why);

@@ -28,6 +28,8 @@ const status = (s: ContainerStatus): ContainerStatus => ({
   ready: s.ready,
   restartCount: s.restartCount,
   ...(s.state ? { state: s.state } : {}),
+  // The crash or stop before this state: when it started and ended is part of the completion proof.
+  ...(s.lastState?.terminated ? { lastState: { terminated: s.lastState.terminated } } : {}),
 });
 
 /** The object metadata every trimmed object keeps, with the annotations chosen by the caller. */

@@ -619,12 +619,19 @@ describe('Updating: several containers, sidecars and init containers', () => {
 });
 
 describe('Stalled is loud', () => {
-  /** After killing the old container, the kubelet cannot start the new one. */
+  /**
+   * After killing the old container for the new generation, the kubelet cannot start the new one. As the
+   * kubelet writes it: the status still describes the old, exited container (image, imageID, containerID,
+   * restartCount), with the start failure as the waiting state and the old container's end as lastState.
+   */
   const cannotStart = (reason: string, message: string) => (pod: Pod) =>
-    editStatus(pod, 'app', (s) => {
-      const { containerID: _id, ...rest } = s;
-      return { ...rest, image: APP_NEW, imageID: '', ready: false, started: false, state: { waiting: { reason, message } }, lastState: { terminated: { reason: 'Completed', exitCode: 0 } } };
-    });
+    editStatus(withObservedGeneration(pod, pod.metadata.generation), 'app', (s) => ({
+      ...s,
+      ready: false,
+      started: false,
+      state: { waiting: { reason, message } },
+      lastState: { terminated: { reason: 'Error', exitCode: 137, startedAt: '2026-11-28T10:00:05Z', finishedAt: '2026-11-28T11:58:21Z', ...(s.containerID ? { containerID: s.containerID } : {}) } },
+    }));
   /** The new container started and keeps crashing. */
   const crashLooping = (pod: Pod) =>
     editStatus(kubeletRestarted(pod, 'app', APP_NEW), 'app', (s) => ({
@@ -656,11 +663,12 @@ describe('Stalled is loud', () => {
 
   it('a failing native sidecar stalls the update too', () => {
     const { pod } = updatingPod({ 'log-shipper': SHIPPER_NEW }, { shape: sidecars });
-    const failing = editStatus(pod, 'log-shipper', (s) => ({ ...s, image: SHIPPER_NEW, imageID: '', ready: false, state: { waiting: { reason: 'ErrImagePull', message: 'not found' } } }));
+    const pull = `failed to pull and unpack image "docker.io/${SHIPPER_NEW}": not found`;
+    const failing = editStatus(withObservedGeneration(pod, 2), 'log-shipper', (s) => ({ ...s, ready: false, state: { waiting: { reason: 'ErrImagePull', message: pull } } }));
     expect(nextStep(failing, ctx, config)).toMatchObject({
       kind: 'transition',
       condition: { status: 'False', reason: 'InPlaceUpdateStalled' },
-      state: { phase: 'Stalled', stalled: { reason: 'ErrImagePull', message: 'container log-shipper: ErrImagePull: not found' } },
+      state: { phase: 'Stalled', stalled: { reason: 'ErrImagePull', message: `container log-shipper: ErrImagePull: ${pull}` } },
       event: { type: 'Warning' },
     });
   });
@@ -736,7 +744,7 @@ describe('Updating with the condition not False', () => {
 
   it('immediate mode with a failing container: condition False first, then Stalled', () => {
     const { pod } = updatingPod({ app: APP_NEW }, { extra: { immediate: true, updatedAt: REQUESTED_AT }, condition: 'True' });
-    const failing = editStatus(pod, 'app', (s) => ({ ...s, image: APP_NEW, imageID: '', ready: false, state: { waiting: { reason: 'ErrImagePull', message: 'not found' } } }));
+    const failing = editStatus(withObservedGeneration(pod, 2), 'app', (s) => ({ ...s, ready: false, state: { waiting: { reason: 'ErrImagePull', message: `failed to pull image "${APP_NEW}": not found` } } }));
     const first = nextStep(failing, ctx, config);
     expect(first).toMatchObject({ kind: 'setCondition', condition: { status: 'False' } });
     expect(nextStep(applyStep(failing, first), ctx, config)).toMatchObject({ kind: 'transition', state: { phase: 'Stalled' }, condition: { status: 'False' } });
