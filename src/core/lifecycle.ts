@@ -8,6 +8,7 @@ import { restartsInPlace, specImages, type ImageMap } from './containers.ts';
 import { sameImageReference } from './images.ts';
 import type { ContainerStatus, Pod } from './kube-types.ts';
 import { GRACE_PERIOD_ANNOTATION, READINESS_GATE, UPDATE_ANNOTATION } from './names.ts';
+import { IMAGE_WRITE_REFUSED, whileRefused } from './refusal.ts';
 import { hasReadinessGate } from './scope.ts';
 import { currentRecords, parseUpdateState, type ContainerRecord, type UpdateState } from './state.ts';
 
@@ -157,8 +158,11 @@ export function nextStep(pod: Pod, ctx: PodContext, config: LifecycleConfig): St
       if (deadline > now) return { kind: 'none', why: 'draining', requeueAfterMs: deadline - now };
       return writeImages(pod, state, ctx);
     }
-    case 'Updating':
     case 'Stalled':
+      // Refused images never reached the spec: the pod is back in endpoints on what it runs.
+      if (state.stalled?.reason === IMAGE_WRITE_REFUSED) return whileRefused(state, condition?.status);
+      return whileUpdating(pod, state, condition?.status, ctx, config);
+    case 'Updating':
       return whileUpdating(pod, state, condition?.status, ctx, config);
   }
 }

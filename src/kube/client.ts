@@ -11,10 +11,13 @@ import { KubeConfig } from '@kubernetes/client-node';
 export class ApiError extends Error {
   readonly status: number;
   readonly reason: string;
-  constructor(status: number, reason: string, message: string) {
+  /** The apiserver's own message (Status.message), without the request it answered. */
+  readonly detail: string;
+  constructor(status: number, reason: string, message: string, detail = message) {
     super(message);
     this.status = status;
     this.reason = reason;
+    this.detail = detail;
   }
   /** Worth another try: conflicts, throttling, timeouts and server errors. */
   get retriable(): boolean {
@@ -206,9 +209,9 @@ function flattenHeaders(headers: RequestOptions['headers']): Record<string, stri
 function apiError(status: number, text: string, what: string): ApiError {
   try {
     const s = JSON.parse(text) as { reason?: string; message?: string };
-    return new ApiError(status, s.reason ?? String(status), `${what}: ${s.message ?? text}`);
+    return new ApiError(status, s.reason ?? String(status), `${what}: ${s.message ?? text}`, s.message ?? text);
   } catch {
-    return new ApiError(status, String(status), `${what}: ${text.slice(0, 500)}`);
+    return new ApiError(status, String(status), `${what}: ${text.slice(0, 500)}`, text.slice(0, 500));
   }
 }
 

@@ -9,6 +9,7 @@ import { eachContainer } from '../core/containers.ts';
 import type { Pod, PodCondition } from '../core/kube-types.ts';
 import { WATCHER_FIELD_MANAGER, gateCondition, nextStep, type GateCondition, type LifecycleConfig, type Step } from '../core/lifecycle.ts';
 import { GRACE_PERIOD_ANNOTATION, READINESS_GATE, UPDATE_ANNOTATION } from '../core/names.ts';
+import { imageWriteRefused, isPermanentRefusal } from '../core/refusal.ts';
 import { encodeUpdateState, parseUpdateState, type UpdateState } from '../core/state.ts';
 import { ApiError, type KubeClient } from '../kube/client.ts';
 import type { Logger } from '../log.ts';
@@ -125,7 +126,17 @@ export class PodReconciler {
           spec: lists,
         };
         // Under the requester's field manager, so managedFields keep naming the tool that asked.
-        pods.upsert(await client.patch(podPath(pod), body, 'strategic', step.fieldManager ?? WATCHER_FIELD_MANAGER));
+        let written: Pod;
+        try {
+          written = await client.patch(podPath(pod), body, 'strategic', step.fieldManager ?? WATCHER_FIELD_MANAGER);
+        } catch (err) {
+          const before = parseUpdateState(pod.metadata.annotations?.[UPDATE_ANNOTATION]);
+          if (!(err instanceof ApiError) || !isPermanentRefusal(err.status) || !before.ok || before.state === undefined) throw err;
+          // Another try cannot change this answer: Stalled, with the apiserver's words.
+          log.warn({ pod: podKey(pod), status: err.status, reason: err.reason, err: err.detail, images: step.images }, 'image write refused');
+          return this.apply(pod, imageWriteRefused(pod, before.state, err.detail, { now }), now);
+        }
+        pods.upsert(written);
         this.logTransition(pod, step.state, undefined);
         if (step.event) this.d.events.record(pod, step.event, now);
         return { requeueAfterMs: step.requeueAfterMs };
