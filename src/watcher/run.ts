@@ -72,9 +72,13 @@ export async function runWatcher(settings: Settings): Promise<RunningWatcher> {
   const deployments: Informer<Workload> = new Informer<Workload>(client, { path: '/apis/apps/v1/deployments', trim: trimWorkload, log, resyncMs: w.resyncSeconds * 1000, onChange: onWorkload('Deployment') });
   const statefulSets: Informer<Workload> = new Informer<Workload>(client, { path: '/apis/apps/v1/statefulsets', trim: trimWorkload, log, resyncMs: w.resyncSeconds * 1000, onChange: onWorkload('StatefulSet') });
   const replicaSets: Informer<Workload> = new Informer<Workload>(client, { path: '/apis/apps/v1/replicasets', trim: trimWorkload, log, resyncMs: w.resyncSeconds * 1000, onChange: () => undefined });
-  const events = new EventRecorder(client, w.identity, log, metrics);
+  // Everything the leader writes goes through `work`: losing the lease aborts its signal, so no
+  // write is sent after, and one in flight is cut off (the new leader decides from the pods again).
+  let term = new AbortController();
+  const work = client.guarded(() => term.signal);
+  const events = new EventRecorder(work, w.identity, log, metrics);
   const reconciler = new PodReconciler({
-    client,
+    client: work,
     pods,
     namespaces,
     events,
@@ -83,7 +87,7 @@ export async function runWatcher(settings: Settings): Promise<RunningWatcher> {
     config: { defaultGraceSeconds: settings.gracePeriodSeconds, progressDeadlineSeconds: w.progressDeadlineSeconds },
     clock: () => new Date(),
   });
-  const rollouts = new RolloutReconciler({ client, pods, deployments, statefulSets, replicaSets, events, metrics, log, clock: () => new Date() });
+  const rollouts = new RolloutReconciler({ client: work, pods, deployments, statefulSets, replicaSets, events, metrics, log, clock: () => new Date() });
   const rolloutQueue: WorkQueue = new WorkQueue({
     concurrency: 4,
     handler: (key) => rollouts.reconcile(key),
@@ -105,6 +109,7 @@ export async function runWatcher(settings: Settings): Promise<RunningWatcher> {
   log.info({ pods: pods.store.size, namespaces: namespaces.store.size }, 'caches synced');
 
   const startLeading = () => {
+    if (term.signal.aborted) term = new AbortController();
     leading = true;
     metrics.leader.set({ name: w.leaseName }, 1);
     queue.start();
@@ -116,6 +121,7 @@ export async function runWatcher(settings: Settings): Promise<RunningWatcher> {
     }
   };
   const stopLeading = () => {
+    term.abort(new Error('no longer leading'));
     leading = false;
     metrics.leader.set({ name: w.leaseName }, 0);
     queue.stop();
@@ -147,6 +153,7 @@ export async function runWatcher(settings: Settings): Promise<RunningWatcher> {
   let server: Server | undefined;
   let healthUrl: string | undefined;
   const stop = async () => {
+    term.abort(new Error('stopping'));
     queue.stop();
     rolloutQueue.stop();
     electorAbort.abort();
