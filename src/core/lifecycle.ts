@@ -10,6 +10,7 @@ import type { ContainerStatus, Pod } from './kube-types.ts';
 import { GRACE_PERIOD_ANNOTATION, READINESS_GATE, UPDATE_ANNOTATION } from './names.ts';
 import { IMAGE_WRITE_REFUSED, whileRefused } from './refusal.ts';
 import { hasReadinessGate } from './scope.ts';
+import { servingChanges } from './serving.ts';
 import { currentRecords, parseUpdateState, type ContainerRecord, type UpdateState } from './state.ts';
 
 export interface LifecycleConfig {
@@ -142,7 +143,9 @@ export function nextStep(pod: Pod, ctx: PodContext, config: LifecycleConfig): St
 
   switch (state.phase) {
     case 'Pending': {
-      if (state.drained === true && condition?.status === 'False') return writeImages(pod, state, ctx);
+      if (state.drained === true && condition?.status === 'False') return writeImages(pod, state, ctx, false);
+      // Only containers that serve no traffic restart: nothing to drain, the pod stays in service.
+      if (condition?.status === 'True' && servingChanges(pod, state.images).length === 0) return writeImages(pod, state, ctx, true);
       return startDrain(pod, state, ctx, config);
     }
     case 'Draining': {
@@ -156,7 +159,7 @@ export function nextStep(pod: Pod, ctx: PodContext, config: LifecycleConfig): St
         return startDrain(pod, state, ctx, config);
       }
       if (deadline > now) return { kind: 'none', why: 'draining', requeueAfterMs: deadline - now };
-      return writeImages(pod, state, ctx);
+      return writeImages(pod, state, ctx, false);
     }
     case 'Stalled':
       // Refused images never reached the spec: the pod is back in endpoints on what it runs.
@@ -180,13 +183,15 @@ function startDrain(pod: Pod, state: UpdateState, ctx: PodContext, config: Lifec
   };
 }
 
-function writeImages(pod: Pod, state: UpdateState, ctx: PodContext): Step {
+/** `inService`: no serving container restarts, so the pod was not drained and stays in its endpoints. */
+function writeImages(pod: Pod, state: UpdateState, ctx: PodContext, inService: boolean): Step {
   const generation = pod.metadata.generation === undefined ? undefined : pod.metadata.generation + 1;
   const writtenAt = ctx.now.toISOString();
-  const { drainDeadline: _deadline, drainStartedAt, ...rest } = state;
+  const { drainDeadline: _deadline, drainStartedAt, inService: _was, ...rest } = state;
   const next: UpdateState = {
     ...rest,
     phase: 'Updating',
+    ...(inService ? { inService: true } : {}),
     updatedAt: writtenAt,
     ...(generation === undefined ? {} : { generation }),
     before: baseline(pod, state.images, state.before),
@@ -197,7 +202,9 @@ function writeImages(pod: Pod, state: UpdateState, ctx: PodContext): Step {
     images: state.images,
     fieldManager: state.fieldManager,
     state: next,
-    event: { type: 'Normal', reason: 'InPlaceUpdateDrained', action: 'Update', note: `Drained; restarting ${describe(state.images)} in place` },
+    event: inService
+      ? { type: 'Normal', reason: 'InPlaceUpdateStarted', action: 'Update', note: `Restarting ${describe(state.images)} in place without a drain: no serving container changes` }
+      : { type: 'Normal', reason: 'InPlaceUpdateDrained', action: 'Update', note: `Drained; restarting ${describe(state.images)} in place` },
     requeueAfterMs: 0,
   };
 }
@@ -245,7 +252,9 @@ function whileUpdating(pod: Pod, state: UpdateState, condition: string | undefin
     };
   }
 
-  if (gated && condition !== 'False') {
+  // An update of non-serving containers only keeps the pod in service, stalled or not.
+  const drains = gated && state.inService !== true;
+  if (drains && condition !== 'False') {
     // Immediate mode records Updating with the pod still in endpoints, and nobody
     // may put a Stalled pod back: out of endpoints until proven.
     const reason = state.phase === 'Stalled' ? 'InPlaceUpdateStalled' : 'Updating';
@@ -264,13 +273,13 @@ function whileUpdating(pod: Pod, state: UpdateState, condition: string | undefin
   if (failure !== undefined) {
     return {
       kind: 'transition',
-      ...(gated ? { condition: { status: 'False' as const, reason: 'InPlaceUpdateStalled', message: failure.message } } : {}),
+      ...(drains ? { condition: { status: 'False' as const, reason: 'InPlaceUpdateStalled', message: failure.message } } : {}),
       state: { ...state, phase: 'Stalled', stalled: { reason: failure.reason, message: failure.message, since: ctx.now.toISOString() } },
       event: {
         type: 'Warning',
         reason: 'InPlaceUpdateStalled',
         action: 'Update',
-        note: `${failure.message}. The pod stays out of endpoints; change the image again (a rollback, say) to start over`,
+        note: `${failure.message}. ${drains ? 'The pod stays out of endpoints' : 'Its serving containers run on, in endpoints'}; change the image again (a rollback, say) to start over`,
       },
       outcome: { result: 'stalled', durationSeconds: Math.max(0, (now - requestedAt) / 1000) },
     };

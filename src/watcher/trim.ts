@@ -3,14 +3,14 @@
 // costs little memory.
 
 import type { Container, ContainerStatus, Pod } from '../core/kube-types.ts';
-import { GRACE_PERIOD_ANNOTATION, PARTITION_ANNOTATION, ROLLOUT_ANNOTATION, ROLLOUT_IN_PROGRESS, ROLLOUT_STATE_ANNOTATION, UPDATE_ANNOTATION } from '../core/names.ts';
+import { GRACE_PERIOD_ANNOTATION, PARTITION_ANNOTATION, ROLLOUT_ANNOTATION, ROLLOUT_IN_PROGRESS, ROLLOUT_STATE_ANNOTATION, SERVING_CONTAINERS_ANNOTATION, UPDATE_ANNOTATION } from '../core/names.ts';
 import type { Workload } from '../core/workload-types.ts';
 
 export interface NamespaceMeta {
   metadata: { name?: string; resourceVersion?: string; annotations?: Record<string, string> };
 }
 
-const KEPT_ANNOTATIONS = [UPDATE_ANNOTATION, GRACE_PERIOD_ANNOTATION];
+const KEPT_ANNOTATIONS = [UPDATE_ANNOTATION, GRACE_PERIOD_ANNOTATION, SERVING_CONTAINERS_ANNOTATION];
 
 function keepAnnotations(all: Record<string, string> | undefined): Record<string, string> | undefined {
   if (!all) return undefined;
