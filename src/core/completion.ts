@@ -11,7 +11,7 @@
 // ID, whose status may name the old tag). A failure counts only with the same kind of evidence: an old container
 // crash-looping or backing off on its old image is no failed new one.
 
-import { imageDigest, normalizeImageReference, sameImageReference } from './images.ts';
+import { imageDigest, normalizeImageReference, parseImageReference, sameImageReference } from './images.ts';
 import type { ContainerStatus, PodStatus } from './kube-types.ts';
 import type { ContainerRecord } from './state.ts';
 
@@ -108,14 +108,35 @@ function startedFromSeenSpec(startedAt: string | undefined, proof: ProofInput): 
   return proof.generation !== undefined && proof.podStatus?.observedGeneration !== undefined && kubeletSawSpec(proof) && startedAfterWrite(startedAt, proof.writtenAt);
 }
 
+/**
+ * The message names `image`: as written, with the default tag the kubelet adds
+ * (`Back-off pulling image "web:latest"`), or fully qualified as containerd and
+ * CRI-O name it (`"docker.io/library/web:latest"`, `docker://web:latest`). A
+ * longer reference (`web:1.5.0` for `web:1.5`) does not count.
+ */
+function namesImage(message: string, image: string): boolean {
+  const { tag, digest } = parseImageReference(image);
+  const forms = new Set([image.trim(), normalizeImageReference(image)]);
+  if (tag === undefined && digest === undefined) forms.add(`${image.trim()}:latest`);
+  return [...forms].some((form) => {
+    for (let at = message.indexOf(form); at >= 0; at = message.indexOf(form, at + 1)) {
+      const before = message[at - 1] ?? ' ';
+      // Not followed by more of a reference: a path, a digest, or a tag after a colon (`: ` ends it).
+      const longer = /^(?:[A-Za-z0-9._\-/@]|:[A-Za-z0-9_])/.test(message.slice(at + form.length));
+      if (!/[A-Za-z0-9._-]/.test(before) && !longer) return true;
+    }
+    return false;
+  });
+}
+
 function failsOnNewSpec(reason: string, message: string | undefined, proof: ProofInput, status: ContainerStatus): boolean {
   const { requested, before, writtenAt } = proof;
   if (!kubeletSawSpec(proof)) return false;
   if (PULL_REASONS.includes(reason)) {
-    // `Back-off pulling image "web:1.5.0"`; containerd names it fully qualified in ErrImagePull.
-    if (message !== undefined && message !== '') {
-      return [requested, normalizeImageReference(requested)].some((ref) => message.includes(`"${ref}"`));
-    }
+    // The kubelet's message names the image it tried: which spec failed, whatever status.image says
+    // (for a container that never ran, the kubelet fills that in from the newest spec).
+    if (message !== undefined && namesImage(message, requested)) return true;
+    if (message !== undefined && before !== undefined && namesImage(message, before.image)) return false;
     return showsRequestedImage(requested, before, status);
   }
   if (showsRequestedImage(requested, before, status)) return true;

@@ -304,6 +304,24 @@ describe('containerProgress: the kubelet first reports the new generation with t
     expect(containerProgress(proof)).toMatchObject({ state: 'failed', reason });
   });
 
+  it.each<[string, string, Partial<ProofInput>]>([
+    ['CRI-O names it as a docker:// source', `initializing source docker://${NEW}: reading manifest 1.5.0 in ${WEB}: manifest unknown`, {}],
+    ['the kubelet says the registry is unavailable', `image pull failed for ${NEW} because the registry is unavailable: dial tcp: i/o timeout`, {}],
+    ['the kubelet adds the default tag', 'Back-off pulling image "nginx:latest"', { requested: 'nginx', before: { ...before, image: 'nginx:1.27' } }],
+  ])('a pull failure whose message names the requested image (%s) -> failed', (_what, message, extra) => {
+    expect(containerProgress(input(afterKill('ImagePullBackOff', message), extra))).toMatchObject({ state: 'failed', reason: 'ImagePullBackOff' });
+  });
+
+  it('a longer reference in the message is another image: web:1.5 is not named by "web:1.5.0"', () => {
+    const rollback = input(afterKill('ImagePullBackOff', `Back-off pulling image "${WEB}:1.5.0"`), { requested: `${WEB}:1.5`, before: { ...before, image: NEW } });
+    expect(containerProgress(rollback)).toMatchObject({ state: 'waiting' });
+  });
+
+  it('a message that names no image: the status must show the requested image', () => {
+    expect(containerProgress(input(afterKill('ErrImagePull', 'manifest unknown')))).toMatchObject({ state: 'waiting' });
+    expect(containerProgress(input({ ...afterKill('ErrImagePull', 'manifest unknown'), image: NEW, imageID: '' }))).toMatchObject({ state: 'failed', reason: 'ErrImagePull' });
+  });
+
   it('the same start failure with observedGeneration still behind is the old spec failing', () => {
     expect(containerProgress(input(afterKill('ImagePullBackOff', `Back-off pulling image "${NEW}"`), { podStatus: podStatus(GENERATION - 1) }))).toMatchObject({
       state: 'waiting',
