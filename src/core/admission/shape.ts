@@ -3,42 +3,50 @@
 // reach it, and a field of the wrong type must be a 400 naming it, never a
 // crash (found by fuzzing the endpoint).
 
-type Check = (value: unknown, path: string) => string | undefined;
+/** A problem: the path below the checked value (built only on failure, outermost first) and what is wrong. */
+type Problem = { path: string; message: string };
+/** Checks run on every review: they allocate nothing while the value is fine. */
+type Check = (value: unknown) => Problem | undefined;
 
 const isObject = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
+const at = (segment: string, p: Problem): Problem => ({ path: `${segment}${p.path}`, message: p.message });
 
-const string: Check = (v, path) => (typeof v === 'string' ? undefined : `${path} must be a string`);
-const boolean: Check = (v, path) => (typeof v === 'boolean' ? undefined : `${path} must be a boolean`);
-const integer: Check = (v, path) => (Number.isInteger(v) ? undefined : `${path} must be an integer`);
+const string: Check = (v) => (typeof v === 'string' ? undefined : { path: '', message: 'must be a string' });
+const boolean: Check = (v) => (typeof v === 'boolean' ? undefined : { path: '', message: 'must be a boolean' });
+const integer: Check = (v) => (Number.isInteger(v) ? undefined : { path: '', message: 'must be an integer' });
 
-function stringMap(v: unknown, path: string): string | undefined {
-  if (!isObject(v)) return `${path} must be a map of strings`;
-  for (const [k, x] of Object.entries(v)) if (typeof x !== 'string') return `${path}.${k} must be a string`;
+const stringMap: Check = (v) => {
+  if (!isObject(v)) return { path: '', message: 'must be a map of strings' };
+  for (const k in v) if (typeof v[k] !== 'string') return { path: `.${k}`, message: 'must be a string' };
   return undefined;
-}
+};
 
 /** An object whose listed fields, where present (or always, for `required`), pass their checks. */
 function object(fields: Record<string, Check>, required: readonly string[] = []): Check {
-  return (v, path) => {
-    if (!isObject(v)) return `${path} must be an object`;
-    for (const [key, check] of Object.entries(fields)) {
-      if (v[key] === undefined || v[key] === null) {
-        if (required.includes(key)) return `${path}.${key} is required`;
+  const keys = Object.keys(fields);
+  const checks = keys.map((k) => fields[k] as Check);
+  return (v) => {
+    if (!isObject(v)) return { path: '', message: 'must be an object' };
+    for (let i = 0; i < keys.length; i++) {
+      const key = keys[i] as string;
+      const x = v[key];
+      if (x === undefined || x === null) {
+        if (required.includes(key)) return { path: `.${key}`, message: 'is required' };
         continue;
       }
-      const problem = check(v[key], `${path}.${key}`);
-      if (problem !== undefined) return problem;
+      const problem = (checks[i] as Check)(x);
+      if (problem !== undefined) return at(`.${key}`, problem);
     }
     return undefined;
   };
 }
 
 function array(item: Check): Check {
-  return (v, path) => {
-    if (!Array.isArray(v)) return `${path} must be a list`;
-    for (const [i, x] of v.entries()) {
-      const problem = item(x, `${path}[${i}]`);
-      if (problem !== undefined) return problem;
+  return (v) => {
+    if (!Array.isArray(v)) return { path: '', message: 'must be a list' };
+    for (let i = 0; i < v.length; i++) {
+      const problem = item(v[i]);
+      if (problem !== undefined) return at(`[${i}]`, problem);
     }
     return undefined;
   };
@@ -89,5 +97,6 @@ const podShape = object(
 
 /** The first field of `value` that a Pod could not have, or undefined. `path` names the value (request.object). */
 export function podShapeProblem(value: unknown, path: string): string | undefined {
-  return podShape(value, path);
+  const problem = podShape(value);
+  return problem === undefined ? undefined : `${path}${problem.path} ${problem.message}`;
 }
