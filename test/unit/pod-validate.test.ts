@@ -129,6 +129,14 @@ describe('UPDATE pods, validating: the lifecycle label and annotation', () => {
     expect(decision).toMatchObject({ type: 'deny', reason: 'lifecycle-annotation-denied' });
   });
 
+  it('denies an immediate Updating that claims to need no drain (only the watcher decides that)', () => {
+    const ungated = buildPod({ readinessGates: [] });
+    const immediate = { ...pending, phase: 'Updating' as const, immediate: true };
+    const images = withSpecImages(ungated, { app: 'web:2' });
+    expect(judge(ungated, withState(images, immediate))).toMatchObject({ type: 'allow' });
+    expect(judge(ungated, withState(images, { ...immediate, inService: true }))).toMatchObject({ type: 'deny', reason: 'lifecycle-annotation-denied' });
+  });
+
   it('denies garbage in the annotation', () => {
     const pod = edit(old, (p) => { p.metadata.annotations = { [UPDATE_ANNOTATION]: 'nope' }; });
     expect(judge(old, pod)).toMatchObject({ type: 'deny' });

@@ -146,6 +146,8 @@ function isWebhookTransition(
   const wasWaiting = previous?.phase === 'Pending' || previous?.phase === 'Draining';
   if (next === undefined) return wasWaiting;
   if (next.requestedBy !== user) return false;
+  // Only the watcher decides that an update skips the drain.
+  if (next.inService !== undefined) return false;
   const alreadyDrained = previous?.phase === 'Updating' || previous?.phase === 'Stalled' || previous?.drained === true;
   switch (next.phase) {
     case 'Pending':
