@@ -41,7 +41,7 @@ export interface PodSpec {
 export interface ContainerState {
   running?: { startedAt?: string };
   waiting?: { reason?: string; message?: string };
-  terminated?: { reason?: string; exitCode?: number; message?: string };
+  terminated?: { reason?: string; exitCode?: number; message?: string; startedAt?: string; finishedAt?: string; containerID?: string };
 }
 
 export interface ContainerStatus {

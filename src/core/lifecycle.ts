@@ -8,7 +8,9 @@ import { restartsInPlace, specImages, type ImageMap } from './containers.ts';
 import { sameImageReference } from './images.ts';
 import type { ContainerStatus, Pod } from './kube-types.ts';
 import { GRACE_PERIOD_ANNOTATION, READINESS_GATE, UPDATE_ANNOTATION } from './names.ts';
+import { IMAGE_WRITE_REFUSED, whileRefused } from './refusal.ts';
 import { hasReadinessGate } from './scope.ts';
+import { servingChanges } from './serving.ts';
 import { currentRecords, parseUpdateState, type ContainerRecord, type UpdateState } from './state.ts';
 
 export interface LifecycleConfig {
@@ -158,7 +160,9 @@ export function nextStep(pod: Pod, ctx: PodContext, config: LifecycleConfig): St
 
   switch (state.phase) {
     case 'Pending': {
-      if (state.drained === true && condition?.status === 'False') return writeImages(pod, state, ctx);
+      if (state.drained === true && condition?.status === 'False') return writeImages(pod, state, ctx, false);
+      // Only containers that serve no traffic restart: nothing to drain, the pod stays in service.
+      if (condition?.status === 'True' && servingChanges(pod, state.images).length === 0) return writeImages(pod, state, ctx, true);
       if (ctx.disruption && state.drained !== true) return waitForBudget(condition, ctx.disruption, state);
       return startDrain(pod, state, ctx, config);
     }
@@ -173,10 +177,13 @@ export function nextStep(pod: Pod, ctx: PodContext, config: LifecycleConfig): St
         return startDrain(pod, state, ctx, config);
       }
       if (deadline > now) return { kind: 'none', why: 'draining', requeueAfterMs: deadline - now };
-      return writeImages(pod, state, ctx);
+      return writeImages(pod, state, ctx, false);
     }
-    case 'Updating':
     case 'Stalled':
+      // Refused images never reached the spec: the pod is back in endpoints on what it runs.
+      if (state.stalled?.reason === IMAGE_WRITE_REFUSED) return whileRefused(state, condition?.status);
+      return whileUpdating(pod, state, condition?.status, ctx, config);
+    case 'Updating':
       return whileUpdating(pod, state, condition?.status, ctx, config);
   }
 }
@@ -206,13 +213,15 @@ function startDrain(pod: Pod, state: UpdateState, ctx: PodContext, config: Lifec
   };
 }
 
-function writeImages(pod: Pod, state: UpdateState, ctx: PodContext): Step {
+/** `inService`: no serving container restarts, so the pod was not drained and stays in its endpoints. */
+function writeImages(pod: Pod, state: UpdateState, ctx: PodContext, inService: boolean): Step {
   const generation = pod.metadata.generation === undefined ? undefined : pod.metadata.generation + 1;
   const writtenAt = ctx.now.toISOString();
-  const { drainDeadline: _deadline, drainStartedAt, ...rest } = state;
+  const { drainDeadline: _deadline, drainStartedAt, inService: _was, ...rest } = state;
   const next: UpdateState = {
     ...rest,
     phase: 'Updating',
+    ...(inService ? { inService: true } : {}),
     updatedAt: writtenAt,
     ...(generation === undefined ? {} : { generation }),
     before: baseline(pod, state.images, state.before),
@@ -223,7 +232,9 @@ function writeImages(pod: Pod, state: UpdateState, ctx: PodContext): Step {
     images: state.images,
     fieldManager: state.fieldManager,
     state: next,
-    event: { type: 'Normal', reason: 'InPlaceUpdateDrained', action: 'Update', note: `Drained; restarting ${describe(state.images)} in place` },
+    event: inService
+      ? { type: 'Normal', reason: 'InPlaceUpdateStarted', action: 'Update', note: `Restarting ${describe(state.images)} in place without a drain: no serving container changes` }
+      : { type: 'Normal', reason: 'InPlaceUpdateDrained', action: 'Update', note: `Drained; restarting ${describe(state.images)} in place` },
     requeueAfterMs: 0,
   };
 }
@@ -254,6 +265,7 @@ export function updateProgress(pod: Pod, state: UpdateState): { waiting: string[
       status: statuses.get(name),
       podStatus: pod.status,
       generation: state.generation,
+      writtenAt: state.updatedAt,
     });
     if (progress.state === 'failed') failure ??= progress;
     else if (progress.state === 'waiting') waiting.push(progress.why);
@@ -284,7 +296,9 @@ function whileUpdating(pod: Pod, state: UpdateState, condition: string | undefin
     };
   }
 
-  if (gated && condition !== 'False') {
+  // An update of non-serving containers only keeps the pod in service, stalled or not.
+  const drains = gated && state.inService !== true;
+  if (drains && condition !== 'False') {
     // Immediate mode records Updating with the pod still in endpoints, and nobody
     // may put a Stalled pod back: out of endpoints until proven.
     const reason = state.phase === 'Stalled' ? 'InPlaceUpdateStalled' : 'Updating';
@@ -303,13 +317,13 @@ function whileUpdating(pod: Pod, state: UpdateState, condition: string | undefin
   if (failure !== undefined) {
     return {
       kind: 'transition',
-      ...(gated ? { condition: { status: 'False' as const, reason: 'InPlaceUpdateStalled', message: failure.message } } : {}),
+      ...(drains ? { condition: { status: 'False' as const, reason: 'InPlaceUpdateStalled', message: failure.message } } : {}),
       state: { ...state, phase: 'Stalled', stalled: { reason: failure.reason, message: failure.message, since: ctx.now.toISOString() } },
       event: {
         type: 'Warning',
         reason: 'InPlaceUpdateStalled',
         action: 'Update',
-        note: `${failure.message}. The pod stays out of endpoints; change the image again (a rollback, say) to start over`,
+        note: `${failure.message}. ${drains ? 'The pod stays out of endpoints' : 'Its serving containers run on, in endpoints'}; change the image again (a rollback, say) to start over`,
       },
       outcome: { result: 'stalled', durationSeconds: Math.max(0, (now - requestedAt) / 1000) },
     };

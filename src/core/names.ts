@@ -13,6 +13,11 @@ export const MANAGED_LABEL = `${PREFIX}/managed`;
 export const UPDATE_ANNOTATION = `${PREFIX}/update`;
 /** Grace period between the condition going False and the image write. */
 export const GRACE_PERIOD_ANNOTATION = `${PREFIX}/grace-period-seconds`;
+/**
+ * Which containers serve traffic (comma-separated names), on the pod or its
+ * template. An image change that restarts none of them needs no drain.
+ */
+export const SERVING_CONTAINERS_ANNOTATION = `${PREFIX}/serving-containers`;
 /** `recreate` keeps a workload's native rollout. */
 export const ROLLOUT_ANNOTATION = `${PREFIX}/rollout`;
 export const ROLLOUT_STATE_ANNOTATION = `${PREFIX}/rollout-state`;

@@ -32,6 +32,8 @@ export interface UpdateState {
   /** Draining: when the condition went False, and when the images may be written (RFC 3339). */
   drainStartedAt?: string;
   drainDeadline?: string;
+  /** Updating: only containers that serve no traffic restart; the pod was not drained and stays in endpoints. */
+  inService?: boolean;
   /** Updating: how long the drain took, condition False to image write. */
   drainSeconds?: number;
   /** Updating: the pod generation that carries the requested images. */

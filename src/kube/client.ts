@@ -11,10 +11,13 @@ import { KubeConfig } from '@kubernetes/client-node';
 export class ApiError extends Error {
   readonly status: number;
   readonly reason: string;
-  constructor(status: number, reason: string, message: string) {
+  /** The apiserver's own message (Status.message), without the request it answered. */
+  readonly detail: string;
+  constructor(status: number, reason: string, message: string, detail = message) {
     super(message);
     this.status = status;
     this.reason = reason;
+    this.detail = detail;
   }
   /** Worth another try: conflicts, throttling, timeouts and server errors. */
   get retriable(): boolean {
@@ -58,6 +61,8 @@ export class KubeClient {
   private headersAt = 0;
   private readonly userAgent: string;
   observer: RequestObserver | undefined;
+  /** A guarded view's signal: requests start only while it is not aborted, and end when it aborts. */
+  private guard: (() => AbortSignal) | undefined;
 
   private constructor(kc: KubeConfig, tls: KubeClient['tls'], userAgent: string) {
     this.kc = kc;
@@ -99,14 +104,29 @@ export class KubeClient {
     return this.headers;
   }
 
-  async request<T>(method: string, path: string, body?: unknown, contentType = 'application/json', timeoutMs = 30_000): Promise<T> {
+  /**
+   * The same client (connections, credentials, observer), every request of
+   * which carries `signal()`: a request is not sent once it has aborted, and one
+   * in flight is cut off when it aborts. The watcher's reconcilers write through
+   * one whose signal aborts when leadership is lost.
+   */
+  guarded(signal: () => AbortSignal): KubeClient {
+    const view = Object.create(this) as KubeClient;
+    view.guard = signal;
+    return view;
+  }
+
+  async request<T>(method: string, path: string, body?: unknown, contentType = 'application/json', timeoutMs = 30_000, abort?: AbortSignal): Promise<T> {
+    const signals = [abort, this.guard?.()].filter((s) => s !== undefined);
+    const signal = signals.length === 0 ? undefined : signals.length === 1 ? signals[0] : AbortSignal.any(signals);
+    if (signal?.aborted) throw new ApiError(0, 'Aborted', `${method} ${path}: not sent: ${abortReason(signal)}`);
     const headers = { ...(await this.authHeaders()), accept: 'application/json', 'user-agent': this.userAgent };
     const payload = body === undefined ? undefined : typeof body === 'string' ? body : JSON.stringify(body);
     if (payload !== undefined) Object.assign(headers, { 'content-type': contentType, 'content-length': String(Buffer.byteLength(payload)) });
     const url = new URL(path, this.server);
     const send = this.server.protocol === 'https:' ? request : httpRequest;
     return new Promise<T>((resolve, reject) => {
-      const req = send(url, { method, headers, agent: this.agent, timeout: timeoutMs }, (res) => {
+      const req = send(url, { method, headers, agent: this.agent, timeout: timeoutMs, ...(signal ? { signal } : {}) }, (res) => {
         const chunks: Buffer[] = [];
         res.on('data', (c: Buffer) => chunks.push(c));
         res.on('error', reject);
@@ -122,13 +142,17 @@ export class KubeClient {
         });
       });
       req.on('timeout', () => req.destroy(new ApiError(0, 'Timeout', `${method} ${url.pathname}: no answer in ${timeoutMs} ms`)));
-      req.on('error', (err) => { reject(err instanceof ApiError ? err : new ApiError(0, 'ConnectionError', `${method} ${url.pathname}: ${err.message}`)); });
+      req.on('error', (err) => {
+        if (err instanceof ApiError) reject(err);
+        else if (signal?.aborted) reject(new ApiError(0, 'Aborted', `${method} ${url.pathname}: cut off: ${abortReason(signal)}`));
+        else reject(new ApiError(0, 'ConnectionError', `${method} ${url.pathname}: ${err.message}`));
+      });
       req.end(payload);
     });
   }
 
-  get<T>(path: string): Promise<T> {
-    return this.request<T>('GET', path);
+  get<T>(path: string, signal?: AbortSignal): Promise<T> {
+    return this.request<T>('GET', path, undefined, undefined, undefined, signal);
   }
 
   patch<T>(path: string, body: unknown, type: PatchType, fieldManager?: string): Promise<T> {
@@ -136,12 +160,12 @@ export class KubeClient {
     return this.request<T>('PATCH', `${path}${query}`, body, PATCH_CONTENT_TYPES[type]);
   }
 
-  post<T>(path: string, body: unknown): Promise<T> {
-    return this.request<T>('POST', path, body);
+  post<T>(path: string, body: unknown, signal?: AbortSignal): Promise<T> {
+    return this.request<T>('POST', path, body, undefined, undefined, signal);
   }
 
-  put<T>(path: string, body: unknown): Promise<T> {
-    return this.request<T>('PUT', path, body);
+  put<T>(path: string, body: unknown, signal?: AbortSignal): Promise<T> {
+    return this.request<T>('PUT', path, body, undefined, undefined, signal);
   }
 
   /**
@@ -203,12 +227,17 @@ function flattenHeaders(headers: RequestOptions['headers']): Record<string, stri
   return out;
 }
 
+function abortReason(signal: AbortSignal): string {
+  const reason: unknown = signal.reason;
+  return reason instanceof Error ? reason.message : String(reason);
+}
+
 function apiError(status: number, text: string, what: string): ApiError {
   try {
     const s = JSON.parse(text) as { reason?: string; message?: string };
-    return new ApiError(status, s.reason ?? String(status), `${what}: ${s.message ?? text}`);
+    return new ApiError(status, s.reason ?? String(status), `${what}: ${s.message ?? text}`, s.message ?? text);
   } catch {
-    return new ApiError(status, String(status), `${what}: ${text.slice(0, 500)}`);
+    return new ApiError(status, String(status), `${what}: ${text.slice(0, 500)}`, text.slice(0, 500));
   }
 }
 

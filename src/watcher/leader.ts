@@ -1,10 +1,12 @@
 // The loop around core/leader-election: read the Lease, decide, write with
-// the read's resourceVersion (a lost race is a 409 and we follow). A leader
-// that cannot renew within the renew deadline stops leading at once; one
-// that stops on purpose releases the lease so a standby takes over in one
-// retry period instead of a whole lease duration.
+// the read's resourceVersion (a lost race is a 409 and we follow). As in
+// client-go, each round's requests are bounded: a leader's by what is left of
+// its renew deadline, so a hung request cannot keep a deposed leader acting;
+// when the deadline passes it stops leading at once, and onStoppedLeading
+// stops the work it started. One that stops on purpose releases the lease so
+// a standby takes over in one retry period instead of a whole lease duration.
 
-import { decideLease, releasedLease, type LeaseSpec } from '../core/leader-election.ts';
+import { decideLease, observeLease, releasedLease, renewBudgetMs, type LeaseObservation, type LeaseSpec } from '../core/leader-election.ts';
 import { ApiError, type KubeClient } from '../kube/client.ts';
 import type { Logger } from '../log.ts';
 import { sleep } from './informer.ts';
@@ -33,11 +35,16 @@ export class LeaderElector {
   private leading = false;
   private readonly opts: LeaderElectionOptions;
   private readonly client: KubeClient;
+  /** Local time (clock) of our last successful write of the lease. */
   private lastRenew = 0;
+  /** The lease record as last read, and when we first saw it so: the basis of expiry. */
+  private observed: LeaseObservation | undefined;
+  private readonly clock: () => Date;
 
   constructor(client: KubeClient, opts: LeaderElectionOptions) {
     this.client = client;
     this.opts = opts;
+    this.clock = opts.clock ?? (() => new Date());
   }
 
   get isLeader(): boolean {
@@ -49,26 +56,36 @@ export class LeaderElector {
   }
 
   async run(signal: AbortSignal): Promise<void> {
-    const clock = this.opts.clock ?? (() => new Date());
+    const { renewDeadlineSeconds, retryPeriodSeconds } = this.opts;
     while (!signal.aborted) {
+      // A leader's round gets what is left of its renew deadline; a candidate's, one renew deadline.
+      const budgetMs = this.leading ? renewBudgetMs(this.lastRenew, renewDeadlineSeconds, this.clock()) : renewDeadlineSeconds * 1000;
+      const round = new AbortController();
+      const timer = setTimeout(() => {
+        round.abort(new Error(`no answer within the renew deadline (${renewDeadlineSeconds}s)`));
+        if (this.leading) this.stopLeading('could not renew the lease in time');
+      }, budgetMs);
       try {
-        await this.tryRound(clock(), signal);
+        await this.tryRound(this.clock(), signal, round.signal);
       } catch (err) {
         this.opts.log.warn({ err: (err as Error).message, lease: `${this.opts.namespace}/${this.opts.name}` }, 'lease round failed');
+      } finally {
+        clearTimeout(timer);
       }
-      if (this.leading && Date.now() - this.lastRenew > this.opts.renewDeadlineSeconds * 1000) this.stopLeading('could not renew the lease in time');
-      await sleep(this.opts.retryPeriodSeconds * 1000 * (this.leading ? 1 : 0.5 + Math.random() * 0.5), signal);
+      if (this.leading && this.clock().getTime() - this.lastRenew > renewDeadlineSeconds * 1000) this.stopLeading('could not renew the lease in time');
+      await sleep(retryPeriodSeconds * 1000 * (this.leading ? 1 : 0.5 + Math.random() * 0.5), signal);
     }
   }
 
-  private async tryRound(now: Date, signal: AbortSignal): Promise<void> {
+  private async tryRound(now: Date, signal: AbortSignal, bound: AbortSignal): Promise<void> {
     let current: Lease | undefined;
     try {
-      current = await this.client.get<Lease>(this.path);
+      current = await this.client.get<Lease>(this.path, bound);
     } catch (err) {
       if (!(err instanceof ApiError && err.status === 404)) throw err;
     }
-    const decision = decideLease(current?.spec, this.opts.identity, now, this.opts.leaseDurationSeconds);
+    this.observed = observeLease(this.observed, current?.spec, now);
+    const decision = decideLease(current?.spec, this.opts.identity, now, this.opts.leaseDurationSeconds, this.observed);
     if (decision.action === 'follow') {
       if (this.leading) this.stopLeading(`lease is held by ${decision.holder}`);
       return;
@@ -80,13 +97,16 @@ export class LeaderElector {
       spec: decision.spec,
     };
     try {
-      if (decision.action === 'create') await this.client.post<Lease>(`/apis/coordination.k8s.io/v1/namespaces/${this.opts.namespace}/leases`, body);
-      else await this.client.put<Lease>(this.path, body);
+      if (decision.action === 'create') await this.client.post<Lease>(`/apis/coordination.k8s.io/v1/namespaces/${this.opts.namespace}/leases`, body, bound);
+      else await this.client.put<Lease>(this.path, body, bound);
     } catch (err) {
       if (err instanceof ApiError && (err.status === 409 || err.status === 422)) return; // another candidate won this round
       throw err;
     }
-    this.lastRenew = Date.now();
+    // Past the bound the write may have landed, but this leader has already stood down: the next round renews.
+    if (bound.aborted) return;
+    this.lastRenew = this.clock().getTime();
+    this.observed = observeLease(this.observed, decision.spec, now);
     if (signal.aborted) {
       // Stopping: we hold the lease (release() gives it up) but start nothing.
       this.leading = true;
@@ -116,7 +136,7 @@ export class LeaderElector {
     try {
       const current = await this.client.get<Lease>(this.path);
       if (current.spec?.holderIdentity !== this.opts.identity) return;
-      await this.client.put(this.path, { ...current, spec: releasedLease(current.spec, new Date()) });
+      await this.client.put(this.path, { ...current, spec: releasedLease(current.spec, this.clock()) });
       this.opts.log.info({ identity: this.opts.identity }, 'released the lease');
     } catch (err) {
       this.opts.log.warn({ err: (err as Error).message }, 'could not release the lease; a standby takes over when it expires');

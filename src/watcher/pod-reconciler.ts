@@ -11,6 +11,7 @@ import { parseImageRewrites, recordRewrites } from '../core/image-rewrites.ts';
 import type { Pod, PodCondition } from '../core/kube-types.ts';
 import { WATCHER_FIELD_MANAGER, gateCondition, nextStep, type GateCondition, type LifecycleConfig, type Step } from '../core/lifecycle.ts';
 import { GRACE_PERIOD_ANNOTATION, IMAGE_REWRITES_ANNOTATION, READINESS_GATE, UPDATE_ANNOTATION } from '../core/names.ts';
+import { imageWriteRefused, isPermanentRefusal } from '../core/refusal.ts';
 import { encodeUpdateState, parseUpdateState, type UpdateState } from '../core/state.ts';
 import { ApiError, type KubeClient } from '../kube/client.ts';
 import type { Logger } from '../log.ts';
@@ -153,7 +154,16 @@ export class PodReconciler {
           spec: lists,
         };
         // Under the requester's field manager, so managedFields keep naming the tool that asked.
-        const written = await client.patch<Pod>(podPath(pod), body, 'strategic', step.fieldManager ?? WATCHER_FIELD_MANAGER);
+        let written: Pod;
+        try {
+          written = await client.patch<Pod>(podPath(pod), body, 'strategic', step.fieldManager ?? WATCHER_FIELD_MANAGER);
+        } catch (err) {
+          const before = parseUpdateState(pod.metadata.annotations?.[UPDATE_ANNOTATION]);
+          if (!(err instanceof ApiError) || !isPermanentRefusal(err.status) || !before.ok || before.state === undefined) throw err;
+          // Another try cannot change this answer: Stalled, with the apiserver's words.
+          log.warn({ pod: podKey(pod), status: err.status, reason: err.reason, err: err.detail, images: step.images }, 'image write refused');
+          return this.apply(pod, imageWriteRefused(pod, before.state, err.detail, { now }), now);
+        }
         pods.upsert(written);
         await this.recordRewrites(written, step.images);
         this.logTransition(pod, step.state, undefined);

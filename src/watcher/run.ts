@@ -93,9 +93,13 @@ export async function runWatcher(settings: Settings, logTo?: DestinationStream):
     },
   });
   const nodes = new Informer<NodeMeta>(client, { path: '/api/v1/nodes', trim: trimNode, log, resyncMs: w.resyncSeconds * 1000, onChange: () => undefined });
-  const events = new EventRecorder(client, w.identity, log, metrics);
+  // Everything the leader writes goes through `work`: losing the lease aborts its signal, so no
+  // write is sent after, and one in flight is cut off (the new leader decides from the pods again).
+  let term = new AbortController();
+  const work = client.guarded(() => term.signal);
+  const events = new EventRecorder(work, w.identity, log, metrics);
   const reconciler = new PodReconciler({
-    client,
+    client: work,
     pods,
     namespaces,
     events,
@@ -105,7 +109,7 @@ export async function runWatcher(settings: Settings, logTo?: DestinationStream):
     clock: () => new Date(),
     budgets,
   });
-  const rollouts = new RolloutReconciler({ client, pods, deployments, statefulSets, replicaSets, events, metrics, log, clock: () => new Date(), nodes });
+  const rollouts = new RolloutReconciler({ client: work, pods, deployments, statefulSets, replicaSets, events, metrics, log, clock: () => new Date(), nodes });
   const rolloutQueue: WorkQueue = new WorkQueue({
     concurrency: 4,
     observer: queueObserver(metrics, 'rollouts'),
@@ -129,6 +133,7 @@ export async function runWatcher(settings: Settings, logTo?: DestinationStream):
   log.info({ pods: pods.store.size, namespaces: namespaces.store.size }, 'caches synced');
 
   const startLeading = () => {
+    if (term.signal.aborted) term = new AbortController();
     leading = true;
     metrics.leader.set({ name: w.leaseName }, 1);
     queue.start();
@@ -140,6 +145,7 @@ export async function runWatcher(settings: Settings, logTo?: DestinationStream):
     }
   };
   const stopLeading = () => {
+    term.abort(new Error('no longer leading'));
     leading = false;
     metrics.leader.set({ name: w.leaseName }, 0);
     queue.stop();
@@ -171,6 +177,7 @@ export async function runWatcher(settings: Settings, logTo?: DestinationStream):
   let server: Server | undefined;
   let healthUrl: string | undefined;
   const stop = async () => {
+    term.abort(new Error('stopping'));
     queue.stop();
     rolloutQueue.stop();
     electorAbort.abort();

@@ -5,14 +5,14 @@
 import type { LabelSelector } from '../core/disruption.ts';
 import { PRIORITY_ANNOTATION, SCATTER_ANNOTATION } from '../core/rollout-order.ts';
 import type { Container, ContainerStatus, Pod } from '../core/kube-types.ts';
-import { GRACE_PERIOD_ANNOTATION, IMAGE_REWRITES_ANNOTATION, READINESS_GATE, PARTITION_ANNOTATION, ROLLOUT_ANNOTATION, ROLLOUT_IN_PROGRESS, ROLLOUT_STATE_ANNOTATION, UPDATE_ANNOTATION } from '../core/names.ts';
+import { GRACE_PERIOD_ANNOTATION, IMAGE_REWRITES_ANNOTATION, READINESS_GATE, PARTITION_ANNOTATION, ROLLOUT_ANNOTATION, ROLLOUT_IN_PROGRESS, ROLLOUT_STATE_ANNOTATION, SERVING_CONTAINERS_ANNOTATION, UPDATE_ANNOTATION } from '../core/names.ts';
 import type { Workload } from '../core/workload-types.ts';
 
 export interface NamespaceMeta {
   metadata: { name?: string; resourceVersion?: string; annotations?: Record<string, string> };
 }
 
-const KEPT_ANNOTATIONS = [UPDATE_ANNOTATION, GRACE_PERIOD_ANNOTATION, IMAGE_REWRITES_ANNOTATION];
+const KEPT_ANNOTATIONS = [UPDATE_ANNOTATION, GRACE_PERIOD_ANNOTATION, IMAGE_REWRITES_ANNOTATION, SERVING_CONTAINERS_ANNOTATION];
 
 function keepAnnotations(all: Record<string, string> | undefined): Record<string, string> | undefined {
   if (!all) return undefined;
@@ -30,6 +30,8 @@ const status = (s: ContainerStatus): ContainerStatus => ({
   ready: s.ready,
   restartCount: s.restartCount,
   ...(s.state ? { state: s.state } : {}),
+  // The crash or stop before this state: when it started and ended is part of the completion proof.
+  ...(s.lastState?.terminated ? { lastState: { terminated: s.lastState.terminated } } : {}),
 });
 
 /** The object metadata every trimmed object keeps, with the annotations chosen by the caller. */

@@ -50,11 +50,20 @@ export const admissionReviewSchema = {
         name: { type: 'string' },
         namespace: { type: 'string' },
         operation: { type: 'string', enum: ['CREATE', 'UPDATE', 'DELETE', 'CONNECT'] },
-        userInfo: { type: 'object' },
+        // The decisions compare usernames and groups: their types are checked here, not trusted there.
+        userInfo: {
+          type: 'object',
+          properties: {
+            username: { type: 'string' },
+            uid: { type: 'string' },
+            groups: { type: 'array', items: { type: 'string' } },
+            extra: { type: 'object', additionalProperties: { type: 'array', items: { type: 'string' } } },
+          },
+        },
         object: objectOrNull,
         oldObject: objectOrNull,
         dryRun: { type: 'boolean' },
-        options: objectOrNull,
+        options: { type: ['object', 'null'], properties: { fieldManager: { type: 'string' } } },
       },
     },
   },

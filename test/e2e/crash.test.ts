@@ -59,21 +59,31 @@ describe('the watcher SIGKILLed in each phase, then started again', () => {
   });
 
   it('killed while Draining: the deadline in the annotation is honoured after the restart', async () => {
+    // The grace period must outlast the takeover (up to one lease duration after the kill): with a
+    // shorter one, a restarted watcher that ignored the deadline would still write after it.
+    const GRACE_SECONDS = 20;
     await applyManifest(podManifest('draining', NS));
-    const w = await watcher(['--grace-period-seconds', '4']);
+    const w = await watcher(['--grace-period-seconds', String(GRACE_SECONDS)]);
     await settled(NS, 'draining');
     await kubectl(['-n', NS, 'set', 'image', 'pod/draining', `app=${IMAGE_2}`]);
     const draining = await phaseIs(NS, 'draining', 'Draining');
+    const recorded = stateOf(draining)!.drainDeadline!;
     await w.stop('SIGKILL');
     running.splice(0);
-    await watcher();
-    const deadline = Date.parse(stateOf(draining)!.drainDeadline!);
+    // Restarted with the default grace period (2 s): only the annotation knows the deadline.
+    const restarted = await watcher();
+    const deadline = Date.parse(recorded);
+    const ledAt = (await restarted.ledAt())!;
+    // The restarted watcher leads well before the deadline, so writing early is possible here.
+    expect(deadline - ledAt).toBeGreaterThan(5000);
     const written = await eventually('the image written', async () => {
       const p = await getPod(NS, 'draining');
       return p.spec.containers[0]!.image === IMAGE_2 ? Date.now() : undefined;
-    }, 30_000, 100);
-    // Not before the recorded deadline (clock skew between processes is nil here).
+    }, GRACE_SECONDS * 1000 + 30_000, 100);
+    // Not before the recorded deadline (clock skew between processes is nil here), and not
+    // a drain started over: soon after it, with the deadline it had before the kill.
     expect(written).toBeGreaterThanOrEqual(deadline);
+    expect(written - deadline).toBeLessThan(5000);
     await settled(NS, 'draining');
   });
 

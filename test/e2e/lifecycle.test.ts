@@ -4,7 +4,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Pod } from '../../src/core/kube-types.ts';
 import { READINESS_GATE } from '../../src/core/names.ts';
-import { applyManifest, createNamespace, kubectl, kubectlJson } from './support/kube.ts';
+import { applyManifest, createNamespace, eventually, kubectl, kubectlJson } from './support/kube.ts';
 import { IMAGE, IMAGE_2, IMAGE_3, conditionOf, getPod, phaseIs, podManifest, settled, stateOf, statusOf } from './support/pods.ts';
 import { record, type Recorder } from './support/recorder.ts';
 import { startLeadingWatcher, type WatcherProcess } from './support/watcher.ts';
@@ -127,6 +127,57 @@ describe('variations', () => {
     const after = await settled(NS, 'cancel');
     expect(after.spec.containers[0]!.image).toBe(IMAGE);
     expect(statusOf(after, 'app')!.containerID).toBe(statusOf(before, 'app')!.containerID);
+  });
+
+  it('an image the apiserver refuses at the write (trailing whitespace): Stalled with its message, back in service on the old image', async () => {
+    await applyManifest(podManifest('refused', NS));
+    const before = await settled(NS, 'refused');
+    // The webhook keeps the running image in the spec, so only the watcher's write meets the apiserver's validation.
+    await kubectl(['-n', NS, 'patch', 'pod', 'refused', '--type=json', '-p', JSON.stringify([{ op: 'replace', path: '/spec/containers/0/image', value: `${IMAGE_2} ` }])]);
+    const stalled = await phaseIs(NS, 'refused', 'Stalled');
+    expect(stateOf(stalled)).toMatchObject({ images: { app: `${IMAGE_2} ` }, stalled: { reason: 'ImageWriteRefused', message: expect.stringContaining('whitespace') as unknown } });
+    const back = await eventually('back in service', async () => {
+      const p = await getPod(NS, 'refused');
+      return conditionOf(p, READINESS_GATE) === 'True' && conditionOf(p, 'Ready') === 'True' ? p : undefined;
+    });
+    expect(back.spec.containers[0]!.image).toBe(IMAGE);
+    expect(statusOf(back, 'app')!.containerID).toBe(statusOf(before, 'app')!.containerID);
+    const events = await eventually('the Warning event', async () => {
+      const list = await kubectlJson<{ items: { reason: string; type: string; note: string }[] }>(
+        ['-n', NS, 'get', 'events.events.k8s.io', '--field-selector', 'regarding.name=refused,reason=InPlaceUpdateRefused']);
+      return list.items.length > 0 ? list.items : undefined;
+    });
+    expect(events).toEqual([expect.objectContaining({ type: 'Warning', note: expect.stringContaining('whitespace') as unknown })]);
+    // The next image change starts over, with a drain.
+    await kubectl(['-n', NS, 'set', 'image', 'pod/refused', `app=${IMAGE_2}`]);
+    await phaseIs(NS, 'refused', 'Draining');
+    expect(statusOf(await settled(NS, 'refused'), 'app')!.image).toBe(IMAGE_2);
+  });
+
+  it('a container declared not serving: updated in place with no drain, the gate True throughout, still proven', async () => {
+    await applyManifest(podManifest('quiet', NS, {
+      containers: [{ name: 'app', image: IMAGE }, { name: 'shipper', image: IMAGE }],
+      annotations: { 'inplace-gate.dev/serving-containers': 'app', 'inplace-gate.dev/grace-period-seconds': '30' },
+    }));
+    const before = await settled(NS, 'quiet');
+    const requested = Date.now();
+    await kubectl(['-n', NS, 'set', 'image', 'pod/quiet', `shipper=${IMAGE_2}`]);
+    const after = await settled(NS, 'quiet');
+    // Well inside the 30 s grace period a drain would have waited.
+    expect(Date.now() - requested).toBeLessThan(20_000);
+    expect(statusOf(after, 'shipper')!.image).toBe(IMAGE_2);
+    expect(statusOf(after, 'shipper')!.containerID).not.toBe(statusOf(before, 'shipper')!.containerID);
+    expect(statusOf(after, 'app')!.containerID).toBe(statusOf(before, 'app')!.containerID);
+    // From the test's own pod watch: never Draining, and the gate never False.
+    const since = seenOf('quiet').filter((s) => s.at >= requested).map((s) => s.object);
+    expect(since.some((p) => stateOf(p)?.phase === 'Updating')).toBe(true);
+    expect(since.filter((p) => stateOf(p)?.phase === 'Draining')).toEqual([]);
+    expect(since.filter((p) => conditionOf(p, READINESS_GATE) !== 'True')).toEqual([]);
+    const events = await eventually('the success event', async () => {
+      const list = await kubectlJson<{ items: { reason: string }[] }>(['-n', NS, 'get', 'events.events.k8s.io', '--field-selector', 'regarding.name=quiet']);
+      return list.items.some((e) => e.reason === 'InPlaceUpdateSucceeded') ? list.items.map((e) => e.reason) : undefined;
+    });
+    expect(events).toContain('InPlaceUpdateStarted');
   });
 
   it('two pods at once', async () => {

@@ -97,6 +97,39 @@ describe('failures are loud, and a rollback recovers', () => {
   });
 });
 
+// The kubelet publishes the new observedGeneration in its first status after it receives the spec,
+// before it acts, with the old container statuses as they are.
+describe("the kubelet's first status for the new generation", () => {
+  it('the old container crash-looping there is no failed new one: still Updating, then done on the new container', async () => {
+    await runningPod('first-crash');
+    await kubectl(['-n', NS, 'set', 'image', 'pod/first-crash', `app=${IMAGE_2}`]);
+    const updating = await phaseIs(NS, 'first-crash', 'Updating');
+    const gen = updating.metadata.generation!;
+    await writeStatus(updating, gen, { app: { state: 'waiting', reason: 'CrashLoopBackOff', message: 'back-off 40s restarting failed container=app', image: IMAGE, id: 'first-crash-app-2', restartCount: 6 } });
+    await new Promise((r) => setTimeout(r, 1500));
+    const still = await getPod(NS, 'first-crash');
+    expect(stateOf(still)?.phase).toBe('Updating');
+    expect(conditionOf(still, READINESS_GATE)).toBe('False');
+    await writeStatus(updating, gen, { app: running(IMAGE_2, 'first-crash-app-3', 7) });
+    await gate('first-crash', 'True');
+  });
+
+  it('the old container restarted on its own before the write, running and ready there, is not done', async () => {
+    const started = new Date(Date.now() - 60_000).toISOString().replace(/\.\d+Z$/, 'Z');
+    await runningPod('first-restart');
+    await kubectl(['-n', NS, 'set', 'image', 'pod/first-restart', `app=${IMAGE_2}`]);
+    const updating = await phaseIs(NS, 'first-restart', 'Updating');
+    const gen = updating.metadata.generation!;
+    await writeStatus(updating, gen, { app: { state: 'running', ready: true, image: IMAGE, id: 'first-restart-app-2', restartCount: 1, startedAt: started } });
+    await new Promise((r) => setTimeout(r, 1500));
+    const still = await getPod(NS, 'first-restart');
+    expect(stateOf(still)?.phase).toBe('Updating');
+    expect(conditionOf(still, READINESS_GATE)).toBe('False');
+    await writeStatus(updating, gen, { app: running(IMAGE_2, 'first-restart-app-3', 2) });
+    await gate('first-restart', 'True');
+  });
+});
+
 describe('proof of completion', () => {
   it('waits for the new container, running and ready, at the written generation', async () => {
     await runningPod('proof');

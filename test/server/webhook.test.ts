@@ -118,6 +118,11 @@ describe('bad input gets a clear 4xx and the server stays up', () => {
     ['a kind that is not a Pod', { ...valid, request: { ...valid.request, kind: { group: '', version: 'v1', kind: 'ConfigMap' } } }, undefined, 400, /judges Pods/],
     ['an unknown operation', { ...valid, request: { ...valid.request, operation: 'PATCH' } }, undefined, 400, /operation/],
     ['a wrong content type', JSON.stringify(valid), { 'content-type': 'text/plain' }, 415, /content-type/i],
+    // Found by fuzzing (test/server/fuzz.test.ts): these crashed the decision with a 500.
+    ['userInfo.groups that is no list', { ...valid, request: { ...valid.request, userInfo: { username: 'jane', groups: 'system:masters' } } }, undefined, 400, /userInfo\/groups must be array/],
+    ['readinessGates that is no list', { ...valid, request: { ...valid.request, object: { ...valid.request.object as object, spec: { containers: [{ name: 'app', image: 'web:1' }], readinessGates: false } } } }, undefined, 400, /spec\.readinessGates must be a list/],
+    ['a label that is no string', { ...valid, request: { ...valid.request, object: { metadata: { labels: { app: 7 } }, spec: { containers: [{ name: 'app' }] } } } }, undefined, 400, /metadata\.labels\.app must be a string/],
+    ['a container with no name', { ...valid, request: { ...valid.request, object: { metadata: {}, spec: { containers: [{ image: 'web:1' }] } } } }, undefined, 400, /containers\[0\]\.name is required/],
   ];
 
   it.each(cases)('%s', async (_what, body, headers, status, message) => {

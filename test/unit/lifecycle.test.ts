@@ -4,7 +4,8 @@ import { specImages, type ImageMap } from '../../src/core/containers.ts';
 import { parseImageReference } from '../../src/core/images.ts';
 import type { ContainerStatus, Pod } from '../../src/core/kube-types.ts';
 import { nextStep, type LifecycleConfig, type PodContext, type Step } from '../../src/core/lifecycle.ts';
-import { GRACE_PERIOD_ANNOTATION, READINESS_GATE, UPDATE_ANNOTATION } from '../../src/core/names.ts';
+import { GRACE_PERIOD_ANNOTATION, READINESS_GATE, SERVING_CONTAINERS_ANNOTATION, UPDATE_ANNOTATION } from '../../src/core/names.ts';
+import { servingContainers } from '../../src/core/serving.ts';
 import type { ContainerRecord, UpdateState } from '../../src/core/state.ts';
 import { stateOf } from '../support/apply.ts';
 import { buildPod, withSpecImages, type PodShape } from '../support/pods.ts';
@@ -630,12 +631,19 @@ describe('Updating: several containers, sidecars and init containers', () => {
 });
 
 describe('Stalled is loud', () => {
-  /** After killing the old container, the kubelet cannot start the new one. */
+  /**
+   * After killing the old container for the new generation, the kubelet cannot start the new one. As the
+   * kubelet writes it: the status still describes the old, exited container (image, imageID, containerID,
+   * restartCount), with the start failure as the waiting state and the old container's end as lastState.
+   */
   const cannotStart = (reason: string, message: string) => (pod: Pod) =>
-    editStatus(pod, 'app', (s) => {
-      const { containerID: _id, ...rest } = s;
-      return { ...rest, image: APP_NEW, imageID: '', ready: false, started: false, state: { waiting: { reason, message } }, lastState: { terminated: { reason: 'Completed', exitCode: 0 } } };
-    });
+    editStatus(withObservedGeneration(pod, pod.metadata.generation), 'app', (s) => ({
+      ...s,
+      ready: false,
+      started: false,
+      state: { waiting: { reason, message } },
+      lastState: { terminated: { reason: 'Error', exitCode: 137, startedAt: '2026-11-28T10:00:05Z', finishedAt: '2026-11-28T11:58:21Z', ...(s.containerID ? { containerID: s.containerID } : {}) } },
+    }));
   /** The new container started and keeps crashing. */
   const crashLooping = (pod: Pod) =>
     editStatus(kubeletRestarted(pod, 'app', APP_NEW), 'app', (s) => ({
@@ -667,11 +675,12 @@ describe('Stalled is loud', () => {
 
   it('a failing native sidecar stalls the update too', () => {
     const { pod } = updatingPod({ 'log-shipper': SHIPPER_NEW }, { shape: sidecars });
-    const failing = editStatus(pod, 'log-shipper', (s) => ({ ...s, image: SHIPPER_NEW, imageID: '', ready: false, state: { waiting: { reason: 'ErrImagePull', message: 'not found' } } }));
+    const pull = `failed to pull and unpack image "docker.io/${SHIPPER_NEW}": not found`;
+    const failing = editStatus(withObservedGeneration(pod, 2), 'log-shipper', (s) => ({ ...s, ready: false, state: { waiting: { reason: 'ErrImagePull', message: pull } } }));
     expect(nextStep(failing, ctx, config)).toMatchObject({
       kind: 'transition',
       condition: { status: 'False', reason: 'InPlaceUpdateStalled' },
-      state: { phase: 'Stalled', stalled: { reason: 'ErrImagePull', message: 'container log-shipper: ErrImagePull: not found' } },
+      state: { phase: 'Stalled', stalled: { reason: 'ErrImagePull', message: `container log-shipper: ErrImagePull: ${pull}` } },
       event: { type: 'Warning' },
     });
   });
@@ -747,7 +756,7 @@ describe('Updating with the condition not False', () => {
 
   it('immediate mode with a failing container: condition False first, then Stalled', () => {
     const { pod } = updatingPod({ app: APP_NEW }, { extra: { immediate: true, updatedAt: REQUESTED_AT }, condition: 'True' });
-    const failing = editStatus(pod, 'app', (s) => ({ ...s, image: APP_NEW, imageID: '', ready: false, state: { waiting: { reason: 'ErrImagePull', message: 'not found' } } }));
+    const failing = editStatus(withObservedGeneration(pod, 2), 'app', (s) => ({ ...s, ready: false, state: { waiting: { reason: 'ErrImagePull', message: `failed to pull image "${APP_NEW}": not found` } } }));
     const first = nextStep(failing, ctx, config);
     expect(first).toMatchObject({ kind: 'setCondition', condition: { status: 'False' } });
     expect(nextStep(applyStep(failing, first), ctx, config)).toMatchObject({ kind: 'transition', state: { phase: 'Stalled' }, condition: { status: 'False' } });
@@ -806,5 +815,80 @@ describe('one image change, end to end, one step at a time', () => {
     expect(stateOf(pod)).toBeUndefined();
     expect(step(end)).toEqual({ kind: 'none', why: 'ready' });
     expect(steps).toEqual(['setCondition', 'none', 'transition', 'none', 'writeImages', 'none', 'transition', 'none']);
+  });
+});
+
+describe('containers that serve no traffic: updated in place without a drain', () => {
+  const declared = (serving: string): PodShape => ({ ...sidecars, annotations: { [SERVING_CONTAINERS_ANNOTATION]: serving } });
+  const pendingOn = (shape: PodShape, images: ImageMap, extra: Partial<UpdateState> = {}) =>
+    withCondition(withState(runningPod(shape), pendingState(images, extra)), 'True');
+
+  it.each<[string, string | undefined, ReturnType<typeof servingContainers>]>([
+    ['absent: every container serves', undefined, { declared: false }],
+    ['a list, spaces allowed', 'app, istio-proxy', { declared: true, names: new Set(['app', 'istio-proxy']) }],
+    ['empty', ' , ', { declared: false, problem: `${SERVING_CONTAINERS_ANNOTATION} names no container` }],
+    ['a name that is no container of the pod (a typo must not skip a drain)', 'ap', { declared: false, problem: `${SERVING_CONTAINERS_ANNOTATION} names ap, not a container of this pod` }],
+  ])('servingContainers: %s', (_what, value, expected) => {
+    const pod = runningPod(value === undefined ? sidecars : declared(value));
+    expect(servingContainers(pod)).toEqual(expected);
+  });
+
+  it('a native sidecar that serves nothing: images written at once, condition untouched, Updating in service', () => {
+    const pod = pendingOn(declared('app,istio-proxy'), { 'log-shipper': SHIPPER_NEW });
+    const step = nextStep(pod, ctx, config);
+    expect(step).toMatchObject({
+      kind: 'writeImages',
+      images: { 'log-shipper': SHIPPER_NEW },
+      fieldManager: 'argocd-controller',
+      state: { phase: 'Updating', inService: true, images: { 'log-shipper': SHIPPER_NEW }, updatedAt: now.toISOString(), before: { 'log-shipper': recordOf(pod, 'log-shipper') } },
+      event: { type: 'Normal', reason: 'InPlaceUpdateStarted', note: expect.stringContaining('without a drain') as unknown },
+    });
+    if (step.kind === 'writeImages') expect(step.state).not.toHaveProperty('drainSeconds');
+  });
+
+  it.each<[string, PodShape, ImageMap]>([
+    ['a serving container changes', declared('app'), { app: APP_NEW }],
+    ['a serving and a non-serving container change together', declared('app'), { app: APP_NEW, 'log-shipper': SHIPPER_NEW }],
+    ['no declaration', sidecars, { 'log-shipper': SHIPPER_NEW }],
+    ['a declaration naming no container of the pod', declared('ap'), { 'log-shipper': SHIPPER_NEW }],
+  ])('drains as ever when %s', (_what, shape, images) => {
+    expect(nextStep(pendingOn(shape, images), ctx, config)).toMatchObject({ kind: 'transition', condition: { status: 'False', reason: 'Draining' }, state: { phase: 'Draining' } });
+  });
+
+  /** The log shipper's images written in service at UPDATED_AT; the pod keeps its condition True. */
+  const inService = () => {
+    const { pod, state } = updatingPod({ 'log-shipper': SHIPPER_NEW }, { shape: declared('app,istio-proxy'), extra: { inService: true }, condition: 'True' });
+    return { pod, state };
+  };
+
+  it('while the kubelet restarts it, the condition stays True: nothing to do but wait', () => {
+    expect(nextStep(inService().pod, ctx, config)).toEqual({ kind: 'none', why: 'container log-shipper has not restarted yet', requeueAfterMs: 200_000 });
+  });
+
+  it('proven like any other update: done, recorded, no drain time', () => {
+    const step = nextStep(kubeletRestarted(inService().pod, 'log-shipper', SHIPPER_NEW), ctx, config);
+    expect(step).toMatchObject({ kind: 'transition', condition: { status: 'True' }, state: undefined, event: { reason: 'InPlaceUpdateSucceeded' }, outcome: { result: 'succeeded' } });
+    if (step.kind === 'transition') expect(step.outcome).not.toHaveProperty('drainSeconds');
+  });
+
+  it('a failing non-serving container is Stalled loudly, but the pod stays in endpoints', () => {
+    const { pod, state } = inService();
+    const pull = `failed to pull and unpack image "docker.io/${SHIPPER_NEW}": not found`;
+    const failing = editStatus(withObservedGeneration(pod, 2), 'log-shipper', (s) => ({ ...s, ready: false, state: { waiting: { reason: 'ErrImagePull', message: pull } } }));
+    const step = nextStep(failing, ctx, config);
+    expect(step).toMatchObject({
+      kind: 'transition',
+      state: { ...state, phase: 'Stalled', stalled: { reason: 'ErrImagePull' } },
+      event: { type: 'Warning', reason: 'InPlaceUpdateStalled', note: expect.stringContaining('in endpoints') as unknown },
+      outcome: { result: 'stalled' },
+    });
+    expect(step).not.toHaveProperty('condition');
+    expect(nextStep(applyStep(failing, step), ctx, config)).toMatchObject({ kind: 'none', why: expect.stringMatching(/^stalled:/) as unknown });
+  });
+
+  it('a serving change requested while it is unproven drains first (the webhook marked it drained; the pod is not)', () => {
+    const { pod, state } = inService();
+    const next = withState(pod, { ...pendingState({ app: APP_NEW }), drained: true, before: state.before });
+    expect(nextStep(next, ctx, config)).toMatchObject({ kind: 'transition', condition: { status: 'False', reason: 'Draining' }, state: { phase: 'Draining' } });
   });
 });

@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { mutate } from '../../src/core/admission/index.ts';
 import { defaultAdmissionConfig } from '../../src/core/config.ts';
-import { MANAGED_LABEL, READINESS_GATE, UPDATE_ANNOTATION } from '../../src/core/names.ts';
+import { MANAGED_LABEL, READINESS_GATE, SERVING_CONTAINERS_ANNOTATION, UPDATE_ANNOTATION } from '../../src/core/names.ts';
 import { applied, expectDecision, patchOf } from '../support/apply.ts';
 import { buildPod, createRequest } from '../support/pods.ts';
 
@@ -128,5 +128,19 @@ describe('CREATE pods', () => {
   it('refuses a CREATE review with no object', () => {
     const req = { ...createRequest(fresh()), object: undefined };
     expect(mutate(req, config, now)).toMatchObject({ type: 'invalid', message: expect.stringContaining('request.object') as string });
+  });
+});
+
+describe('CREATE pods: the serving-containers annotation', () => {
+  const withServing = (value: string) => fresh({ containers: [{ name: 'app', image: 'web:1' }, { name: 'shipper', image: 'fluent-bit:3.2' }], annotations: { [SERVING_CONTAINERS_ANNOTATION]: value } });
+
+  it('names containers of the pod: taken in with no warning', () => {
+    expect(expectDecision(mutate(createRequest(withServing('app')), config, now))).toMatchObject({ type: 'patch', reason: 'gate-added', warnings: [] });
+  });
+
+  it('names something that is no container of the pod: a warning says it is ignored and every change drains', () => {
+    const decision = expectDecision(mutate(createRequest(withServing('ap')), config, now));
+    expect(decision).toMatchObject({ type: 'patch', reason: 'gate-added' });
+    expect(decision.warnings).toEqual([`inplace-gate: ${SERVING_CONTAINERS_ANNOTATION} names ap, not a container of this pod, so it is ignored: every container counts as serving and every image change drains`]);
   });
 });

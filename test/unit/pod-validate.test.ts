@@ -1,6 +1,8 @@
+import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { validate } from '../../src/core/admission/index.ts';
 import { defaultAdmissionConfig } from '../../src/core/config.ts';
+import type { AdmissionRequest } from '../../src/core/admission/request.ts';
 import type { Pod } from '../../src/core/kube-types.ts';
 import { MANAGED_LABEL, UPDATE_ANNOTATION } from '../../src/core/names.ts';
 import type { UpdateState } from '../../src/core/state.ts';
@@ -31,8 +33,7 @@ describe('UPDATE pods, validating: only images may change in the spec', () => {
   it.each([
     ['an env var', (p: Pod) => { (p.spec.containers[0] as unknown as { env: { value?: string }[] }).env[1]!.value = 'debug'; }, ['spec.containers[0].env[1].value']],
     ['resources', (p: Pod) => { p.spec.containers[1]!.resources = { limits: { memory: '1Gi' } }; }, ['spec.containers[1].resources.limits.memory', 'spec.containers[1].resources.requests']],
-    ['a toleration added', (p: Pod) => { (p.spec.tolerations as unknown[]).push({ key: 'x', operator: 'Exists' }); }, ['spec.tolerations']],
-    ['activeDeadlineSeconds', (p: Pod) => { p.spec.activeDeadlineSeconds = 60; }, ['spec.activeDeadlineSeconds']],
+    ['a node selector on a scheduled pod', (p: Pod) => { p.spec.nodeSelector = { 'topology.kubernetes.io/zone': 'eu-west-1a' }; }, ['spec.nodeSelector']],
     ['a container added', (p: Pod) => { p.spec.containers.push({ name: 'debug', image: 'busybox' }); }, ['spec.containers']],
     ['a native sidecar restart policy', (p: Pod) => { delete p.spec.initContainers![0]!.restartPolicy; }, ['spec.initContainers[0].restartPolicy']],
     ['an image and an env var together', (p: Pod) => { p.spec.containers[0]!.image = 'web:2'; p.spec.terminationGracePeriodSeconds = 5; }, ['spec.terminationGracePeriodSeconds']],
@@ -73,7 +74,7 @@ describe('UPDATE pods, validating: only images may change in the spec', () => {
   });
 
   it('applies the same rule to the watcher', () => {
-    expect(judge(old, edit(old, (p) => { p.spec.activeDeadlineSeconds = 1; }), { userInfo: WATCHER })).toMatchObject({ type: 'deny' });
+    expect(judge(old, edit(old, (p) => { p.spec.hostname = 'x'; }), { userInfo: WATCHER })).toMatchObject({ type: 'deny' });
   });
 
   it('leaves unmanaged pods, excluded namespaces and exempt users alone', () => {
@@ -128,6 +129,14 @@ describe('UPDATE pods, validating: the lifecycle label and annotation', () => {
     expect(decision).toMatchObject({ type: 'deny', reason: 'lifecycle-annotation-denied' });
   });
 
+  it('denies an immediate Updating that claims to need no drain (only the watcher decides that)', () => {
+    const ungated = buildPod({ readinessGates: [] });
+    const immediate = { ...pending, phase: 'Updating' as const, immediate: true };
+    const images = withSpecImages(ungated, { app: 'web:2' });
+    expect(judge(ungated, withState(images, immediate))).toMatchObject({ type: 'allow' });
+    expect(judge(ungated, withState(images, { ...immediate, inService: true }))).toMatchObject({ type: 'deny', reason: 'lifecycle-annotation-denied' });
+  });
+
   it('denies garbage in the annotation', () => {
     const pod = edit(old, (p) => { p.metadata.annotations = { [UPDATE_ANNOTATION]: 'nope' }; });
     expect(judge(old, pod)).toMatchObject({ type: 'deny' });
@@ -159,5 +168,77 @@ describe('subresources', () => {
     expect(judge(old, old, { subResource: 'ephemeralcontainers' })).toMatchObject({ type: 'allow' });
     const decision = judge(old, old, { subResource: 'ephemeralcontainers' }, { ...config, allowEphemeralContainers: false });
     expect(decision).toMatchObject({ type: 'deny', reason: 'ephemeral-denied' });
+  });
+});
+
+// The apiserver's own pod update validation (ValidatePodUpdate) runs before validating webhooks; what
+// it allows without restarting or resizing a container must not be denied here. Shapes from the
+// AdmissionReview the apiserver sent for a managed pod (test/fixtures/update-pod-env.json).
+describe('UPDATE pods, validating: what Kubernetes itself allows on a pod update', () => {
+  const captured = JSON.parse(readFileSync(new URL('../fixtures/update-pod-env.json', import.meta.url), 'utf8')) as { request: AdmissionRequest<Pod> };
+  const scheduled = captured.request.oldObject as Pod;
+  /** The same pod as Kueue creates it: gated, not yet placed. */
+  const gated = edit(scheduled, (p) => {
+    delete p.spec.nodeName;
+    p.spec.schedulingGates = [{ name: 'kueue.x-k8s.io/admission' }];
+    if (p.status) p.status = { phase: 'Pending', qosClass: 'BestEffort', conditions: [{ type: 'PodScheduled', status: 'False', reason: 'SchedulingGated', message: 'Scheduling is blocked due to non-empty scheduling gates' }] };
+  });
+  const fromCapture = (old: Pod, pod: Pod) =>
+    expectDecision(validate({ ...captured.request, uid: '3f1d2c4e-0000-4000-8000-00000000000a', oldObject: old, object: pod }, config));
+  const flavor = { 'cloud.provider.com/node-pool': 'spot-a', 'kubernetes.io/arch': 'amd64' };
+  const spotToleration = { key: 'spot', operator: 'Equal', value: 'true', effect: 'NoSchedule' };
+  const nodeAffinity = {
+    requiredDuringSchedulingIgnoredDuringExecution: {
+      nodeSelectorTerms: [{ matchExpressions: [{ key: 'topology.kubernetes.io/zone', operator: 'In', values: ['eu-west-1a'] }] }],
+    },
+  };
+
+  it('Kueue admitting a gated pod: the gate removed with a node selector, tolerations and node affinity added in the same update', () => {
+    const admitted = edit(gated, (p) => {
+      p.spec.schedulingGates = [];
+      p.spec.nodeSelector = flavor;
+      p.spec.tolerations = [...(p.spec.tolerations as unknown[]), spotToleration];
+      p.spec.affinity = { nodeAffinity };
+    });
+    expect(fromCapture(gated, admitted)).toMatchObject({ type: 'allow' });
+  });
+
+  it('a gated pod keeps its gate while the node selector and affinity narrow (another gate still holds it)', () => {
+    const twoGates = edit(gated, (p) => { p.spec.schedulingGates = [{ name: 'kueue.x-k8s.io/admission' }, { name: 'example.com/quota' }]; p.spec.affinity = { podAntiAffinity: {} }; });
+    const narrowed = edit(twoGates, (p) => {
+      p.spec.schedulingGates = [{ name: 'example.com/quota' }];
+      p.spec.nodeSelector = flavor;
+      p.spec.affinity = { podAntiAffinity: {}, nodeAffinity };
+    });
+    expect(fromCapture(twoGates, narrowed)).toMatchObject({ type: 'allow' });
+  });
+
+  it('pod affinity stays fixed even on a gated pod (the apiserver does not let it change either)', () => {
+    const decision = fromCapture(gated, edit(gated, (p) => { p.spec.affinity = { nodeAffinity, podAffinity: { requiredDuringSchedulingIgnoredDuringExecution: [] } }; }));
+    expect(decision).toMatchObject({ type: 'deny', reason: 'spec-change-denied' });
+    if (decision.type === 'deny') expect(decision.message).toContain('spec.affinity');
+  });
+
+  it.each<[string, (p: Pod) => void]>([
+    ['a toleration added', (p) => { p.spec.tolerations = [...(p.spec.tolerations as unknown[]), spotToleration]; }],
+    ['the tolerationSeconds of an existing toleration changed', (p) => { (p.spec.tolerations as { tolerationSeconds?: number }[])[0]!.tolerationSeconds = 60; }],
+    ['activeDeadlineSeconds set', (p) => { p.spec.activeDeadlineSeconds = 3600; }],
+  ])('on a running pod: %s', (_what, change) => {
+    expect(fromCapture(scheduled, edit(scheduled, change))).toMatchObject({ type: 'allow' });
+  });
+
+  it('activeDeadlineSeconds shortened together with an image change', () => {
+    const withDeadline = edit(scheduled, (p) => { p.spec.activeDeadlineSeconds = 3600; });
+    const pod = edit(withSpecImages(withDeadline, { app: 'registry.k8s.io/pause:3.10.1' }), (p) => { p.spec.activeDeadlineSeconds = 600; });
+    expect(fromCapture(withDeadline, pod)).toMatchObject({ type: 'allow' });
+  });
+
+  it.each<[string, (p: Pod) => void, string]>([
+    ['a node selector', (p) => { p.spec.nodeSelector = flavor; }, 'spec.nodeSelector'],
+    ['node affinity', (p) => { p.spec.affinity = { nodeAffinity }; }, 'spec.affinity'],
+  ])('on a scheduled pod, %s still may not change', (_what, change, path) => {
+    const decision = fromCapture(scheduled, edit(scheduled, change));
+    expect(decision).toMatchObject({ type: 'deny', reason: 'spec-change-denied' });
+    if (decision.type === 'deny') expect(decision.message).toContain(path);
   });
 });

@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { trimBudget, trimNode, trimPod, trimWorkload } from '../../src/watcher/trim.ts';
+import { buildPod } from '../support/pods.ts';
 
 describe('what the watcher caches', () => {
   it("pods: the gate condition's message (the lifecycle compares it before rewriting), no other condition's", () => {
@@ -42,5 +43,16 @@ describe('what the watcher caches', () => {
   it('nodes: name and labels only', () => {
     expect(trimNode({ metadata: { name: 'n1', resourceVersion: '3', labels: { zone: 'a' }, annotations: { big: 'x' } }, status: { images: [] } }))
       .toEqual({ metadata: { name: 'n1', resourceVersion: '3', labels: { zone: 'a' } } });
+  });
+});
+
+describe('trimPod', () => {
+  it('keeps the last termination of a container (its start and end are part of the completion proof), drops the rest of lastState', () => {
+    const pod = buildPod({});
+    const terminated = { reason: 'Error', exitCode: 137, startedAt: '2026-11-28T10:00:05Z', finishedAt: '2026-11-28T11:59:31Z', containerID: 'containerd://3e3e' };
+    const status = pod.status?.containerStatuses?.[0];
+    if (status === undefined) throw new Error('fixture has no container status');
+    status.lastState = { terminated, waiting: { reason: 'ContainerCreating' } };
+    expect(trimPod(pod).status?.containerStatuses?.[0]?.lastState).toEqual({ terminated });
   });
 });

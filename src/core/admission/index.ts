@@ -9,6 +9,7 @@ import { admitPodCreate } from './pod-create.ts';
 import { admitPodUpdate } from './pod-update.ts';
 import { validatePodUpdate } from './pod-validate.ts';
 import type { AdmissionRequest } from './request.ts';
+import { podShapeProblem } from './shape.ts';
 import { admitWorkloadUpdate } from './workload.ts';
 import type { Workload } from '../workload-types.ts';
 
@@ -55,10 +56,14 @@ function podsOf(req: AdmissionRequest): PodRequest | Decision | Invalid {
   }
   if (req.operation !== 'CREATE' && req.operation !== 'UPDATE') return allow('operation-not-handled');
   if (!isPodShaped(req.object)) return invalid('request.object is not a Pod: it needs metadata and spec.containers');
+  const problem = podShapeProblem(req.object, 'request.object');
+  if (problem !== undefined) return invalid(`request.object is not a Pod: ${problem}`);
   if (req.operation === 'CREATE') return { type: 'pods', req: req as AdmissionRequest<Pod>, object: req.object, old: undefined };
   if (!isPodShaped(req.oldObject)) {
     return invalid('request.oldObject is not a Pod: an UPDATE review carries the stored pod in oldObject');
   }
+  const oldProblem = podShapeProblem(req.oldObject, 'request.oldObject');
+  if (oldProblem !== undefined) return invalid(`request.oldObject is not a Pod: ${oldProblem}`);
   return { type: 'pods', req: req as AdmissionRequest<Pod>, object: req.object, old: req.oldObject };
 }
 

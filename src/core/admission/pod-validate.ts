@@ -14,13 +14,36 @@ import type { AdmissionRequest } from './request.ts';
 
 const MAX_PATHS_LISTED = 20;
 
-/** Image fields are what in-place updates change; scheduling gates can only be removed, before the pod runs. */
+/**
+ * What the apiserver's own pod update validation lets change besides images:
+ * scheduling gates (removed), tolerations (added, or their tolerationSeconds),
+ * activeDeadlineSeconds (set or shortened). None restarts or resizes a
+ * container. That validation runs before validating webhooks, so its limits
+ * (only additions, only shorter) already hold here. Its last case, a negative
+ * terminationGracePeriodSeconds set to 1, only pods older than 1.24 can have.
+ */
+const MUTABLE_FIELDS: readonly PathSegment[] = ['schedulingGates', 'tolerations', 'activeDeadlineSeconds'];
+
+/** Image fields are what in-place updates change; the rest is what the apiserver allows. */
 function isAllowedSpecChange(path: readonly PathSegment[]): boolean {
   const [, list, index, field] = path;
   if ((list === 'containers' || list === 'initContainers') && typeof index === 'number' && field === 'image') {
     return path.length === 4;
   }
-  return list === 'schedulingGates';
+  return list !== undefined && MUTABLE_FIELDS.includes(list);
+}
+
+/**
+ * The spec as compared. A scheduling-gated pod has not been placed, and the
+ * apiserver lets its node selector and node affinity be narrowed until it is
+ * (Kueue does so in the update that removes its gate): those leave the
+ * comparison, so only pod (anti-)affinity is still compared.
+ */
+function comparable(spec: Pod['spec'], gated: boolean): Record<string, unknown> {
+  if (!gated) return spec;
+  const { nodeSelector: _ns, affinity, ...rest } = spec;
+  const { nodeAffinity: _na, ...others } = (affinity ?? {}) as Record<string, unknown>;
+  return Object.keys(others).length === 0 ? rest : { ...rest, affinity: others };
 }
 
 export function validatePodUpdate(req: AdmissionRequest<Pod>, pod: Pod, old: Pod, config: AdmissionConfig): Decision {
@@ -53,13 +76,15 @@ export function validatePodUpdate(req: AdmissionRequest<Pod>, pod: Pod, old: Pod
 
   if (!isManaged(old)) return allow('not-managed');
 
-  const paths = changedPaths(old.spec, pod.spec, ['spec'], isAllowedSpecChange, MAX_PATHS_LISTED + 1);
+  const gated = (old.spec.schedulingGates as unknown[] | undefined)?.length ?? 0;
+  const paths = changedPaths(comparable(old.spec, gated > 0), comparable(pod.spec, gated > 0), ['spec'], isAllowedSpecChange, MAX_PATHS_LISTED + 1);
   if (paths.length > 0) {
     const listed = paths.slice(0, MAX_PATHS_LISTED).map(formatPath);
     const more = paths.length > MAX_PATHS_LISTED ? ' and more' : '';
     return deny(
       'spec-change-denied',
-      `inplace-gate: pod ${name(req)} may change only container images in place, but this update also changes ` +
+      `inplace-gate: pod ${name(req)} may change only container images in place (besides what Kubernetes allows without ` +
+        `a restart: scheduling gates, tolerations, activeDeadlineSeconds, and node selector and affinity while gated), but this update also changes ` +
         `${listed.join(', ')}${more}. Make the change in the pod's owner (Deployment, StatefulSet, Job) so it ` +
         `replaces the pod, or delete and recreate the pod; to change images, change only the image fields.`,
     );
@@ -121,6 +146,8 @@ function isWebhookTransition(
   const wasWaiting = previous?.phase === 'Pending' || previous?.phase === 'Draining';
   if (next === undefined) return wasWaiting;
   if (next.requestedBy !== user) return false;
+  // Only the watcher decides that an update skips the drain.
+  if (next.inService !== undefined) return false;
   const alreadyDrained = previous?.phase === 'Updating' || previous?.phase === 'Stalled' || previous?.drained === true;
   switch (next.phase) {
     case 'Pending':

@@ -19,7 +19,7 @@ export async function ensureFakeNode(): Promise<void> {
 }
 
 export type ContainerShape =
-  | { state: 'running'; ready: boolean; image: string; id: string; restartCount?: number }
+  | { state: 'running'; ready: boolean; image: string; id: string; restartCount?: number; startedAt?: string }
   | { state: 'waiting'; reason: string; message?: string; image: string; id?: string; restartCount?: number };
 
 function containerStatus(name: string, c: ContainerShape): ContainerStatus {
@@ -33,7 +33,7 @@ function containerStatus(name: string, c: ContainerShape): ContainerStatus {
     restartCount: c.restartCount ?? 0,
     // Strategic merge keeps what a patch leaves out: the other states are cleared explicitly.
     state: (c.state === 'running'
-      ? { running: { startedAt: new Date().toISOString().replace(/\.\d+Z$/, 'Z') }, waiting: null, terminated: null }
+      ? { running: { startedAt: c.startedAt ?? new Date().toISOString().replace(/\.\d+Z$/, 'Z') }, waiting: null, terminated: null }
       : { waiting: { reason: c.reason, ...(c.message ? { message: c.message } : {}) }, running: null, terminated: null }) as unknown as ContainerStatus['state'],
   };
 }
