@@ -12,6 +12,7 @@ import { GRACE_PERIOD_ANNOTATION, READINESS_GATE, UPDATE_ANNOTATION } from '../c
 import { encodeUpdateState, parseUpdateState, type UpdateState } from '../core/state.ts';
 import { ApiError, type KubeClient } from '../kube/client.ts';
 import type { Logger } from '../log.ts';
+import type { EndpointIndex } from './endpoints.ts';
 import type { EventRecorder } from './events.ts';
 import type { Informer } from './informer.ts';
 import type { WatcherMetrics } from './metrics.ts';
@@ -22,6 +23,7 @@ export interface PodReconcilerDeps {
   client: KubeClient;
   pods: Informer<Pod>;
   namespaces: Informer<NamespaceMeta>;
+  endpoints: EndpointIndex;
   events: EventRecorder;
   metrics: WatcherMetrics;
   log: Logger;
@@ -52,12 +54,21 @@ export class PodReconciler {
   }
 
   async reconcile(key: string): Promise<QueueResult> {
-    const { pods, namespaces, metrics, clock } = this.d;
+    const { pods, namespaces, endpoints, metrics, clock } = this.d;
     const pod = pods.store.get(key);
     if (!pod) return {};
     const started = performance.now();
     const now = clock();
-    const step = nextStep(pod, { now, namespaceGrace: namespaces.store.get(pod.metadata.namespace ?? '')?.metadata.annotations?.[GRACE_PERIOD_ANNOTATION] }, this.d.config);
+    const step = nextStep(
+      pod,
+      {
+        now,
+        namespaceGrace: namespaces.store.get(pod.metadata.namespace ?? '')?.metadata.annotations?.[GRACE_PERIOD_ANNOTATION],
+        endpoints: endpoints.listings(pod),
+        endpointsGoneAt: endpoints.goneAtOf(pod),
+      },
+      this.d.config,
+    );
     try {
       const result = await this.apply(pod, step, now);
       metrics.reconciles.inc({ controller: 'pod', result: result.requeueAfterMs === undefined ? 'success' : 'requeue_after' });
@@ -89,6 +100,7 @@ export class PodReconciler {
     switch (step.kind) {
       case 'none':
         if (step.why.startsWith('unreadable')) log.warn({ pod: podKey(pod), why: step.why }, 'cannot read the lifecycle state');
+        else if (step.why.startsWith('waiting for EndpointSlice')) log.debug({ pod: podKey(pod), why: step.why }, 'drain not confirmed yet');
         return { requeueAfterMs: step.requeueAfterMs };
       case 'setCondition': {
         const body = { status: { conditions: [conditionFor(pod, step.condition, now)] } };
@@ -128,6 +140,10 @@ export class PodReconciler {
         pods.upsert(await client.patch(podPath(pod), body, 'strategic', step.fieldManager ?? WATCHER_FIELD_MANAGER));
         this.logTransition(pod, step.state, undefined);
         if (step.event) this.d.events.record(pod, step.event, now);
+        if (step.drain) {
+          this.d.metrics.endpointsDrainDuration.observe(step.drain.endpointsSeconds);
+          this.d.metrics.drainMargin.observe(step.drain.marginSeconds);
+        }
         return { requeueAfterMs: step.requeueAfterMs };
       }
     }

@@ -2,6 +2,7 @@
 // nothing else (no managedFields, env, volumes), so a cluster of many pods
 // costs little memory.
 
+import { SERVICE_NAME_LABEL, type EndpointView, type ServiceView, type SliceView } from '../core/endpoints.ts';
 import type { Container, ContainerStatus, Pod } from '../core/kube-types.ts';
 import { GRACE_PERIOD_ANNOTATION, PARTITION_ANNOTATION, ROLLOUT_ANNOTATION, ROLLOUT_IN_PROGRESS, ROLLOUT_STATE_ANNOTATION, UPDATE_ANNOTATION } from '../core/names.ts';
 import type { Workload } from '../core/workload-types.ts';
@@ -115,4 +116,38 @@ export function trimWorkload(raw: unknown): Workload {
         }
       : {}),
   };
+}
+
+interface RawSlice {
+  metadata: { name?: string; namespace?: string; resourceVersion?: string; labels?: Record<string, string> };
+  endpoints?: { conditions?: { ready?: boolean; serving?: boolean; terminating?: boolean }; targetRef?: { kind?: string; name?: string; namespace?: string; uid?: string } }[] | null;
+}
+
+/**
+ * EndpointSlices (all of them: a Service may select any pod): the Service and,
+ * per endpoint that targets a Pod, who it is and its conditions. No addresses,
+ * ports, zones or hints.
+ */
+export function trimEndpointSlice(raw: unknown): SliceView {
+  const { metadata: m, endpoints } = raw as RawSlice;
+  const service = m.labels?.[SERVICE_NAME_LABEL];
+  const out: EndpointView[] = [];
+  for (const e of endpoints ?? []) {
+    const ref = e.targetRef;
+    if (ref?.kind !== 'Pod') continue;
+    const c = e.conditions ?? {};
+    out.push({
+      pod: { ...(ref.uid ? { uid: ref.uid } : {}), ...(ref.name ? { name: ref.name } : {}), ...(ref.namespace && ref.namespace !== m.namespace ? { namespace: ref.namespace } : {}) },
+      ...(c.ready === undefined ? {} : { ready: c.ready }),
+      ...(c.serving === undefined ? {} : { serving: c.serving }),
+      ...(c.terminating === undefined ? {} : { terminating: c.terminating }),
+    });
+  }
+  return { metadata: { name: m.name, namespace: m.namespace, resourceVersion: m.resourceVersion }, ...(service ? { service } : {}), endpoints: out };
+}
+
+/** Services: only whether their endpoints follow readiness. */
+export function trimService(raw: unknown): ServiceView {
+  const { metadata: m, spec } = raw as { metadata: ServiceView['metadata']; spec?: { publishNotReadyAddresses?: boolean } };
+  return { metadata: { name: m.name, namespace: m.namespace, resourceVersion: m.resourceVersion }, ...(spec?.publishNotReadyAddresses ? { publishNotReadyAddresses: true } : {}) };
 }
