@@ -135,13 +135,16 @@ describe('Stalled in the drain', () => {
     expect(step(podIn(stalled, 'True'), { endpoints: [] })).toEqual({ kind: 'setCondition', condition: { status: 'False', reason: 'InPlaceUpdateStalled', message } });
   });
 
-  it('a new request merges with the images never written, and the write still waits for the slices', () => {
-    const old = podIn(stalled);
-    const pod = withSpecImages(old, { app: 'registry.example.com:5000/shop/web:1.6.0' });
+  it('a new request keeps the images never written for the containers it does not change; the write still waits for the slices', () => {
+    const PROXY_OLD = 'docker.io/istio/proxyv2:1.24.0';
+    const PROXY_NEW = 'docker.io/istio/proxyv2:1.25.1';
+    const old = withGate(buildPod({ containers: [{ name: 'app', image: OLD }, { name: 'istio-proxy', image: PROXY_OLD }], state: stalled }), 'False');
+    const pod = withSpecImages(old, { 'istio-proxy': PROXY_NEW });
     const decision = expectDecision(mutate(updateRequest(old, pod), defaultAdmissionConfig, now));
     const stored = applied(pod, decision);
-    expect(specImages(stored.spec)).toEqual({ app: OLD });
-    expect(stateOf(stored)).toMatchObject({ phase: 'Pending', images: { app: 'registry.example.com:5000/shop/web:1.6.0' } });
+    expect(specImages(stored.spec)).toEqual({ app: OLD, 'istio-proxy': PROXY_OLD });
+    expect(stateOf(stored)).toMatchObject({ phase: 'Pending', images: { app: NEW, 'istio-proxy': PROXY_NEW } });
+    expect(stateOf(stored)).not.toHaveProperty('stalled');
     expect(validate(updateRequest(old, stored), defaultAdmissionConfig)).toMatchObject({ type: 'allow' });
     expect(step(stored, { endpoints: [web] })).toMatchObject({ kind: 'transition', state: { phase: 'Draining' } });
   });
