@@ -248,7 +248,7 @@ function afterGrace(pod: Pod, state: UpdateState, graceEndsAt: number, ctx: PodC
   }
 }
 
-/** Stalled before the write: still out of endpoints; the write goes on as soon as the slices drop the pod. */
+/** Stalled before the write: the condition stays False, and the write goes on as soon as the slices drop the pod. */
 function whileStalledInDrain(pod: Pod, state: UpdateState, condition: string | undefined, ctx: PodContext): Step {
   if (condition !== 'False') {
     return { kind: 'setCondition', condition: { status: 'False', reason: 'InPlaceUpdateStalled', message: state.stalled?.message ?? 'drain not confirmed' } };

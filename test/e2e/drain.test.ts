@@ -9,6 +9,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Pod } from '../../src/core/kube-types.ts';
 import { READINESS_GATE } from '../../src/core/names.ts';
+import { freePort } from './global-setup.ts';
 import { applyManifest, context, createNamespace, eventually, kubectl, kubectlJson } from './support/kube.ts';
 import { IMAGE, IMAGE_2, conditionOf, getPod, phaseIs, podManifest, settled, stateOf } from './support/pods.ts';
 import { record, type Recorder } from './support/recorder.ts';
@@ -17,6 +18,7 @@ import { startLeadingWatcher, type WatcherProcess } from './support/watcher.ts';
 const NS = `e2e-drain-${Date.now().toString(36)}`;
 const DRAIN_DEADLINE_S = 15;
 let watcher: WatcherProcess;
+let metricsUrl: string;
 let pods: Recorder<Pod>;
 
 interface Endpoint { conditions?: { ready?: boolean }; targetRef?: { kind?: string; name?: string; uid?: string } }
@@ -25,7 +27,9 @@ let slices: Recorder<Slice>;
 
 beforeAll(async () => {
   await createNamespace(NS, { 'inplace-gate.dev/enabled': 'true' });
-  watcher = await startLeadingWatcher(['--drain-deadline-seconds', String(DRAIN_DEADLINE_S)]);
+  const port = await freePort();
+  metricsUrl = `http://127.0.0.1:${port}/metrics`;
+  watcher = await startLeadingWatcher(['--drain-deadline-seconds', String(DRAIN_DEADLINE_S), '--health-port', String(port)]);
   pods = await record(`/api/v1/namespaces/${NS}/pods`);
   slices = await record<Slice>(`/apis/discovery.k8s.io/v1/namespaces/${NS}/endpointslices`);
 });
@@ -72,6 +76,12 @@ function ownSlice(name: string, svc: string, pod: Pod, ready: boolean) {
   });
 }
 
+/** A sample of the watcher's /metrics, by its full name. */
+async function metric(name: string): Promise<number> {
+  const line = (await (await fetch(metricsUrl)).text()).split('\n').find((l) => l.startsWith(`${name} `));
+  return Number(line?.split(' ')[1] ?? NaN);
+}
+
 const graceZero = { 'inplace-gate.dev/grace-period-seconds': '0' };
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
@@ -107,6 +117,10 @@ describe('the image write waits for the EndpointSlices', () => {
     expect(writtenAt).toBeGreaterThan(droppedAt!);
     // Once the slice said so, the write followed at once (no grace period left to wait).
     expect(writtenAt! - droppedAt!).toBeLessThan(2000);
+    // The watcher's own account: the real drain took the pause (4 s and more), the margin after it little.
+    expect(await metric('inplace_gate_drain_endpoints_seconds_count')).toBe(1);
+    expect(await metric('inplace_gate_drain_endpoints_seconds_sum')).toBeGreaterThanOrEqual(4);
+    expect(await metric('inplace_gate_drain_margin_seconds_sum')).toBeLessThan(2);
   });
 
   it('a pod no Service selects is written after the grace period alone', async () => {
