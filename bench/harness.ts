@@ -120,3 +120,58 @@ export async function createNamespace(b: BenchCluster, name: string, labels: Rec
   await b.kubectl(['apply', '-f', '-'], JSON.stringify({ apiVersion: 'v1', kind: 'Namespace', metadata: { name, labels } }));
   await waitFor(`serviceaccount in ${name}`, () => b.kubectl(['-n', name, 'get', 'sa', 'default']).then(() => true, () => false), 60_000);
 }
+
+/** A ClusterIP Service selecting `app=<name>`, so the pods are in an EndpointSlice the drain must wait for. */
+export function serviceFor(name: string, ns: string) {
+  return { apiVersion: 'v1', kind: 'Service', metadata: { name, namespace: ns }, spec: { selector: { app: name }, ports: [{ port: 80 }] } };
+}
+
+interface SliceEvent { endpoints?: { conditions?: { ready?: boolean }; targetRef?: { kind?: string; name?: string } }[] | null }
+
+/**
+ * The drain as a client of the Service sees it, per pod of `app`: InPlaceUpdateReady False (pod
+ * watch), the EndpointSlice showing the pod not ready (slice watch), the image write (pod watch).
+ * Independent of the watcher's own metrics. stop() gives False -> endpoint not ready (the real
+ * drain) and endpoint not ready -> image write (the margin), in ms.
+ */
+export async function watchDrains(client: KubeClient, ns: string, app: string, image: string) {
+  const falseAt = new Map<string, number>();
+  const goneAt = new Map<string, number>();
+  const writtenAt = new Map<string, number>();
+  const abort = new AbortController();
+  const from = async (path: string) => (await client.get<{ metadata: { resourceVersion: string } }>(path)).metadata.resourceVersion;
+  const podsPath = `/api/v1/namespaces/${ns}/pods?labelSelector=app%3D${app}`;
+  const slicesPath = `/apis/discovery.k8s.io/v1/namespaces/${ns}/endpointslices?labelSelector=kubernetes.io%2Fservice-name%3D${app}`;
+  const [podsRv, slicesRv] = await Promise.all([from(podsPath), from(slicesPath)]);
+  const watches = [
+    client.watch<Pod>(`${podsPath}&watch=true&resourceVersion=${podsRv}`, ({ object: p }) => {
+      const name = p.metadata.name ?? '';
+      const now = Date.now();
+      if (!falseAt.has(name) && gate(p) === 'False' && p.spec.containers[0]?.image !== image) falseAt.set(name, now);
+      if (falseAt.has(name) && !writtenAt.has(name) && p.spec.containers[0]?.image === image) writtenAt.set(name, now);
+    }, abort.signal).catch(() => undefined),
+    client.watch<SliceEvent>(`${slicesPath}&watch=true&resourceVersion=${slicesRv}`, ({ object: s }) => {
+      const now = Date.now();
+      for (const e of s.endpoints ?? []) {
+        const name = e.targetRef?.kind === 'Pod' ? e.targetRef.name : undefined;
+        if (name !== undefined && falseAt.has(name) && !goneAt.has(name) && e.conditions?.ready === false) goneAt.set(name, now);
+      }
+    }, abort.signal).catch(() => undefined),
+  ];
+  return {
+    async stop() {
+      abort.abort();
+      await Promise.all(watches);
+      const endpoints: number[] = [];
+      const margin: number[] = [];
+      for (const [name, f] of falseAt) {
+        const g = goneAt.get(name);
+        const w = writtenAt.get(name);
+        if (g === undefined || w === undefined) continue;
+        endpoints.push(g - f);
+        margin.push(w - g);
+      }
+      return { endpoints, margin };
+    },
+  };
+}

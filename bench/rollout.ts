@@ -3,14 +3,16 @@
 // recreate), same replicas and maxUnavailable, on one real cluster in one run.
 // Reports wall time (set image -> every pod running the new image and Ready,
 // the Deployment released), API writes by every client during it, the most pods
-// not Ready at once, and container ready -> InPlaceUpdateReady True.
+// not Ready at once, and container ready -> InPlaceUpdateReady True; and, both Deployments behind a
+// Service, the drain as its clients see it: False -> the EndpointSlice shows the pod not ready, and
+// from there -> the image write.
 // BENCH_REPLICAS (default 50), BENCH_MAX_UNAVAILABLE (default "20%,100%"),
 // BENCH_NODES (default 4), BENCH_GRACE_SECONDS (default 2).
 
 import type { Pod } from '../src/core/kube-types.ts';
 import { ROLLOUT_STATE_ANNOTATION, UPDATE_ANNOTATION } from '../src/core/names.ts';
 import type { Workload } from '../src/core/workload-types.ts';
-import { IMAGES, createNamespace, gate, pct, podsOf, ready, startBenchCluster, waitFor, type BenchCluster } from './harness.ts';
+import { IMAGES, createNamespace, gate, pct, podsOf, ready, serviceFor, startBenchCluster, waitFor, watchDrains, type BenchCluster } from './harness.ts';
 
 const replicas = Number(process.env.BENCH_REPLICAS ?? 50);
 const windows = (process.env.BENCH_MAX_UNAVAILABLE ?? '20%,100%').split(',');
@@ -50,6 +52,7 @@ async function main() {
       const ns = `bench-rollout-${window.replace('%', 'pct')}-${Date.now().toString(36)}`;
       await createNamespace(b, ns, { 'inplace-gate.dev/enabled': 'true' });
       for (const [name, native] of [['inplace', false], ['native', true]] as const) {
+        await b.kubectl(['apply', '-f', '-'], JSON.stringify(serviceFor(name, ns)));
         await b.kubectl(['apply', '-f', '-'], JSON.stringify(deployment(name, ns, window, native)));
       }
       for (const name of ['inplace', 'native']) await waitFor(`${name} ready`, () => settled(b, ns, name, IMAGES[0]), 600_000);
@@ -75,6 +78,7 @@ async function main() {
         }
       }, abort.signal).catch(() => undefined);
 
+      const drains = await watchDrains(b.client, ns, 'inplace', IMAGES[1]);
       const w0 = await b.writes();
       const t0 = Date.now();
       await b.kubectl(['-n', ns, 'set', 'image', 'deployment/inplace', `app=${IMAGES[1]}`]);
@@ -83,6 +87,7 @@ async function main() {
       const inplaceW = (await b.writes()) - w0;
       abort.abort();
       await watching;
+      const drain = await drains.stop();
 
       const n0 = await b.writes();
       const t1 = Date.now();
@@ -92,7 +97,8 @@ async function main() {
       const nativeW = (await b.writes()) - n0;
 
       rows.push(`| ${replicas} | ${window} | ${inplaceS.toFixed(1)} | ${inplaceW} (${(inplaceW / replicas).toFixed(1)}/pod) | ${nativeS.toFixed(1)} | ${nativeW} (${(nativeW / replicas).toFixed(1)}/pod) | ` +
-        `${(inplaceS / nativeS).toFixed(2)}x | ${(inplaceW / nativeW).toFixed(2)}x | ${worst} | ${pct(toTrue, 50)} / ${pct(toTrue, 99)} |`);
+        `${(inplaceS / nativeS).toFixed(2)}x | ${(inplaceW / nativeW).toFixed(2)}x | ${worst} | ${pct(toTrue, 50)} / ${pct(toTrue, 99)} | ` +
+        `${pct(drain.endpoints, 50)} / ${pct(drain.endpoints, 99)} | ${pct(drain.margin, 50)} / ${pct(drain.margin, 99)} (min ${Math.min(...drain.margin)}) |`);
       console.error(rows.at(-1));
       await b.kubectl(['delete', 'namespace', ns, '--wait=false']);
     }
@@ -100,8 +106,8 @@ async function main() {
     await b.stop();
   }
   console.log(`bench:rollout, ${nodes} hollow nodes, grace ${grace}s, maxSurge 0, ${new Date().toISOString()}; writes = apiserver_request_total POST/PUT/PATCH/DELETE/APPLY by every client`);
-  console.log('| replicas | maxUnavailable | in place s | in place writes | native s | native writes | time ratio | writes ratio | most not Ready at once (in place) | container ready -> True p50 / p99 ms |');
-  console.log('| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |');
+  console.log('| replicas | maxUnavailable | in place s | in place writes | native s | native writes | time ratio | writes ratio | most not Ready at once (in place) | container ready -> True p50 / p99 ms | False -> endpoint not ready p50 / p99 ms | endpoint not ready -> image write p50 / p99 ms |');
+  console.log('| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |');
   for (const r of rows) console.log(r);
 }
 

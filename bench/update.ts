@@ -6,12 +6,15 @@
 //             ReplicaSet, every pod deleted and recreated), in a namespace not opted in.
 // Reports wall time and API writes (apiserver_request_total, all clients, POST/PUT/
 // PATCH/DELETE/APPLY) for each, and the lifecycle's own latencies from a pod watch:
-// image request -> InPlaceUpdateReady False, and container ready -> InPlaceUpdateReady True.
+// image request -> InPlaceUpdateReady False, and container ready -> InPlaceUpdateReady True; and the
+// drain as the Service's clients see it (both Deployments are behind a Service): False -> the
+// EndpointSlice shows the pod not ready, and from there -> the image write (never negative: the
+// watcher writes only once the slice shows it).
 // Sizes: BENCH_PODS (default "1,50"); nodes: BENCH_NODES (default 4).
 
 import type { Pod } from '../src/core/kube-types.ts';
 import { UPDATE_ANNOTATION } from '../src/core/names.ts';
-import { IMAGES, createNamespace, gate, pct, podsOf, ready, sleep, startBenchCluster, waitFor } from './harness.ts';
+import { IMAGES, createNamespace, gate, pct, podsOf, ready, serviceFor, sleep, startBenchCluster, waitFor, watchDrains } from './harness.ts';
 
 const sizes = (process.env.BENCH_PODS ?? '1,50').split(',').map(Number);
 const nodes = Number(process.env.BENCH_NODES ?? 4);
@@ -44,7 +47,10 @@ async function main() {
       const natNs = `bench-native-${n}-${tag}`;
       await createNamespace(b, inNs, { 'inplace-gate.dev/enabled': 'true' });
       await createNamespace(b, natNs, {});
-      for (const ns of [inNs, natNs]) await kubectl(['apply', '-f', '-'], JSON.stringify(deployment('web', ns, n, IMAGES[0])));
+      for (const ns of [inNs, natNs]) {
+        await kubectl(['apply', '-f', '-'], JSON.stringify(serviceFor('web', ns)));
+        await kubectl(['apply', '-f', '-'], JSON.stringify(deployment('web', ns, n, IMAGES[0])));
+      }
       const allReady = async (ns: string, image: string) => {
         const pods = await podsOf(client, ns, 'web');
         return pods.length === n && pods.every((p) => ready(p) && p.metadata.deletionTimestamp === undefined && p.spec.containers[0]?.image === image && p.status?.containerStatuses?.[0]?.image === image && p.metadata.annotations?.[UPDATE_ANNOTATION] === undefined && gateOk(p, ns === inNs));
@@ -67,6 +73,7 @@ async function main() {
         if (s.falseAt !== undefined && s.readyAt === undefined && c?.ready && c.containerID !== s.oldID && c.image === IMAGES[1]) s.readyAt = now;
         if (s.readyAt !== undefined && s.trueAt === undefined && gate(p) === 'True') s.trueAt = now;
       }, abort.signal).catch(() => undefined);
+      const drains = await watchDrains(client, inNs, 'web', IMAGES[1]);
       const w0 = await writes();
       const t0 = Date.now();
       const queue = [...list.items];
@@ -81,6 +88,7 @@ async function main() {
       const inplaceWrites = (await writes()) - w0;
       abort.abort();
       await watching;
+      const drain = await drains.stop();
       const toFalse = [...seen.values()].flatMap((s) => (s.falseAt && s.requested ? [s.falseAt - s.requested] : []));
       const toTrue = [...seen.values()].flatMap((s) => (s.trueAt && s.readyAt ? [s.trueAt - s.readyAt] : []));
 
@@ -94,7 +102,8 @@ async function main() {
 
       rows.push(
         `| ${n} | ${(inplaceMs / 1000).toFixed(1)} | ${inplaceWrites} (${(inplaceWrites / n).toFixed(1)}/pod) | ${(nativeMs / 1000).toFixed(1)} | ${nativeWrites} (${(nativeWrites / n).toFixed(1)}/pod) | ` +
-          `${(inplaceMs / nativeMs).toFixed(2)}x | ${(inplaceWrites / nativeWrites).toFixed(2)}x | ${pct(toFalse, 50)} / ${pct(toFalse, 99)} | ${pct(toTrue, 50)} / ${pct(toTrue, 99)} |`,
+          `${(inplaceMs / nativeMs).toFixed(2)}x | ${(inplaceWrites / nativeWrites).toFixed(2)}x | ${pct(toFalse, 50)} / ${pct(toFalse, 99)} | ${pct(toTrue, 50)} / ${pct(toTrue, 99)} | ` +
+          `${pct(drain.endpoints, 50)} / ${pct(drain.endpoints, 99)} | ${pct(drain.margin, 50)} / ${pct(drain.margin, 99)} (min ${Math.min(...drain.margin)}) |`,
       );
       console.error(rows.at(-1));
       await kubectl(['delete', 'namespace', inNs, natNs, '--wait=false']);
@@ -103,8 +112,8 @@ async function main() {
     await b.stop();
   }
   console.log(`bench:update, ${nodes} hollow nodes, grace ${GRACE_S}s, ${new Date().toISOString()}; writes = apiserver_request_total POST/PUT/PATCH/DELETE/APPLY by every client during the rollout`);
-  console.log('| pods | in place s | in place writes | native s | native writes | time ratio | writes ratio | request -> False p50 / p99 ms | container ready -> True p50 / p99 ms |');
-  console.log('| --- | --- | --- | --- | --- | --- | --- | --- | --- |');
+  console.log('| pods | in place s | in place writes | native s | native writes | time ratio | writes ratio | request -> False p50 / p99 ms | container ready -> True p50 / p99 ms | False -> endpoint not ready p50 / p99 ms | endpoint not ready -> image write p50 / p99 ms |');
+  console.log('| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |');
   for (const r of rows) console.log(r);
 }
 

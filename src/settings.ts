@@ -3,6 +3,7 @@
 
 import { hostname } from 'node:os';
 import { defaultAdmissionConfig, type AdmissionConfig } from './core/config.ts';
+import { DEFAULT_DRAIN_DEADLINE_SECONDS } from './core/drain.ts';
 import { DEFAULT_NAMESPACE, DEFAULT_WATCHER_USER } from './core/names.ts';
 
 export interface Settings {
@@ -23,6 +24,7 @@ export interface Settings {
 export interface WatcherSettings {
   kubeconfig: string | undefined;
   progressDeadlineSeconds: number;
+  drainDeadlineSeconds: number;
   concurrency: number;
   healthPort: number;
   leaderElect: boolean;
@@ -94,6 +96,12 @@ export const SETTINGS = {
     kind: 'int',
     default: '300',
     help: 'watcher: how long a written image may take to run and be ready before the update is Stalled',
+  },
+  drainDeadlineSeconds: {
+    flag: 'drain-deadline-seconds',
+    kind: 'int',
+    default: String(DEFAULT_DRAIN_DEADLINE_SECONDS),
+    help: 'watcher: how long after InPlaceUpdateReady=False the EndpointSlices may keep listing a pod ready (never less than its grace period) before the update is Stalled with its images not written',
   },
   concurrency: { flag: 'concurrency', kind: 'int', default: '16', help: 'watcher: pods reconciled at once' },
   healthPort: { flag: 'health-port', kind: 'int', default: '8080', help: 'watcher: HTTP port of /healthz, /readyz and /metrics (0 for none)' },
@@ -222,6 +230,7 @@ export function loadSettings(argv: string[], env: Record<string, string | undefi
     watcher: {
       kubeconfig: raw('kubeconfig') || undefined,
       progressDeadlineSeconds: int('progressDeadlineSeconds'),
+      drainDeadlineSeconds: int('drainDeadlineSeconds'),
       concurrency: Math.max(1, int('concurrency')),
       healthPort: int('healthPort'),
       leaderElect: bool('leaderElect'),

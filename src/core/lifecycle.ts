@@ -4,6 +4,8 @@
 // so a watcher restarted at any point resumes where it stopped.
 
 import { containerProgress } from './completion.ts';
+import { drainVerdict, type DrainTiming } from './drain.ts';
+import type { EndpointListing } from './endpoints.ts';
 import { restartsInPlace, specImages, type ImageMap } from './containers.ts';
 import { sameImageReference } from './images.ts';
 import type { ContainerStatus, Pod } from './kube-types.ts';
@@ -11,13 +13,15 @@ import { GRACE_PERIOD_ANNOTATION, READINESS_GATE, UPDATE_ANNOTATION } from './na
 import { IMAGE_WRITE_REFUSED, whileRefused } from './refusal.ts';
 import { hasReadinessGate } from './scope.ts';
 import { servingChanges } from './serving.ts';
-import { currentRecords, parseUpdateState, type ContainerRecord, type UpdateState } from './state.ts';
+import { DRAIN_DEADLINE_EXCEEDED, currentRecords, parseUpdateState, stalledInDrain, type ContainerRecord, type UpdateState } from './state.ts';
 
 export interface LifecycleConfig {
   /** Drain time when neither the pod nor its namespace sets one. */
   defaultGraceSeconds: number;
   /** How long a written image may take to come up before the update is Stalled. */
   progressDeadlineSeconds: number;
+  /** How long after the condition went False the EndpointSlices may keep listing the pod (default: core/drain.ts). */
+  drainDeadlineSeconds?: number;
 }
 
 export interface PodContext {
@@ -26,6 +30,14 @@ export interface PodContext {
   namespaceGrace?: string | undefined;
   /** A PodDisruptionBudget with no disruption to spare for this pod now (see disruption.ts). */
   disruption?: { budget: string; message: string } | undefined;
+  /**
+   * EndpointSlices that still list the pod as receiving traffic, for Services
+   * whose endpoints follow readiness. Absent or empty: none does (a pod no
+   * Service selects, or one every slice has dropped).
+   */
+  endpoints?: readonly EndpointListing[];
+  /** When the watcher saw the pod's last such listing go, if it did. */
+  endpointsGoneAt?: Date | undefined;
 }
 
 /** How often a drain held back by a disruption budget looks again. */
@@ -45,7 +57,7 @@ export type Step =
   /** One pods/status patch, guarded by resourceVersion: condition (for gated pods) and state together. */
   | { kind: 'transition'; condition?: GateCondition; state: UpdateState | undefined; event?: PodEvent; requeueAfterMs?: number; outcome?: Outcome }
   /** One pods patch, guarded, under the requester's field manager: images and Updating together. */
-  | { kind: 'writeImages'; images: ImageMap; fieldManager: string | undefined; state: UpdateState; event?: PodEvent; requeueAfterMs: number };
+  | { kind: 'writeImages'; images: ImageMap; fieldManager: string | undefined; state: UpdateState; event?: PodEvent; requeueAfterMs: number; drain?: DrainTiming };
 
 export interface PodEvent {
   type: 'Normal' | 'Warning';
@@ -131,7 +143,6 @@ export function nextStep(pod: Pod, ctx: PodContext, config: LifecycleConfig): St
   if (pod.metadata.deletionTimestamp !== undefined) return { kind: 'none', why: 'pod is being deleted' };
   const parsed = parseUpdateState(pod.metadata.annotations?.[UPDATE_ANNOTATION]);
   const condition = gateCondition(pod);
-  const now = ctx.now.getTime();
 
   if (!hasReadinessGate(pod)) {
     // No gate, no condition to drive: an immediate update is still proven and
@@ -160,7 +171,8 @@ export function nextStep(pod: Pod, ctx: PodContext, config: LifecycleConfig): St
 
   switch (state.phase) {
     case 'Pending': {
-      if (state.drained === true && condition?.status === 'False') return writeImages(pod, state, ctx, false);
+      // Drained before; the write still waits for the slices (a slow controller drains it again).
+      if (state.drained === true && condition?.status === 'False' && (ctx.endpoints ?? []).length === 0) return writeImages(pod, state, ctx, false);
       // Only containers that serve no traffic restart: nothing to drain, the pod stays in service.
       if (condition?.status === 'True' && servingChanges(pod, state.images).length === 0) return writeImages(pod, state, ctx, true);
       if (ctx.disruption && state.drained !== true) return waitForBudget(condition, ctx.disruption, state);
@@ -176,12 +188,12 @@ export function nextStep(pod: Pod, ctx: PodContext, config: LifecycleConfig): St
         // A Draining with no deadline has no grace period to honour: start the drain again.
         return startDrain(pod, state, ctx, config);
       }
-      if (deadline > now) return { kind: 'none', why: 'draining', requeueAfterMs: deadline - now };
-      return writeImages(pod, state, ctx, false);
+      return afterGrace(pod, state, deadline, ctx, config);
     }
     case 'Stalled':
       // Refused images never reached the spec: the pod is back in endpoints on what it runs.
       if (state.stalled?.reason === IMAGE_WRITE_REFUSED) return whileRefused(state, condition?.status);
+      if (stalledInDrain(state)) return whileStalledInDrain(pod, state, condition?.status, ctx);
       return whileUpdating(pod, state, condition?.status, ctx, config);
     case 'Updating':
       return whileUpdating(pod, state, condition?.status, ctx, config);
@@ -237,6 +249,53 @@ function writeImages(pod: Pod, state: UpdateState, ctx: PodContext, inService: b
       : { type: 'Normal', reason: 'InPlaceUpdateDrained', action: 'Update', note: `Drained; restarting ${describe(state.images)} in place` },
     requeueAfterMs: 0,
   };
+}
+
+// ---- Drain confirmed: the image write waits for the EndpointSlices (core/drain.ts) ----
+
+/** Draining with the condition False: write once the grace period has passed and no slice lists the pod. */
+function afterGrace(pod: Pod, state: UpdateState, graceEndsAt: number, ctx: PodContext, config: LifecycleConfig): Step {
+  const verdict = drainVerdict({
+    state,
+    now: ctx.now.getTime(),
+    graceEndsAt,
+    endpoints: ctx.endpoints,
+    endpointsGoneAt: ctx.endpointsGoneAt,
+    drainDeadlineSeconds: config.drainDeadlineSeconds,
+  });
+  switch (verdict.kind) {
+    case 'waiting':
+      return { kind: 'none', why: verdict.why, requeueAfterMs: verdict.requeueAfterMs };
+    case 'drained': {
+      const step = writeImages(pod, state, ctx, false);
+      return verdict.timing === undefined || step.kind !== 'writeImages' ? step : { ...step, drain: verdict.timing };
+    }
+    case 'deadlineExceeded': {
+      const message = verdict.message;
+      return {
+        kind: 'transition',
+        condition: { status: 'False', reason: 'InPlaceUpdateStalled', message },
+        state: { ...state, phase: 'Stalled', stalled: { reason: DRAIN_DEADLINE_EXCEEDED, message, since: ctx.now.toISOString() } },
+        event: {
+          type: 'Warning',
+          reason: 'InPlaceUpdateStalled',
+          action: 'Drain',
+          note: `${message}; the images are not written. It goes on once the slices drop the pod (check the EndpointSlice controller), or change the image again to start over`,
+        },
+        outcome: { result: 'stalled', durationSeconds: Math.max(0, (ctx.now.getTime() - ms(state.requestedAt)) / 1000) },
+      };
+    }
+  }
+}
+
+/** Stalled before the write: the condition stays False, and the write goes on as soon as the slices drop the pod. */
+function whileStalledInDrain(pod: Pod, state: UpdateState, condition: string | undefined, ctx: PodContext): Step {
+  if (condition !== 'False') {
+    return { kind: 'setCondition', condition: { status: 'False', reason: 'InPlaceUpdateStalled', message: state.stalled?.message ?? 'drain not confirmed' } };
+  }
+  if ((ctx.endpoints ?? []).length > 0) return { kind: 'none', why: `stalled: ${state.stalled?.message ?? ''}` };
+  const { stalled: _stalled, ...rest } = state;
+  return writeImages(pod, { ...rest, phase: 'Draining' }, ctx, false);
 }
 
 /**

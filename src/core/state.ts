@@ -46,6 +46,13 @@ export interface UpdateState {
   stalled?: { reason: string; message: string; since: string };
 }
 
+/** Stalled before the images were written: the EndpointSlices did not drop the pod in time. */
+export const DRAIN_DEADLINE_EXCEEDED = 'DrainDeadlineExceeded';
+
+export function stalledInDrain(state: UpdateState | undefined): state is UpdateState {
+  return state?.phase === 'Stalled' && state.stalled?.reason === DRAIN_DEADLINE_EXCEEDED;
+}
+
 const PHASES: readonly string[] = ['Pending', 'Draining', 'Updating', 'Stalled'];
 
 export type ParseResult = { ok: true; state: UpdateState | undefined } | { ok: false; error: string };

@@ -5,6 +5,8 @@
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 import type { QueueObserver } from './queue.ts';
 
+/** Endpoint propagation is sub-second when all is well, seconds under load. */
+const DRAIN_BUCKETS = [0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 20, 30, 60, 120];
 const DURATION_BUCKETS = [0.5, 1, 2, 5, 10, 15, 20, 30, 45, 60, 90, 120, 180, 300, 600];
 
 export interface PodCounts {
@@ -34,6 +36,18 @@ export function createWatcherMetrics(podCounts: () => PodCounts, queueDepths: ()
       name: 'inplace_gate_drain_duration_seconds',
       help: 'From the image request to the image write (the drain, grace period included)',
       buckets: DURATION_BUCKETS,
+      registers: [registry],
+    }),
+    endpointsDrainDuration: new Histogram({
+      name: 'inplace_gate_drain_endpoints_seconds',
+      help: 'From InPlaceUpdateReady False to the last EndpointSlice listing the pod ready gone (the real drain; pods no Service selects are not counted)',
+      buckets: DRAIN_BUCKETS,
+      registers: [registry],
+    }),
+    drainMargin: new Histogram({
+      name: 'inplace_gate_drain_margin_seconds',
+      help: "From the pod's last ready EndpointSlice listing gone to the image write (the grace period's share beyond the real drain)",
+      buckets: DRAIN_BUCKETS,
       registers: [registry],
     }),
     pods: new Gauge({

@@ -15,6 +15,7 @@ import { imageWriteRefused, isPermanentRefusal } from '../core/refusal.ts';
 import { encodeUpdateState, parseUpdateState, type UpdateState } from '../core/state.ts';
 import { ApiError, type KubeClient } from '../kube/client.ts';
 import type { Logger } from '../log.ts';
+import type { EndpointIndex } from './endpoints.ts';
 import type { EventRecorder } from './events.ts';
 import type { Informer } from './informer.ts';
 import type { WatcherMetrics } from './metrics.ts';
@@ -25,6 +26,7 @@ export interface PodReconcilerDeps {
   client: KubeClient;
   pods: Informer<Pod>;
   namespaces: Informer<NamespaceMeta>;
+  endpoints: EndpointIndex;
   events: EventRecorder;
   metrics: WatcherMetrics;
   log: Logger;
@@ -59,7 +61,7 @@ export class PodReconciler {
   }
 
   async reconcile(key: string): Promise<QueueResult> {
-    const { pods, namespaces, metrics, clock } = this.d;
+    const { pods, namespaces, endpoints, metrics, clock } = this.d;
     const pod = pods.store.get(key);
     if (!pod) return {};
     const started = performance.now();
@@ -68,7 +70,17 @@ export class PodReconciler {
     const updating = parseUpdateState(pod.metadata.annotations?.[UPDATE_ANNOTATION]);
     if (updating.ok && updating.state?.phase === 'Updating') await this.recordRewrites(pod, updating.state.images);
     const disruption = this.heldByBudget(pod, now);
-    const step = nextStep(pod, { now, namespaceGrace: namespaces.store.get(pod.metadata.namespace ?? '')?.metadata.annotations?.[GRACE_PERIOD_ANNOTATION], disruption }, this.d.config);
+    const step = nextStep(
+      pod,
+      {
+        now,
+        namespaceGrace: namespaces.store.get(pod.metadata.namespace ?? '')?.metadata.annotations?.[GRACE_PERIOD_ANNOTATION],
+        endpoints: endpoints.listings(pod),
+        endpointsGoneAt: endpoints.goneAtOf(pod),
+        disruption,
+      },
+      this.d.config,
+    );
     // A drain about to start counts against its budgets for the other pods decided while it is written.
     const starting = step.kind === 'transition' && step.state?.phase === 'Draining';
     if (starting) this.starting.add(key);
@@ -118,6 +130,7 @@ export class PodReconciler {
     switch (step.kind) {
       case 'none':
         if (step.why.startsWith('unreadable')) log.warn({ pod: podKey(pod), why: step.why }, 'cannot read the lifecycle state');
+        else if (step.why.startsWith('waiting for EndpointSlice')) log.debug({ pod: podKey(pod), why: step.why }, 'drain not confirmed yet');
         return { requeueAfterMs: step.requeueAfterMs };
       case 'setCondition': {
         const body = { status: { conditions: [conditionFor(pod, step.condition, now)] } };
@@ -168,6 +181,10 @@ export class PodReconciler {
         await this.recordRewrites(written, step.images);
         this.logTransition(pod, step.state, undefined);
         if (step.event) this.d.events.record(pod, step.event, now);
+        if (step.drain) {
+          this.d.metrics.endpointsDrainDuration.observe(step.drain.endpointsSeconds);
+          this.d.metrics.drainMargin.observe(step.drain.marginSeconds);
+        }
         return { requeueAfterMs: step.requeueAfterMs };
       }
     }

@@ -19,7 +19,9 @@ import { LeaderElector } from './leader.ts';
 import { apiRequestObserver, createWatcherMetrics, queueObserver } from './metrics.ts';
 import { PodReconciler, phaseOf } from './pod-reconciler.ts';
 import { WorkQueue } from './queue.ts';
-import { trimBudget, trimNamespace, trimNode, trimPod, trimWorkload, type BudgetMeta, type NamespaceMeta, type NodeMeta } from './trim.ts';
+import { trimBudget, trimEndpointSlice, trimNamespace, trimNode, trimPod, trimService, trimWorkload, type BudgetMeta, type NamespaceMeta, type NodeMeta } from './trim.ts';
+import { EndpointIndex } from './endpoints.ts';
+import type { ServiceView, SliceView } from '../core/endpoints.ts';
 
 export interface RunningWatcher {
   stop(): Promise<void>;
@@ -58,7 +60,10 @@ export async function runWatcher(settings: Settings, logTo?: DestinationStream):
     log,
     resyncMs: w.resyncSeconds * 1000,
     onChange: (key, pod) => {
-      if (pod === undefined) queue.forget(key);
+      if (pod === undefined) {
+        queue.forget(key);
+        endpoints.forget(key);
+      }
       // A pod whose new container may be proven goes first: it ends an outage, a drain only starts one.
       else if (leading) queue.add(key, pod.metadata.annotations?.[UPDATE_ANNOTATION]?.includes('"phase":"Updating"') ?? false);
       const rollout = pod ? rollouts.rolloutOf(pod) : undefined;
@@ -71,6 +76,19 @@ export async function runWatcher(settings: Settings, logTo?: DestinationStream):
     log,
     resyncMs: w.resyncSeconds * 1000,
     onChange: () => undefined,
+  });
+  // What the EndpointSlices say about each pod: the drain is confirmed there, not assumed.
+  const services = new Informer<ServiceView>(client, { path: '/api/v1/services', trim: trimService, log, resyncMs: w.resyncSeconds * 1000, onChange: () => undefined });
+  const endpoints = new EndpointIndex((key) => services.store.get(key), (key) => pods.store.has(key));
+  const slices = new Informer<SliceView>(client, {
+    path: '/apis/discovery.k8s.io/v1/endpointslices',
+    trim: trimEndpointSlice,
+    log,
+    resyncMs: w.resyncSeconds * 1000,
+    onChange: (key, slice) => {
+      // A pod the slices stopped (or started) listing is decided again at once: its write may be due.
+      for (const podKey of endpoints.update(key, slice, new Date())) if (leading && pods.store.has(podKey)) queue.add(podKey);
+    },
   });
   // Workload rollouts: a queue of their own, fed by workload changes and by their pods' changes.
   const onWorkload = (kind: 'Deployment' | 'StatefulSet') => (key: string, obj: Workload | undefined) => {
@@ -102,10 +120,11 @@ export async function runWatcher(settings: Settings, logTo?: DestinationStream):
     client: work,
     pods,
     namespaces,
+    endpoints,
     events,
     metrics,
     log,
-    config: { defaultGraceSeconds: settings.gracePeriodSeconds, progressDeadlineSeconds: w.progressDeadlineSeconds },
+    config: { defaultGraceSeconds: settings.gracePeriodSeconds, progressDeadlineSeconds: w.progressDeadlineSeconds, drainDeadlineSeconds: w.drainDeadlineSeconds },
     clock: () => new Date(),
     budgets,
   });
@@ -127,7 +146,7 @@ export async function runWatcher(settings: Settings, logTo?: DestinationStream):
     },
   });
 
-  const informers = [pods, namespaces, deployments, statefulSets, replicaSets, budgets, nodes];
+  const informers = [pods, namespaces, services, slices, deployments, statefulSets, replicaSets, budgets, nodes];
   const informersDone = Promise.all(informers.map((i) => i.run(abort.signal)));
   await Promise.all(informers.map((i) => i.waitForSync()));
   log.info({ pods: pods.store.size, namespaces: namespaces.store.size }, 'caches synced');

@@ -4,6 +4,7 @@
 
 import type { LabelSelector } from '../core/disruption.ts';
 import { PRIORITY_ANNOTATION, SCATTER_ANNOTATION } from '../core/rollout-order.ts';
+import { SERVICE_NAME_LABEL, type EndpointView, type ServiceView, type SliceView } from '../core/endpoints.ts';
 import type { Container, ContainerStatus, Pod } from '../core/kube-types.ts';
 import { GRACE_PERIOD_ANNOTATION, IMAGE_REWRITES_ANNOTATION, READINESS_GATE, PARTITION_ANNOTATION, ROLLOUT_ANNOTATION, ROLLOUT_IN_PROGRESS, ROLLOUT_STATE_ANNOTATION, SERVING_CONTAINERS_ANNOTATION, UPDATE_ANNOTATION } from '../core/names.ts';
 import type { Workload } from '../core/workload-types.ts';
@@ -150,4 +151,38 @@ export interface NodeMeta {
 export function trimNode(raw: unknown): NodeMeta {
   const m = (raw as NodeMeta).metadata;
   return { metadata: { name: m.name, resourceVersion: m.resourceVersion, ...(m.labels ? { labels: m.labels } : {}) } };
+}
+
+interface RawSlice {
+  metadata: { name?: string; namespace?: string; resourceVersion?: string; labels?: Record<string, string> };
+  endpoints?: { conditions?: { ready?: boolean; serving?: boolean; terminating?: boolean }; targetRef?: { kind?: string; name?: string; namespace?: string; uid?: string } }[] | null;
+}
+
+/**
+ * EndpointSlices (all of them: a Service may select any pod): the Service and,
+ * per endpoint that targets a Pod, who it is and its conditions. No addresses,
+ * ports, zones or hints.
+ */
+export function trimEndpointSlice(raw: unknown): SliceView {
+  const { metadata: m, endpoints } = raw as RawSlice;
+  const service = m.labels?.[SERVICE_NAME_LABEL];
+  const out: EndpointView[] = [];
+  for (const e of endpoints ?? []) {
+    const ref = e.targetRef;
+    if (ref?.kind !== 'Pod') continue;
+    const c = e.conditions ?? {};
+    out.push({
+      pod: { ...(ref.uid ? { uid: ref.uid } : {}), ...(ref.name ? { name: ref.name } : {}), ...(ref.namespace && ref.namespace !== m.namespace ? { namespace: ref.namespace } : {}) },
+      ...(c.ready === undefined ? {} : { ready: c.ready }),
+      ...(c.serving === undefined ? {} : { serving: c.serving }),
+      ...(c.terminating === undefined ? {} : { terminating: c.terminating }),
+    });
+  }
+  return { metadata: { name: m.name, namespace: m.namespace, resourceVersion: m.resourceVersion }, ...(service ? { service } : {}), endpoints: out };
+}
+
+/** Services: only whether their endpoints follow readiness. */
+export function trimService(raw: unknown): ServiceView {
+  const { metadata: m, spec } = raw as { metadata: ServiceView['metadata']; spec?: { publishNotReadyAddresses?: boolean } };
+  return { metadata: { name: m.name, namespace: m.namespace, resourceVersion: m.resourceVersion }, ...(spec?.publishNotReadyAddresses ? { publishNotReadyAddresses: true } : {}) };
 }

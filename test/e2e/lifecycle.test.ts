@@ -10,10 +10,10 @@ import { record, type Recorder } from './support/recorder.ts';
 import { startLeadingWatcher, type WatcherProcess } from './support/watcher.ts';
 
 const NS = `e2e-lifecycle-${Date.now().toString(36)}`;
-// This test's pod grace period (the others use the watcher's 2 s). Long enough for a hollow kubelet to publish Ready False from the gate before the image write:
-// at 2 s it was late by 0.5-3.3 s in some runs. The watcher writes after the grace period without
-// observing the drain (issue 17: write only once the EndpointSlices drop the pod).
-const GRACE_MS = 5000;
+// This test's pod grace period: none. The write waits for the Service's EndpointSlice to show the
+// pod not ready, which follows the kubelet's Ready False (a hollow kubelet publishes it 0.5-3.3 s
+// after the gate), so the order below holds by construction, not by a long enough guess.
+const GRACE_MS = 0;
 let watcher: WatcherProcess;
 let pods: Recorder<Pod>;
 

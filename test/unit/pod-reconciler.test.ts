@@ -4,6 +4,7 @@ import { READINESS_GATE, UPDATE_ANNOTATION } from '../../src/core/names.ts';
 import type { UpdateState } from '../../src/core/state.ts';
 import { ApiError, type KubeClient } from '../../src/kube/client.ts';
 import { createLogger } from '../../src/log.ts';
+import { EndpointIndex } from '../../src/watcher/endpoints.ts';
 import { EventRecorder } from '../../src/watcher/events.ts';
 import { Informer } from '../../src/watcher/informer.ts';
 import { createWatcherMetrics } from '../../src/watcher/metrics.ts';
@@ -87,10 +88,11 @@ async function reconcileOnce(pod: Pod, refusal: ApiError) {
     client: api.client,
     pods,
     namespaces,
+    endpoints: new EndpointIndex(() => undefined, () => true),
     events: new EventRecorder(api.client, 'test', log, metrics),
     metrics,
     log,
-    config: { defaultGraceSeconds: 15, progressDeadlineSeconds: 300 },
+    config: { defaultGraceSeconds: 15, progressDeadlineSeconds: 300, drainDeadlineSeconds: 120 },
     clock: () => now,
   });
   const key = `${pod.metadata.namespace ?? ''}/${pod.metadata.name ?? ''}`;

@@ -10,7 +10,7 @@ import { READINESS_GATE, UPDATE_ANNOTATION } from '../names.ts';
 import { hasReadinessGate, isExcludedNamespace, isManaged, matchesIdentity } from '../scope.ts';
 
 const LAST_APPLIED = 'kubectl.kubernetes.io/last-applied-configuration';
-import { currentRecords, encodeUpdateState, parseUpdateState, type ContainerRecord, type UpdateState } from '../state.ts';
+import { currentRecords, encodeUpdateState, parseUpdateState, stalledInDrain, type ContainerRecord, type UpdateState } from '../state.ts';
 import { allow, patch, type Decision } from './decision.ts';
 import type { AdmissionRequest } from './request.ts';
 
@@ -44,7 +44,8 @@ export function admitPodUpdate(
     // names that image, or a client-side apply that now names it). Writes of
     // the pod as stored (a no-op apply of labels, a controller's update)
     // and metadata-only changes leave the request alone.
-    if (current?.phase === 'Pending' || current?.phase === 'Draining') {
+    // Stalled in its drain, the images were never written: still a request that can be cancelled.
+    if (current?.phase === 'Pending' || current?.phase === 'Draining' || stalledInDrain(current)) {
       const reasserted = reassertedImages(req, old, pod, Object.keys(current.images));
       if (reasserted.length === 0) {
         return allow('no-image-change', warnings, 'not a re-assertion of the running images');
@@ -92,7 +93,7 @@ export function admitPodUpdate(
 
   // Latest request wins per container: while Pending or Draining a request
   // keeps the earlier request's images for the containers it does not change.
-  const stillPending = current?.phase === 'Pending' || current?.phase === 'Draining' ? current.images : {};
+  const stillPending = current?.phase === 'Pending' || current?.phase === 'Draining' || stalledInDrain(current) ? current.images : {};
   const request = {
     images: { ...stillPending, ...changes },
     requestedBy: req.userInfo.username ?? '',

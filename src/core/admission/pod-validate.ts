@@ -8,7 +8,7 @@ import { ENABLED_LABEL, MANAGED_LABEL, UPDATE_ANNOTATION } from '../names.ts';
 import { specImages } from '../containers.ts';
 import { hasReadinessGate, isExcludedNamespace, isManaged, matchesIdentity } from '../scope.ts';
 import { changedPaths, formatPath, type PathSegment } from '../spec-diff.ts';
-import { parseUpdateState, type UpdateState } from '../state.ts';
+import { parseUpdateState, stalledInDrain, type UpdateState } from '../state.ts';
 import { allow, deny, type Decision } from './decision.ts';
 import type { AdmissionRequest } from './request.ts';
 
@@ -143,7 +143,8 @@ function isWebhookTransition(
   user: string,
   config: AdmissionConfig,
 ): boolean {
-  const wasWaiting = previous?.phase === 'Pending' || previous?.phase === 'Draining';
+  // Stalled in its drain, the images were never written: it can be cancelled like a Draining.
+  const wasWaiting = previous?.phase === 'Pending' || previous?.phase === 'Draining' || stalledInDrain(previous);
   if (next === undefined) return wasWaiting;
   if (next.requestedBy !== user) return false;
   // Only the watcher decides that an update skips the drain.
