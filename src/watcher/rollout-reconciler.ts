@@ -20,7 +20,7 @@ import type { EventRecorder } from './events.ts';
 import type { Informer } from './informer.ts';
 import type { WatcherMetrics } from './metrics.ts';
 import type { QueueResult } from './queue.ts';
-import type { NodeMeta } from './trim.ts';
+import type { NodeMeta, WorkloadCondition } from './trim.ts';
 
 export interface RolloutDeps {
   client: KubeClient;
@@ -38,6 +38,8 @@ export interface RolloutDeps {
 
 const REVISION_HASH = 'controller-revision-hash';
 const WAIT_MS = 2000;
+/** How the rollout's own status conditions begin, to tell them from the controllers'. */
+const REPORT_PREFIX = 'in-place rollout (inplace-gate)';
 /** A rollout that stays stalled is warned about again this often. */
 const REWARN_MS = 10 * 60_000;
 
@@ -183,6 +185,7 @@ export class RolloutReconciler {
     }
     await this.startPods(d, 'Deployment', pods, plan, target, state, undefined);
     await this.noteStalled(d, 'Deployment', state, plan);
+    if (plan.stalled.length === 0 && plan.deadlineExceeded === undefined) await this.reportProgressing(d);
     return { requeueAfterMs: this.nextLook(plan) };
   }
 
@@ -244,6 +247,8 @@ export class RolloutReconciler {
   private async statefulSet(key: string, s: Workload, state: RolloutState): Promise<QueueResult> {
     const ns = s.metadata.namespace ?? '';
     const target = templateImages(s);
+    // Reconciling first, before the controller observes the hold: kstatus would read it Current between.
+    if (!((s.status?.conditions ?? []) as WorkloadCondition[]).some((c) => c.type === 'Reconciling' && c.status === 'True') && statefulSetWindow(s.spec).inPlace) await this.reportStatefulSet(s, undefined);
     const revision = s.status?.updateRevision;
     if (!revision || (s.status?.observedGeneration ?? 0) < (s.metadata.generation ?? 0)) return { requeueAfterMs: 500 };
     const pods = this.managedPods(ns, s.metadata.uid);
@@ -271,11 +276,13 @@ export class RolloutReconciler {
           metadata: { resourceVersion: s.metadata.resourceVersion, annotations: { [ROLLOUT_STATE_ANNOTATION]: null } },
           ...(rollingUpdate ? { spec: { updateStrategy: { rollingUpdate: { partition: step.partition } } } } : {}),
         }, 'strategic', WATCHER_FIELD_MANAGER));
+      await this.reportStatefulSet(s, undefined, true);
       this.finished(s, 'StatefulSet', state, plan.total);
       return {};
     }
     await this.startPods(s, 'StatefulSet', pods, plan, target, state, revision);
     await this.noteStalled(s, 'StatefulSet', state, plan);
+    await this.reportStatefulSet(s, plan.stalled.length > 0 ? `in-place rollout (inplace-gate): ${plan.stalled.join(', ')} did not come back` : undefined);
     return { requeueAfterMs: this.nextLook(plan) };
   }
 
@@ -309,6 +316,8 @@ export class RolloutReconciler {
     if (kind === 'Deployment') {
       await this.removeSurges(w);
       await this.rewind(w);
+    } else {
+      await this.reportStatefulSet(w, undefined, true);
     }
     const spec = kind === 'Deployment'
       ? { paused: false }
@@ -448,9 +457,50 @@ export class RolloutReconciler {
    */
   private async reportFailed(d: Workload, why: string, now: Date): Promise<void> {
     const at = now.toISOString().replace(/\.\d{3}Z$/, 'Z');
-    const condition = { type: 'Progressing', status: 'False', reason: 'ProgressDeadlineExceeded', message: `in-place rollout (inplace-gate): ${why}`, lastUpdateTime: at, lastTransitionTime: at };
+    const condition = { type: 'Progressing', status: 'False', reason: 'ProgressDeadlineExceeded', message: `${REPORT_PREFIX}: ${why}`, lastUpdateTime: at, lastTransitionTime: at };
     await this.d.client.patch(`/apis/apps/v1/namespaces/${d.metadata.namespace ?? ''}/deployments/${d.metadata.name ?? ''}/status`,
       { status: { conditions: [condition] } }, 'strategic', WATCHER_FIELD_MANAGER);
+  }
+
+  /**
+   * A Deployment whose in-place rollout this watcher reported failed goes on
+   * again (the budget allows it, a retarget): its Progressing condition back
+   * to True, as the controller does when progress resumes; else `kubectl
+   * rollout status` would keep failing a rollout that runs.
+   */
+  private async reportProgressing(d: Workload): Promise<void> {
+    const conditions = (d.status?.conditions ?? []) as WorkloadCondition[];
+    const ours = conditions.find((c) => c.type === 'Progressing' && c.reason === 'ProgressDeadlineExceeded' && (c.message ?? '').startsWith(REPORT_PREFIX));
+    if (!ours) return;
+    await this.setConditions('deployments', d, [{ type: 'Progressing', status: 'True', reason: 'ReplicaSetUpdated', message: `${REPORT_PREFIX}: progressing again` }]);
+  }
+
+  /**
+   * kstatus (Flux) reads a StatefulSet held at replicas as Current before any
+   * pod changed; its generic conditions come first, and the StatefulSet
+   * controller keeps conditions it does not own (verified on v1.37.2). So the
+   * rollout reports Reconciling True while it runs, Stalled True while a pod
+   * is stalled, and both False at the end. kubectl and Argo CD's built-in
+   * health read no conditions there (see integrations/argocd).
+   */
+  private async reportStatefulSet(s: Workload, stalled: string | undefined, ended = false): Promise<void> {
+    const want: WorkloadCondition[] = ended
+      ? [{ type: 'Reconciling', status: 'False', reason: 'InPlaceRolloutFinished', message: `${REPORT_PREFIX}: finished` }, { type: 'Stalled', status: 'False', reason: 'InPlaceRolloutFinished', message: `${REPORT_PREFIX}: finished` }]
+      : [{ type: 'Reconciling', status: 'True', reason: 'InPlaceRollout', message: `${REPORT_PREFIX}: updating pods in place` },
+        stalled === undefined ? { type: 'Stalled', status: 'False', reason: 'InPlaceRollout', message: `${REPORT_PREFIX}: progressing` } : { type: 'Stalled', status: 'True', reason: 'InPlaceRolloutStalled', message: stalled }];
+    const have = (s.status?.conditions ?? []) as WorkloadCondition[];
+    const changed = want.filter((w) => !have.some((h) => h.type === w.type && h.status === w.status && h.reason === w.reason && h.message === w.message));
+    // A StatefulSet that never had these conditions needs no "False" written at its end.
+    if (changed.length === 0 || (ended && !have.some((h) => h.type === 'Reconciling' || h.type === 'Stalled'))) return;
+    await this.setConditions('statefulsets', s, changed);
+  }
+
+  private async setConditions(resource: 'deployments' | 'statefulsets', w: Workload, conditions: WorkloadCondition[]): Promise<void> {
+    const at = this.d.clock().toISOString().replace(/\.\d{3}Z$/, 'Z');
+    const stamped = conditions.map((c) => ({ ...c, lastTransitionTime: at, ...(resource === 'deployments' ? { lastUpdateTime: at } : {}) }));
+    const updated = await this.d.client.patch<Workload>(`/apis/apps/v1/namespaces/${w.metadata.namespace ?? ''}/${resource}/${w.metadata.name ?? ''}/status`,
+      { status: { conditions: stamped } }, 'strategic', WATCHER_FIELD_MANAGER);
+    (resource === 'deployments' ? this.d.deployments : this.d.statefulSets).upsert(updated);
   }
 
   private finished(w: Workload, kind: string, state: RolloutState, pods: number): void {

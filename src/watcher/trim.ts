@@ -85,6 +85,10 @@ export function trimNamespace(raw: unknown): NamespaceMeta {
   return { metadata: { name: m.name, resourceVersion: m.resourceVersion, ...(annotations ? { annotations } : {}) } };
 }
 
+/** A workload status condition, as far as the rollout reads it. */
+export interface WorkloadCondition { type: string; status: string; reason?: string; message?: string }
+const REPORTED_CONDITIONS = new Set(['Progressing', 'Reconciling', 'Stalled']);
+
 const WORKLOAD_ANNOTATIONS = [ROLLOUT_STATE_ANNOTATION, ROLLOUT_ANNOTATION, PARTITION_ANNOTATION, PRIORITY_ANNOTATION, SCATTER_ANNOTATION, 'deployment.kubernetes.io/revision'];
 
 /** Deployments, StatefulSets and ReplicaSets: what the rollout controller reads. */
@@ -120,6 +124,8 @@ export function trimWorkload(raw: unknown): Workload {
             ...(w.status.observedGeneration === undefined ? {} : { observedGeneration: w.status.observedGeneration }),
             ...(w.status.updateRevision ? { updateRevision: w.status.updateRevision } : {}),
             ...(w.status.currentRevision ? { currentRevision: w.status.currentRevision } : {}),
+            // The conditions the rollout itself reports through (failed, reconciling, stalled), so it writes each once.
+            ...(Array.isArray(w.status.conditions) ? { conditions: (w.status.conditions as WorkloadCondition[]).filter((c) => REPORTED_CONDITIONS.has(c.type)).map(({ type, status: st, reason, message }) => ({ type, status: st, ...(reason ? { reason } : {}), ...(message ? { message } : {}) })) } : {}),
           },
         }
       : {}),

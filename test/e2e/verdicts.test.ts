@@ -218,13 +218,14 @@ async function keepFixtures(scenario: string, lines: Line[], truths: Truth[]): P
 const probe = { exec: { command: ['true'] }, periodSeconds: 1 };
 const TOOLS: Tool[] = ['kubectl', 'kstatus', 'argocd', 'argocdLua'];
 
-// The tools held to the truth here. The others misread the current mechanism (docs/DESIGN.md, "What the
-// users' tools read"): Argo CD's built-in check calls the paused Deployment Suspended; kubectl, kstatus and
-// Argo CD's built-in check read a StatefulSet whose partition is held at replicas as done whenever its pods
-// are Ready; none of them sees a stall.
+// The tools held to the truth here. The others misread the mechanism (docs/DESIGN.md, "What the users'
+// tools read"): Argo CD's built-in check calls the paused Deployment Suspended; kubectl and Argo CD's
+// built-in check read a StatefulSet whose partition is held at replicas as done whenever its pods are
+// Ready (they read no conditions). kubectl and kstatus see a Deployment's stall through the Progressing
+// condition the watcher sets; kstatus sees a StatefulSet's rollout and stall through Reconciling/Stalled.
 const HELD: Record<'rollout' | 'stall', Record<'Deployment' | 'StatefulSet', Tool[]>> = {
-  rollout: { Deployment: ['kubectl', 'kstatus', 'argocdLua'], StatefulSet: ['argocdLua'] },
-  stall: { Deployment: ['argocdLua'], StatefulSet: ['argocdLua'] },
+  rollout: { Deployment: ['kubectl', 'kstatus', 'argocdLua'], StatefulSet: ['kstatus', 'argocdLua'] },
+  stall: { Deployment: ['kubectl', 'kstatus', 'argocdLua'], StatefulSet: ['kstatus', 'argocdLua'] },
 };
 
 function template(app: string, image: string, fake = false) {
