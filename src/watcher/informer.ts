@@ -22,6 +22,12 @@ export interface InformerOptions<T extends Meta> {
   pageSize?: number;
 }
 
+/** Whether resourceVersion `a` is older than `b`, where both are the apiserver's integer revisions. */
+export function isOlder(a: string | undefined, b: string | undefined): boolean {
+  if (a === undefined || b === undefined || !/^\d+$/.test(a) || !/^\d+$/.test(b)) return false;
+  return BigInt(a) < BigInt(b);
+}
+
 export function keyOf(o: Meta): string {
   return o.metadata.namespace ? `${o.metadata.namespace}/${o.metadata.name ?? ''}` : (o.metadata.name ?? '');
 }
@@ -51,10 +57,21 @@ export class Informer<T extends Meta> {
     return this.synced ? Promise.resolve() : new Promise((resolve) => this.syncWaiters.push(resolve));
   }
 
-  /** Replaces an object in the store from a write's response, ahead of its watch event. */
+  /**
+   * Replaces an object in the store from a write's response, ahead of its
+   * watch event; never with an older copy than the one held. Under load the
+   * watch can deliver a later change (the kubelet's Ready, say) before the
+   * write's response is handled: overwritten by the response, that change
+   * would be lost from the cache until the object changes again (seen at 1000
+   * pods: a rollout that never ended with every pod Ready). resourceVersions
+   * are opaque to clients in general; the apiserver's (etcd revisions) are
+   * integers that only grow, and where either is not one the response wins.
+   */
   upsert(raw: unknown): void {
     const obj = this.opts.trim(raw);
-    this.store.set(keyOf(obj), obj);
+    const key = keyOf(obj);
+    if (isOlder(obj.metadata.resourceVersion, this.store.get(key)?.metadata.resourceVersion)) return;
+    this.store.set(key, obj);
   }
 
   async run(signal: AbortSignal): Promise<void> {
