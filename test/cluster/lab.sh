@@ -47,11 +47,15 @@ lab_prerequisites() {
   command -v curl >/dev/null || missing+=(curl)
   [ ${#missing[@]} -eq 0 ] && return 0
   log "installing Debian packages for the real nodes: ${missing[*]}"
-  # Debian would start its own registry on :5000 after install; policy-rc.d
-  # (present on container images) prevents that, and so does this variable.
-  DEBIAN_FRONTEND=noninteractive RUNLEVEL=1 apt-get install -y --no-install-recommends "${missing[@]}" >"$logs/apt.log" 2>&1 ||
-    { apt-get update >>"$logs/apt.log" 2>&1 && DEBIAN_FRONTEND=noninteractive RUNLEVEL=1 apt-get install -y --no-install-recommends "${missing[@]}" >>"$logs/apt.log" 2>&1; } ||
+  # (an out-of-date package list is refreshed once)
+  DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends "${missing[@]}" >"$logs/apt.log" 2>&1 ||
+    { apt-get update >>"$logs/apt.log" 2>&1 && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends "${missing[@]}" >>"$logs/apt.log" 2>&1; } ||
     die "apt-get install ${missing[*]} failed; read $logs/apt.log"
+  # Debian starts its registry service on :5000 after install where no
+  # policy-rc.d forbids it (container images have one); the lab runs its own.
+  if [[ " ${missing[*]} " == *" docker-registry "* ]] && [ -x /etc/init.d/docker-registry ]; then
+    /etc/init.d/docker-registry stop >>"$logs/apt.log" 2>&1 || true
+  fi
 }
 # A busybox that needs no libraries works as an image's only binary.
 file_is_static() { ! ldd "$1" >/dev/null 2>&1; }
@@ -76,8 +80,8 @@ push_blob() {
 
 # push_image <repo> <tag> <rootfs dir> <entrypoint JSON array>: a one-layer
 # OCI image whose bytes depend on nothing but the inputs (sorted entries,
-# zero times and owners, gzip without a timestamp), so every machine builds
-# the same digests.
+# zero times and owners, gzip without a timestamp): the same busybox-static
+# gives the same digests on every machine.
 push_image() {
   local repo=$1 tag=$2 root=$3 entrypoint=$4 w layer diff_id layer_digest config config_digest manifest
   w=$(mktemp -d)
@@ -103,22 +107,26 @@ push_image() {
 #   lab/pause:1        the pod sandbox (sleeps; containerd stops sandboxes with SIGKILL)
 #   lab/app:v1, :v2    an HTTP server on :8080 answering GET / with its version;
 #                      it exits on SIGTERM, as a real server stops serving
+#   lab/app:v1-same    the very bytes of v1 under another tag (the same digest)
+#   lab/app:crash      exits at once, so it crash-loops
 lab_images() {
   local w v
   w=$(mktemp -d)
   mkdir -p "$w/base/bin"
   install -m 0755 /bin/busybox "$w/base/bin/busybox"
   ln -s busybox "$w/base/bin/sh"
-  touch -h -d @0 "$w/base/bin/sh"
+  chmod 0755 "$w/base" "$w/base/bin" # not the umask's
   push_image lab/pause 1 "$w/base" '["/bin/busybox","sleep","2147483647"]' >"$lab_dir/images"
+  local serve="[\"/bin/sh\",\"-c\",\"trap 'exit 0' TERM; /bin/busybox httpd -f -p 8080 -h /www & wait\"]"
   for v in v1 v2; do
     cp -a "$w/base" "$w/$v"
-    mkdir -p "$w/$v/www"
+    mkdir -m 0755 "$w/$v/www"
     echo "$v" >"$w/$v/www/index.html"
     chmod 0644 "$w/$v/www/index.html"
-    push_image lab/app "$v" "$w/$v" \
-      "[\"/bin/sh\",\"-c\",\"trap 'exit 0' TERM; /bin/busybox httpd -f -p 8080 -h /www & wait\"]" >>"$lab_dir/images"
+    push_image lab/app "$v" "$w/$v" "$serve" >>"$lab_dir/images"
   done
+  push_image lab/app v1-same "$w/v1" "$serve" >>"$lab_dir/images"
+  push_image lab/app crash "$w/base" '["/bin/sh","-c","exit 1"]' >>"$lab_dir/images"
   rm -rf "$w"
 }
 
@@ -162,8 +170,9 @@ version = 3
   [plugins.'io.containerd.cri.v1.images'.registry]
     config_path = '$lab_dir/certs.d'
 [plugins.'io.containerd.cri.v1.runtime']
-  # this machine withholds CAP_SYS_RESOURCE: an oom_score_adj below the
-  # shim's own is refused by runc
+  # lowering an oom_score_adj needs CAP_SYS_RESOURCE, which this machine
+  # withholds (runc then fails the container); keep containers at or above
+  # containerd's own
   restrict_oom_score_adj = true
   [plugins.'io.containerd.cri.v1.runtime'.cni]
     bin_dirs = ['$bin/cni']
@@ -212,7 +221,7 @@ start_real_node() {
   start "$name-ns" nsenter --net="$netns_path" -- unshare --mount --propagation private -- bash "$bin/lab-node-ns.sh" "$d"
   wait_for "the mount namespace of $name" "$logs/$name-ns.log" test -e "$d/ns-ready"
   holder=$(pid_of "$name-ns")
-  # shims and runc are found on PATH
+  # containerd finds its shim on PATH
   start "$name-containerd" env PATH="$bin:$PATH" nsenter --target="$holder" --mount --net -- \
     "$bin/containerd" --config "$d/containerd.toml"
   wait_for "containerd of $name" "$logs/$name-containerd.log" "$bin/ctr" --address "$d/run/containerd.sock" version

@@ -1,7 +1,8 @@
 // On real nodes (the real kubelet over containerd and runc, in the lab network
 // namespace of test/cluster/lab.sh): live traffic through the drain, counted,
 // against the same traffic through a plain image change; and the lifecycle on a
-// real runtime, where images are pulled, imageIDs are digests and pulls fail.
+// real runtime, where images are pulled, imageIDs are digests, pulls fail and
+// containers crash.
 //
 // The client follows the Service's EndpointSlices (ready endpoints only) as a
 // client-side load balancer would. The watcher writes the image once the grace
@@ -174,6 +175,27 @@ describe('the lifecycle on a real runtime', () => {
     expect(now.restartCount).toBe(was.restartCount + 1);
     // in place: the same sandbox, so the same IP
     expect(after.status?.podIP).toBe(before.status?.podIP);
+  }, 180_000);
+
+  it('completes a change to another tag of the same image (the same imageID)', async () => {
+    await applyManifest(pod('same'));
+    const before = await settled(OPTED_IN, 'same', 90_000);
+    expect(L.digests.get(L.image('v1-same'))).toBe(L.digests.get(L.image('v1')));
+    await kubectl(['-n', OPTED_IN, 'set', 'image', 'pod/same', `app=${L.image('v1-same')}`]);
+    const after = await settled(OPTED_IN, 'same', 90_000);
+    const [was, now] = [statusOf(before, 'app')!, statusOf(after, 'app')!];
+    expect(now.imageID).toBe(was.imageID);
+    expect(now.containerID).not.toBe(was.containerID);
+    expect(after.spec.containers[0]?.image).toBe(L.image('v1-same'));
+  }, 180_000);
+
+  it('ends Stalled on a new image that crash-loops', async () => {
+    await applyManifest(pod('crash'));
+    await settled(OPTED_IN, 'crash', 90_000);
+    await kubectl(['-n', OPTED_IN, 'set', 'image', 'pod/crash', `app=${L.image('crash')}`]);
+    const stalled = await phaseIs(OPTED_IN, 'crash', 'Stalled', 120_000);
+    expect(stateOf(stalled)?.stalled?.reason).toBe('CrashLoopBackOff');
+    expect(conditionOf(stalled, READINESS_GATE)).toBe('False');
   }, 180_000);
 
   it('ends Stalled, out of endpoints, on a tag the registry does not have', async () => {
