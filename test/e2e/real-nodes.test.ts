@@ -7,8 +7,8 @@
 // The client follows the Service's EndpointSlices (ready endpoints only) as a
 // client-side load balancer would. The watcher writes the image once the grace
 // period has passed (3 s here, ample for an EndpointSlice to reach a client on
-// one machine); issue 17 makes it wait for the EndpointSlices instead, which
-// makes a grace period of 0 safe as well.
+// one machine; at 0 s a Deployment rollout lost 3 of 693 requests); issue 17
+// makes it wait for the EndpointSlices instead, which makes 0 s safe as well.
 
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Pod } from '../../src/core/kube-types.ts';
