@@ -174,6 +174,9 @@ version = 3
   # withholds (runc then fails the container); keep containers at or above
   # containerd's own
   restrict_oom_score_adj = true
+  # pods' network namespaces pinned in the node's own /run/containerd, not
+  # in the host's /run/netns, where they would outlive the node
+  netns_mounts_under_state_dir = true
   [plugins.'io.containerd.cri.v1.runtime'.cni]
     bin_dirs = ['$bin/cni']
     conf_dir = '$d/cni'
