@@ -1,14 +1,17 @@
 #!/usr/bin/env bash
 # Runs a real Kubernetes control plane on 127.0.0.1 for end-to-end tests and
 # demos: etcd, kube-apiserver, kube-controller-manager, kube-scheduler and N
-# hollow kubelets (kubemark over a fake container runtime), as local processes.
+# hollow kubelets (kubemark over a fake container runtime), as local processes;
+# as root also real kubelets over containerd and runc, in a private network
+# namespace with a registry of locally built images (lab.sh says how).
 #
 #   cluster.sh up [--nodes N]   start (or reuse a healthy running cluster)
 #   cluster.sh down             stop everything and remove runtime state
 #   cluster.sh status           exit 0 when the cluster is running and healthy
 #
 # Environment: CLUSTER_DIR (state dir, default <repo>/.cluster), CLUSTER_NODES
-# (default 2), KUBEBUILDER_ASSETS (a folder with the six binaries, instead of building them),
+# (hollow nodes, default 2), CLUSTER_REAL_NODES (real nodes, default 2 as root,
+# else 0), KUBEBUILDER_ASSETS (a folder with the six binaries, instead of building them),
 # CLUSTER_MAX_PODS (pods per hollow node, default 110), CLUSTER_TIMEOUT (seconds per readiness wait, default 120).
 # `up` prints the env file on stdout (so `eval "$(cluster.sh up)"` works);
 # every message goes to stderr.
@@ -17,7 +20,8 @@
 # never run (every container reports ready=true, even while still
 # ContainerCreating; readinessGates are honoured), every pod gets IP
 # 192.168.192.168, nodes report the host's eth0 address, and the kubelet
-# records no events. Never connect to pod or node IPs.
+# records no events. Never connect to their pod or node IPs. Real nodes' pods
+# have real IPs in 10.88.<node>.0/24, reachable only from inside the lab.
 set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -25,12 +29,17 @@ repo=$(cd "$here/../.." && pwd)
 CLUSTER_DIR=${CLUSTER_DIR:-$repo/.cluster}
 nodes=${CLUSTER_NODES:-2}
 nodes_asked=${CLUSTER_NODES:+yes} # set when the caller chose a node count
+# Real nodes need root (namespaces, mounts, cgroups): two by default as root, none otherwise.
+real_nodes=${CLUSTER_REAL_NODES:-$([ "$(id -u)" -eq 0 ] && echo 2 || echo 0)}
 timeout=${CLUSTER_TIMEOUT:-120}
 webhook_port=9443 # the product's webhook listens here; never hand it out
 phase=""          # what `up` was doing, for the failure message
 
 log() { echo "cluster: $*" >&2; }
 die() { log "error: $*"; exit 1; }
+
+# shellcheck source=lab.sh
+. "$here/lab.sh"
 
 usage() {
   sed -n '6,8p' "${BASH_SOURCE[0]}" | sed 's/^# *//' >&2
@@ -49,6 +58,7 @@ set_paths() {
   pids=$CLUSTER_DIR/pids
   admin_kc=$CLUSTER_DIR/kubeconfig
   env_file=$CLUSTER_DIR/env
+  lab_paths
 }
 
 # Serialises up/down/status on one CLUSTER_DIR (parallel test workers). The
@@ -157,6 +167,7 @@ stop() {
 down_locked() {
   local p stopped=0
   mapfile -t leftovers < <(kubemark_leftovers)
+  lab_down
   # shellcheck disable=SC2046 # one word per component
   stop $(components | grep -Ev '^(kube-apiserver|etcd)$')
   stop kube-apiserver
@@ -285,6 +296,9 @@ make_pki() {
   client kube-scheduler "$kcs/kube-scheduler.kubeconfig" system:kube-scheduler
   for ((i = 0; i < nodes; i++)); do
     client "hollow-node-$i" "$kcs/hollow-node-$i.kubeconfig" "system:node:hollow-node-$i" system:nodes
+  done
+  for ((i = 0; i < real_nodes; i++)); do
+    client "real-node-$i" "$kcs/real-node-$i.kubeconfig" "system:node:real-node-$i" system:nodes
   done
   # The product's own identities: the usernames service-account tokens would
   # carry, so its RBAC (bound to ServiceAccount subjects) applies unchanged.
@@ -431,6 +445,9 @@ nodes_not_ready() {
   for ((i = 0; i < nodes; i++)); do
     grep -qx "hollow-node-$i=True" <<<"$ready" || echo "hollow-node-$i"
   done
+  for ((i = 0; i < real_nodes; i++)); do
+    grep -qx "real-node-$i=True" <<<"$ready" || echo "real-node-$i"
+  done
 }
 all_nodes_ready() { [ -z "$(nodes_not_ready)" ]; }
 
@@ -456,6 +473,9 @@ write_env() {
       CLUSTER_BIN "$bin" \
       CLUSTER_LOGS "$logs" \
       CLUSTER_NODES "$nodes" \
+      CLUSTER_REAL_NODES "$real_nodes" \
+      CLUSTER_NETNS "$([ "$real_nodes" -eq 0 ] || echo "$netns")" \
+      CLUSTER_LAB_REGISTRY "$([ "$real_nodes" -eq 0 ] || echo "$lab_registry")" \
       KUBECONFIG "$admin_kc" \
       APISERVER "$apiserver" \
       APISERVER_PORT "$apiserver_port" \
@@ -484,6 +504,8 @@ unhealthy_reason() {
   if [ ! -f "$env_file" ]; then echo "not running (no $env_file)"; return 0; fi
   # shellcheck disable=SC1090
   nodes=$(. "$env_file" && echo "$CLUSTER_NODES")
+  # shellcheck disable=SC1090
+  real_nodes=$(. "$env_file" && echo "${CLUSTER_REAL_NODES:-0}")
   dead=$(first_dead)
   if [ -n "$dead" ]; then echo "$dead is not running; read $logs/$dead.log"; return 0; fi
   if ! apiserver_ready; then echo "kube-apiserver is not ready; read $logs/kube-apiserver.log"; return 0; fi
@@ -502,7 +524,7 @@ up_failed() {
 }
 
 cmd_up() {
-  local wanted=$nodes i
+  local wanted=$nodes wanted_real=$real_nodes i
   if [ -f "$env_file" ] || [ -n "$(components)" ]; then
     if healthy; then
       local running_nodes
@@ -511,13 +533,15 @@ cmd_up() {
       # A different node count only matters when the caller asked for one.
       [ "$running_nodes" = "$wanted" ] || [ -z "$nodes_asked" ] ||
         die "a healthy cluster with $running_nodes nodes already runs in $CLUSTER_DIR; run down first to get $wanted"
+      [ "$real_nodes" = "$wanted_real" ] || [ -z "${CLUSTER_REAL_NODES:-}" ] ||
+        die "a healthy cluster with $real_nodes real nodes already runs in $CLUSTER_DIR; run down first to get $wanted_real"
       log "already running; kubeconfig: $admin_kc"
       cat "$env_file"
       return 0
     fi
     log "found a stale or unhealthy cluster in $CLUSTER_DIR; cleaning it up"
     down_locked
-    nodes=$wanted
+    nodes=$wanted real_nodes=$wanted_real
   fi
 
   local bin_dir from=build.sh
@@ -536,12 +560,13 @@ cmd_up() {
 
   local t0=$SECONDS
   # Only our own logs: the e2e set-up keeps its webhook log in logs/ too.
-  rm -rf "$bin" "$logs"/{etcd,kube-apiserver,kube-controller-manager,kube-scheduler,hollow-node-*,pki}.log
+  rm -rf "$bin" "$logs"/{etcd,kube-apiserver,kube-controller-manager,kube-scheduler,hollow-node-*,real-node-*,lab-*,pki,apt}.log
   mkdir -p "$bin" "$logs" "$pids"
   for b in etcd kube-apiserver kube-controller-manager kube-scheduler kubemark kubectl; do
     [ -x "$bin_dir/$b" ] || die "$bin_dir (from $from) has no $b"
     ln -s "$bin_dir/$b" "$bin/$b"
   done
+  [ "$real_nodes" -eq 0 ] || lab_prepare
 
   local ports
   read -r -a ports <<<"$(free_ports $((5 + nodes)))"
@@ -563,6 +588,7 @@ cmd_up() {
   start_scheduler
   setup_hosts_override
   for ((i = 0; i < nodes; i++)); do start_node "$i"; done
+  [ "$real_nodes" -eq 0 ] || lab_up
 
   wait_for "kube-controller-manager /healthz" "$logs/kube-controller-manager.log" healthz "$kcm_port"
   wait_for "kube-scheduler /healthz" "$logs/kube-scheduler.log" healthz "$scheduler_port"
@@ -571,7 +597,7 @@ cmd_up() {
 
   write_env
   trap - EXIT INT TERM
-  log "up in $((SECONDS - t0))s with $nodes hollow nodes; kubeconfig: $admin_kc (source $env_file)"
+  log "up in $((SECONDS - t0))s with $nodes hollow nodes and $real_nodes real nodes; kubeconfig: $admin_kc (source $env_file)"
   cat "$env_file"
 }
 
@@ -597,6 +623,9 @@ main() {
   done
   if ! [[ $nodes =~ ^[0-9]+$ ]] || [ "$nodes" -lt 1 ] || [ "$nodes" -gt 100 ]; then
     die "--nodes wants 1..100, got '$nodes'"
+  fi
+  if ! [[ $real_nodes =~ ^[0-9]+$ ]] || [ "$real_nodes" -gt 20 ]; then
+    die "CLUSTER_REAL_NODES wants 0..20, got '$real_nodes'"
   fi
   [[ $timeout =~ ^[0-9]+$ ]] || die "CLUSTER_TIMEOUT wants seconds, got '$timeout'"
 

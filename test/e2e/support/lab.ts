@@ -1,0 +1,99 @@
+// The real nodes of the test cluster (test/cluster/lab.sh): what `cluster.sh up`
+// wrote about them, their images, and live traffic from inside the lab.
+
+import { spawn, type ChildProcess } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import { createInterface } from 'node:readline';
+import { context } from './kube.ts';
+
+const repo = resolve(import.meta.dirname, '../../..');
+
+export interface Lab {
+  netns: string;
+  realNodes: number;
+  /** Image reference (registry/repo:tag) to its manifest digest. */
+  digests: Map<string, string>;
+  image(tag: string): string;
+}
+
+/** The lab of the cluster under test; throws, naming the fix, when it has none. */
+export function lab(): Lab {
+  const { clusterDir } = context();
+  let env: string;
+  try {
+    env = readFileSync(join(clusterDir, 'env'), 'utf8');
+  } catch {
+    throw new Error(`no ${clusterDir}/env: these tests need the suite's own cluster with real nodes (CLUSTER_REAL_NODES=2)`);
+  }
+  // printf %q's output; the values read here never need unquoting
+  const value = (name: string) => [...env.matchAll(/^export (\w+)=(.*)$/gm)].find((m) => m[1] === name)?.[2];
+  const realNodes = Number(value('CLUSTER_REAL_NODES') ?? '0');
+  const netns = value('CLUSTER_NETNS') ?? '';
+  const registry = value('CLUSTER_LAB_REGISTRY') ?? '';
+  if (realNodes < 2 || !netns) {
+    throw new Error(`the cluster in ${clusterDir} has ${realNodes} real nodes; these tests need 2 or more (cluster.sh down, then CLUSTER_REAL_NODES=2)`);
+  }
+  const digests = new Map<string, string>();
+  for (const line of readFileSync(join(clusterDir, 'lab', 'images'), 'utf8').split('\n')) {
+    const [ref, digest] = line.split(' ');
+    if (ref && digest) digests.set(ref, digest);
+  }
+  return { netns, realNodes, digests, image: (tag: string) => `${registry}/lab/app:${tag}` };
+}
+
+/** Pod spec parts that put a pod on a real node. */
+export const onRealNodes = {
+  nodeSelector: { 'inplace-gate.dev/test-node': 'real' },
+  tolerations: [{ key: 'inplace-gate.dev/test-node', operator: 'Equal', value: 'real', effect: 'NoSchedule' }],
+};
+
+export type Request =
+  | { t: number; pod: string; ip: string; ok: true; version: string; ms: number }
+  | { t: number; pod: string; ip: string; ok: false; error: string; ms: number };
+
+export interface Traffic {
+  requests: Request[];
+  /** Each change of the client's ready set, in order. */
+  endpoints: { t: number; endpoints: string[] }[];
+  stop(): Promise<void>;
+}
+
+const alive = new Set<ChildProcess>();
+process.once('exit', () => {
+  for (const child of alive) child.kill('SIGKILL');
+});
+
+/** Starts the lab's client (support/traffic-client.ts) against a Service's ready endpoints. */
+export function startTraffic(namespace: string, service: string, port = 8080, maxSeconds = 300): Traffic {
+  const { kubeconfig } = context();
+  const child = spawn('nsenter', [`--net=/run/netns/${lab().netns}`, '--', process.execPath,
+    join(repo, 'test/e2e/support/traffic-client.ts'), kubeconfig, namespace, service, String(port), String(maxSeconds)],
+  { stdio: ['pipe', 'pipe', 'inherit'] });
+  alive.add(child);
+  const traffic: Traffic = { requests: [], endpoints: [], stop: () => Promise.resolve() };
+  const lines = createInterface({ input: child.stdout });
+  lines.on('line', (line) => {
+    const parsed = JSON.parse(line) as Request | { t: number; endpoints: string[] } | { done: true };
+    if ('endpoints' in parsed) traffic.endpoints.push(parsed);
+    else if ('ok' in parsed) traffic.requests.push(parsed);
+  });
+  const exited = new Promise<void>((ok) => child.once('exit', () => { alive.delete(child); ok(); }));
+  traffic.stop = async () => {
+    child.stdin.end();
+    await exited;
+  };
+  return traffic;
+}
+
+/** Each pod's versions in the order its responses came, runs collapsed: ['v1', 'v2'] for a clean switch. */
+export function versionsByPod(requests: Request[]): Map<string, string[]> {
+  const byPod = new Map<string, string[]>();
+  for (const r of requests) {
+    if (!r.ok) continue;
+    const seq = byPod.get(r.pod) ?? [];
+    if (seq.at(-1) !== r.version) seq.push(r.version);
+    byPod.set(r.pod, seq);
+  }
+  return byPod;
+}
