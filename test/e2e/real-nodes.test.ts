@@ -5,10 +5,10 @@
 // containers crash.
 //
 // The client follows the Service's EndpointSlices (ready endpoints only) as a
-// client-side load balancer would. The watcher writes the image once the grace
-// period has passed (3 s here, ample for an EndpointSlice to reach a client on
-// one machine; at 0 s a Deployment rollout lost 3 of 693 requests); issue 17
-// makes it wait for the EndpointSlices instead, which makes 0 s safe as well.
+// client-side load balancer would. Grace 0: the watcher writes the image only
+// once no EndpointSlice lists the pod ready (issue 17), so nothing relies on a
+// guessed grace period (before that, at 0 s a Deployment rollout lost 3 of 693
+// requests here).
 
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Pod } from '../../src/core/kube-types.ts';
@@ -21,7 +21,7 @@ import { startLeadingWatcher, type WatcherProcess } from './support/watcher.ts';
 const id = Date.now().toString(36);
 const OPTED_IN = `e2e-real-${id}`;
 const PLAIN = `e2e-real-plain-${id}`;
-const GRACE_SECONDS = '3';
+const GRACE_SECONDS = '0';
 let L: Lab;
 let watcher: WatcherProcess;
 
