@@ -72,13 +72,16 @@ function minReady(app: string, since: number): number {
   return worst;
 }
 
-/** The most pods of `app` not Ready at once, from the watch. */
+/**
+ * The most pods of `app` not Ready at once, from the watch. Pods being deleted
+ * (a native rollout's old pods still terminating) are not the rollout's: not counted.
+ */
 function maxNotReady(app: string, since: number): number {
   const state = new Map<string, boolean>();
   let worst = 0;
   for (const s of pods.seen) {
     if (s.object.metadata.labels?.app !== app) continue;
-    if (s.type === 'DELETED') state.delete(s.object.metadata.name ?? '');
+    if (s.type === 'DELETED' || s.object.metadata.deletionTimestamp !== undefined) state.delete(s.object.metadata.name ?? '');
     else state.set(s.object.metadata.name ?? '', conditionOf(s.object, 'Ready') === 'True');
     if (s.at >= since) worst = Math.max(worst, [...state.values()].filter((r) => !r).length);
   }
@@ -143,6 +146,7 @@ describe('Deployment', () => {
     await kubectl(['-n', NS, 'rollout', 'status', 'deployment/back', '--timeout=150s']);
     const native = await allRunning('back', 4, IMAGE);
     expect(native[0]?.metadata.ownerReferences?.[0]?.uid).not.toBe(original?.metadata.ownerReferences?.[0]?.uid);
+    await eventually('the native rollout\'s old pods gone', async () => ((await listPods('back')).length === 4 ? true : undefined), 60_000);
 
     const since = Date.now();
     await kubectl(['-n', NS, 'set', 'image', 'deployment/back', `app=${IMAGE_3}`]);
