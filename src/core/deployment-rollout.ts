@@ -153,29 +153,33 @@ function historyReplicaSet(d: Workload, current: ReplicaSetView, taken: Readonly
   let collision = 0;
   let hash = templateHash(current.template, collision);
   while (taken.has(`${d.metadata.name ?? ''}-${hash}`)) hash = templateHash(current.template, ++collision);
-  const labels = { ...current.template.metadata?.labels, [TEMPLATE_HASH]: hash };
-  const { [ROLLOUT_IN_PROGRESS]: _mark, ...templateAnnotations } = current.template.metadata?.annotations ?? {};
-  const selector = d.spec.selector as { matchLabels?: Record<string, string>; matchExpressions?: unknown[] } | undefined;
   // The ReplicaSet's own annotations, as the controller copied them from the Deployment when that
   // revision was current: `kubectl rollout undo` puts them back on the Deployment (replacing its
   // annotations, partition and priority included), as after a native rollout.
   const annotations: Record<string, string> = {};
   for (const [k, v] of Object.entries(current.annotations)) if (!NOT_KEPT.has(k)) annotations[k] = v;
   annotations[REVISION] = String(current.revision || 1);
+  const rs = ownReplicaSet(d, current.template, hash, 0, { apiVersion: 'apps/v1', kind: 'Deployment', name: d.metadata.name ?? '', uid: d.metadata.uid ?? '', controller: true, blockOwnerDeletion: true });
+  return { ...rs, metadata: { ...rs.metadata, name: `${d.metadata.name ?? ''}-${hash}`, annotations } };
+}
+
+/**
+ * A ReplicaSet the rollout creates from a template: `hash` as its
+ * pod-template-hash in labels, selector and template (so it selects only its
+ * own pods), the rollout's marker left out.
+ */
+function ownReplicaSet(d: Workload, template: PodTemplate, hash: string, replicas: number, owner: NonNullable<Workload['metadata']['ownerReferences']>[number]): Workload {
+  const labels = { ...template.metadata?.labels, [TEMPLATE_HASH]: hash };
+  const { [ROLLOUT_IN_PROGRESS]: _mark, ...templateAnnotations } = template.metadata?.annotations ?? {};
+  const selector = d.spec.selector as { matchLabels?: Record<string, string>; matchExpressions?: unknown[] } | undefined;
   return {
     apiVersion: 'apps/v1',
     kind: 'ReplicaSet',
-    metadata: {
-      name: `${d.metadata.name ?? ''}-${hash}`,
-      namespace: d.metadata.namespace ?? '',
-      labels,
-      annotations,
-      ownerReferences: [{ apiVersion: 'apps/v1', kind: 'Deployment', name: d.metadata.name ?? '', uid: d.metadata.uid ?? '', controller: true, blockOwnerDeletion: true }],
-    },
+    metadata: { namespace: d.metadata.namespace ?? '', labels, ownerReferences: [owner] },
     spec: {
-      replicas: 0,
+      replicas,
       selector: { ...selector, matchLabels: { ...selector?.matchLabels, [TEMPLATE_HASH]: hash } },
-      template: { ...current.template, metadata: { ...current.template.metadata, labels, annotations: templateAnnotations } },
+      template: { ...template, metadata: { ...template.metadata, labels, annotations: templateAnnotations } },
     },
   };
 }
@@ -233,23 +237,6 @@ export function isSurgeOf(rs: Workload, deploymentUid: string | undefined): bool
  * pods and all, once the Deployment's own pods are done.
  */
 export function surgeReplicaSet(d: Workload, current: ReplicaSetView, size: number): Workload {
-  const hash = templateHash(current.template, 'surge');
-  const labels = { ...current.template.metadata?.labels, [TEMPLATE_HASH]: hash };
-  const { [ROLLOUT_IN_PROGRESS]: _mark, ...templateAnnotations } = current.template.metadata?.annotations ?? {};
-  const selector = d.spec.selector as { matchLabels?: Record<string, string>; matchExpressions?: unknown[] } | undefined;
-  return {
-    apiVersion: 'apps/v1',
-    kind: 'ReplicaSet',
-    metadata: {
-      generateName: `${d.metadata.name ?? ''}-surge-`,
-      namespace: d.metadata.namespace ?? '',
-      labels: { 'inplace-gate.dev/surge-for': d.metadata.name ?? '' },
-      ownerReferences: [{ apiVersion: 'apps/v1', kind: 'Deployment', name: d.metadata.name ?? '', uid: d.metadata.uid ?? '', controller: false, blockOwnerDeletion: false }],
-    },
-    spec: {
-      replicas: size,
-      selector: { ...selector, matchLabels: { ...selector?.matchLabels, [TEMPLATE_HASH]: hash } },
-      template: { ...current.template, metadata: { ...current.template.metadata, labels, annotations: templateAnnotations } },
-    },
-  };
+  const rs = ownReplicaSet(d, current.template, templateHash(current.template, 'surge'), size, { apiVersion: 'apps/v1', kind: 'Deployment', name: d.metadata.name ?? '', uid: d.metadata.uid ?? '', controller: false, blockOwnerDeletion: false });
+  return { ...rs, metadata: { ...rs.metadata, generateName: `${d.metadata.name ?? ''}-surge-`, labels: { 'inplace-gate.dev/surge-for': d.metadata.name ?? '' } } };
 }

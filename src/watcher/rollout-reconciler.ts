@@ -232,10 +232,7 @@ export class RolloutReconciler {
     const step = historyStep(full, current, owned.filter((r) => r.uid !== current.uid));
     if (step.action === 'retarget' || (scope === 'duplicates-only' && step.action !== 'delete-replicaset')) return false;
     if (step.action === 'delete-replicaset') {
-      // Preconditions: only that very ReplicaSet, unchanged since it was read with no pods.
-      await this.d.client.request('DELETE', `/apis/apps/v1/namespaces/${ns}/replicasets/${step.name}`,
-        { apiVersion: 'v1', kind: 'DeleteOptions', preconditions: { uid: step.uid, resourceVersion: step.resourceVersion } });
-      this.d.replicaSets.store.delete(`${ns}/${step.name}`);
+      await this.deleteUnchanged(ns, step);
     } else {
       // Created, never updated: an existing ReplicaSet of that name is not this one's to overwrite (409: re-derive).
       this.d.replicaSets.upsert(await this.d.client.post(`/apis/apps/v1/namespaces/${ns}/replicasets?fieldManager=${WATCHER_FIELD_MANAGER}`, step.replicaSet));
@@ -328,6 +325,13 @@ export class RolloutReconciler {
     this.d.metrics.rollouts.inc({ kind, result: 'fallback' });
   }
 
+  /** Deletes a pod-less ReplicaSet only as it was read: uid and resourceVersion preconditions (409 if it changed). */
+  private async deleteUnchanged(ns: string, rs: { name: string; uid: string; resourceVersion: string }): Promise<void> {
+    await this.d.client.request('DELETE', `/apis/apps/v1/namespaces/${ns}/replicasets/${rs.name}`,
+      { apiVersion: 'v1', kind: 'DeleteOptions', preconditions: { uid: rs.uid, resourceVersion: rs.resourceVersion } });
+    this.d.replicaSets.store.delete(`${ns}/${rs.name}`);
+  }
+
   /** Undoes the rollout's ReplicaSet changes before a Deployment goes native (see rewindStep); a few writes at most. */
   private async rewind(d: Workload): Promise<void> {
     const ns = d.metadata.namespace ?? '';
@@ -339,9 +343,7 @@ export class RolloutReconciler {
       const step = rewindStep(current.rs, owned.filter((r) => r.uid !== current.rs.uid));
       if (step.action === 'release') return;
       if (step.action === 'delete-replicaset') {
-        await this.d.client.request('DELETE', `/apis/apps/v1/namespaces/${ns}/replicasets/${step.name}`,
-          { apiVersion: 'v1', kind: 'DeleteOptions', preconditions: { uid: step.uid, resourceVersion: step.resourceVersion } });
-        this.d.replicaSets.store.delete(`${ns}/${step.name}`);
+        await this.deleteUnchanged(ns, step);
       } else {
         this.d.replicaSets.upsert(await this.d.client.patch(`/apis/apps/v1/namespaces/${ns}/replicasets/${current.rs.name}`,
           { metadata: { resourceVersion: current.rs.resourceVersion }, spec: { template: { metadata: { annotations: { [ROLLOUT_IN_PROGRESS]: null } }, spec: { containers: step.containers, ...(step.initContainers.length > 0 ? { initContainers: step.initContainers } : {}) } } } },
