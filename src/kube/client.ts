@@ -7,6 +7,7 @@ import { Agent, request, type RequestOptions } from 'node:https';
 import { Agent as HttpAgent, request as httpRequest } from 'node:http';
 import { createInterface } from 'node:readline';
 import { KubeConfig } from '@kubernetes/client-node';
+import { StartupError } from '../startup-error.ts';
 
 export class ApiError extends Error {
   readonly status: number;
@@ -78,7 +79,15 @@ export class KubeClient {
 
   static async create(kc: KubeConfig, userAgent = 'inplace-gate'): Promise<KubeClient> {
     const opts: RequestOptions = {};
-    await kc.applyToHTTPSOptions(opts);
+    // A kubeconfig that cannot be used (a plain-HTTP server without insecure-skip-tls-verify, a missing
+    // certificate file, a failing exec plugin) is the operator's to fix: one line, no stack trace.
+    const cluster = kc.getCurrentCluster();
+    if (!cluster) throw new StartupError(`the kubeconfig has no current cluster (context "${kc.getCurrentContext()}")`);
+    try {
+      await kc.applyToHTTPSOptions(opts);
+    } catch (err) {
+      throw new StartupError(`cannot use the kubeconfig's cluster ${cluster.server} (context "${kc.getCurrentContext()}"): ${(err as Error).message}`, { cause: err });
+    }
     const tls = {
       ...(opts.ca ? { ca: opts.ca } : {}),
       ...(opts.cert ? { cert: opts.cert } : {}),

@@ -47,14 +47,7 @@ describe('the webhook on a busy port', () => {
   });
 
   it('`inplace-gate webhook` exits non-zero within seconds with one line naming the cause', async () => {
-    const child = spawn(process.execPath, [cli, 'webhook', '--port', String(port), '--host', '127.0.0.1', '--cert-dir', dir], {
-      stdio: ['ignore', 'ignore', 'pipe'],
-    });
-    let stderr = '';
-    child.stderr.on('data', (chunk: Buffer) => { stderr += chunk.toString(); });
-    const timer = setTimeout(() => { child.kill('SIGKILL'); }, 12_000);
-    const [code, signal] = await new Promise<[number | null, NodeJS.Signals | null]>((ok) => child.once('exit', (c, s) => { ok([c, s]); }));
-    clearTimeout(timer);
+    const [code, signal, stderr] = await runCli(['webhook', '--port', String(port), '--host', '127.0.0.1', '--cert-dir', dir]);
     expect(signal).toBeNull();
     expect(code).toBe(1);
     expect(stderr).toBe(`inplace-gate: webhook cannot listen on 127.0.0.1:${port}: address already in use (EADDRINUSE)\n`);
@@ -63,22 +56,7 @@ describe('the webhook on a busy port', () => {
 
 describe('the watcher with its health port busy', () => {
   it('rejects with the cause after stopping what it started', async () => {
-    // A stand-in apiserver: empty lists, watches that stay open.
-    const api = createHttpServer((req, res) => {
-      res.writeHead(200, { 'content-type': 'application/json' });
-      if (req.url?.includes('watch=') === true) return;
-      res.end(JSON.stringify({ kind: 'List', apiVersion: 'v1', metadata: { resourceVersion: '1' }, items: [] }));
-    });
-    await new Promise<void>((ok) => api.listen(0, '127.0.0.1', ok));
-    const apiAddress = api.address();
-    const apiPort = typeof apiAddress === 'object' && apiAddress ? apiAddress.port : 0;
-    const kubeconfig = join(dir, 'kubeconfig');
-    await writeFile(kubeconfig, JSON.stringify({
-      apiVersion: 'v1', kind: 'Config', 'current-context': 'c',
-      clusters: [{ name: 'c', cluster: { server: `http://127.0.0.1:${apiPort}`, 'insecure-skip-tls-verify': true } }],
-      users: [{ name: 'u', user: { token: 't' } }],
-      contexts: [{ name: 'c', context: { cluster: 'c', user: 'u' } }],
-    }));
+    const { api, kubeconfig } = await standInApiserver(true);
     try {
       const settings = loadSettings(['--kubeconfig', kubeconfig, '--no-leader-elect', '--health-port', String(port), '--log-level', 'silent'], {});
       const started = runWatcher(settings);
@@ -89,4 +67,64 @@ describe('the watcher with its health port busy', () => {
       await new Promise((ok) => api.close(ok));
     }
   });
+
+  it('`inplace-gate watcher` exits non-zero within seconds with one line naming the cause', async () => {
+    const { api, kubeconfig } = await standInApiserver(true);
+    try {
+      const [code, signal, stderr] = await runCli(['watcher', '--kubeconfig', kubeconfig, '--no-leader-elect', '--health-port', String(port)]);
+      expect(signal).toBeNull();
+      expect(code).toBe(1);
+      expect(stderr).toBe(`inplace-gate: watcher health endpoint cannot listen on *:${port}: address already in use (EADDRINUSE)\n`);
+    } finally {
+      api.closeAllConnections();
+      await new Promise((ok) => api.close(ok));
+    }
+  }, 20_000);
 });
+
+describe('the watcher with a kubeconfig it cannot use', () => {
+  it('a plain-HTTP server without insecure-skip-tls-verify: exit 1, one line naming the server and the cause', async () => {
+    const { api, kubeconfig, server } = await standInApiserver(false);
+    try {
+      const [code, signal, stderr] = await runCli(['watcher', '--kubeconfig', kubeconfig, '--no-leader-elect', '--health-port', '0']);
+      expect(signal).toBeNull();
+      expect(code).toBe(1);
+      expect(stderr.split('\n').filter(Boolean)).toHaveLength(1);
+      expect(stderr).toContain(`inplace-gate: cannot use the kubeconfig's cluster ${server} (context "c"): HTTP protocol is not allowed`);
+    } finally {
+      api.closeAllConnections();
+      await new Promise((ok) => api.close(ok));
+    }
+  }, 20_000);
+});
+
+/** `inplace-gate args` as a child process: its exit code, signal and stderr (killed after 12 s). */
+async function runCli(args: string[]): Promise<[number | null, NodeJS.Signals | null, string]> {
+  const child = spawn(process.execPath, [cli, ...args], { stdio: ['ignore', 'ignore', 'pipe'] });
+  let stderr = '';
+  child.stderr.on('data', (chunk: Buffer) => { stderr += chunk.toString(); });
+  const timer = setTimeout(() => { child.kill('SIGKILL'); }, 12_000);
+  const [code, signal] = await new Promise<[number | null, NodeJS.Signals | null]>((ok) => child.once('exit', (c, s) => { ok([c, s]); }));
+  clearTimeout(timer);
+  return [code, signal, stderr];
+}
+
+/** A stand-in apiserver on plain HTTP (empty lists, watches that stay open) and a kubeconfig naming it. */
+async function standInApiserver(skipTlsVerify: boolean) {
+  const api = createHttpServer((req, res) => {
+    res.writeHead(200, { 'content-type': 'application/json' });
+    if (req.url?.includes('watch=') === true) return;
+    res.end(JSON.stringify({ kind: 'List', apiVersion: 'v1', metadata: { resourceVersion: '1' }, items: [] }));
+  });
+  await new Promise<void>((ok) => api.listen(0, '127.0.0.1', ok));
+  const address = api.address();
+  const server = `http://127.0.0.1:${typeof address === 'object' && address ? address.port : 0}`;
+  const kubeconfig = join(dir, `kubeconfig-${String(skipTlsVerify)}`);
+  await writeFile(kubeconfig, JSON.stringify({
+    apiVersion: 'v1', kind: 'Config', 'current-context': 'c',
+    clusters: [{ name: 'c', cluster: { server, ...(skipTlsVerify ? { 'insecure-skip-tls-verify': true } : {}) } }],
+    users: [{ name: 'u', user: { token: 't' } }],
+    contexts: [{ name: 'c', context: { cluster: 'c', user: 'u' } }],
+  }));
+  return { api, kubeconfig, server };
+}
