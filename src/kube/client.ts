@@ -65,11 +65,9 @@ export class KubeClient {
   /** A guarded view's signal: requests start only while it is not aborted, and end when it aborts. */
   private guard: (() => AbortSignal) | undefined;
 
-  private constructor(kc: KubeConfig, tls: KubeClient['tls'], userAgent: string) {
+  private constructor(kc: KubeConfig, server: URL, tls: KubeClient['tls'], userAgent: string) {
     this.kc = kc;
-    const cluster = kc.getCurrentCluster();
-    if (!cluster) throw new Error('no current cluster in the kubeconfig');
-    this.server = new URL(cluster.server);
+    this.server = server;
     this.tls = tls;
     this.userAgent = userAgent;
     const secure = this.server.protocol === 'https:';
@@ -95,7 +93,7 @@ export class KubeClient {
       ...(opts.rejectUnauthorized === undefined ? {} : { rejectUnauthorized: opts.rejectUnauthorized }),
       ...(opts.servername ? { servername: opts.servername } : {}),
     };
-    const client = new KubeClient(kc, tls, userAgent);
+    const client = new KubeClient(kc, new URL(cluster.server), tls, userAgent);
     client.headers = flattenHeaders(opts.headers);
     client.headersAt = Date.now();
     return client;

@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Pod } from '../../src/core/kube-types.ts';
 import { READINESS_GATE } from '../../src/core/names.ts';
-import { freePort } from './global-setup.ts';
+import { freePort } from '../support/ports.ts';
 import { applyManifest, context, createNamespace, eventually, kubectl, kubectlJson } from './support/kube.ts';
 import { IMAGE, IMAGE_2, conditionOf, getPod, phaseIs, podManifest, settled, stateOf } from './support/pods.ts';
 import { record, type Recorder } from './support/recorder.ts';

@@ -7,7 +7,6 @@
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { mkdir, readFile, writeFile, open } from 'node:fs/promises';
-import { createServer } from 'node:net';
 import { join, resolve } from 'node:path';
 import { promisify } from 'node:util';
 import type { TestProject } from 'vitest/node';
@@ -16,20 +15,10 @@ import { DEFAULT_WATCHER_USER } from '../../src/core/names.ts';
 import type { E2EContext } from './support/context.ts';
 import { e2eTarget } from '../../src/core/cluster-target.ts';
 import { describeKubeConfig } from '../../src/kube/client.ts';
+import { freePort } from '../support/ports.ts';
 
 const run = promisify(execFile);
 const repo = resolve(import.meta.dirname, '../..');
-
-export async function freePort(): Promise<number> {
-  return new Promise((ok, fail) => {
-    const server = createServer();
-    server.listen(0, '127.0.0.1', () => {
-      const address = server.address();
-      server.close(() => { ok(typeof address === 'object' && address ? address.port : 0); });
-    });
-    server.on('error', fail);
-  });
-}
 
 async function waitForHealthy(url: string, caFile: string, timeoutMs: number): Promise<void> {
   const deadline = Date.now() + timeoutMs;

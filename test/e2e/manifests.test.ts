@@ -14,7 +14,7 @@ import { afterAll, describe, expect, it } from 'vitest';
 import type { Pod } from '../../src/core/kube-types.ts';
 import { READINESS_GATE } from '../../src/core/names.ts';
 import { webhookConfigurations } from '../../src/kube/webhook-configurations.ts';
-import { freePort } from './global-setup.ts';
+import { freePort } from '../support/ports.ts';
 import { applyManifest, context, createNamespace, eventually, kubectl } from './support/kube.ts';
 import { podManifest } from './support/pods.ts';
 import { apiClient } from './support/recorder.ts';

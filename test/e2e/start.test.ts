@@ -11,7 +11,7 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, describe, expect, it } from 'vitest';
-import { freePort } from './global-setup.ts';
+import { freePort } from '../support/ports.ts';
 import { eventually } from './support/kube.ts';
 
 const run = promisify(execFile);

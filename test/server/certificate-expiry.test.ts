@@ -3,7 +3,6 @@
 
 import { X509Certificate } from 'node:crypto';
 import { mkdtemp, rename, rm, writeFile } from 'node:fs/promises';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -11,19 +10,12 @@ import { loadSettings } from '../../src/settings.ts';
 import { generatePair } from '../../src/webhook/certs.ts';
 import { runWebhook, type RunningWebhook } from '../../src/webhook/run.ts';
 import { httpsClient } from '../support/https.ts';
+import { freePort } from '../support/ports.ts';
 
 let dir: string;
 let webhook: RunningWebhook;
 let client: ReturnType<typeof httpsClient>;
 const NOW = new Date();
-
-async function freePort(): Promise<number> {
-  const server = createServer();
-  await new Promise<void>((ok) => server.listen(0, '127.0.0.1', ok));
-  const address = server.address();
-  await new Promise((ok) => server.close(ok));
-  return typeof address === 'object' && address ? address.port : 0;
-}
 
 const expiry = async (): Promise<number | undefined> => {
   const m = /^inplace_gate_certificate_expiration_timestamp_seconds (\S+)$/m.exec((await client.get('/metrics')).body);

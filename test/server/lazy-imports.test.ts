@@ -8,7 +8,7 @@ import { get } from 'node:https';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { freePort } from '../e2e/global-setup.ts';
+import { freePort } from '../support/ports.ts';
 
 const cli = resolve(import.meta.dirname, '../../src/cli.ts');
 // A resolve hook that names every module a process asks for on stderr, so the test sees what was loaded.
