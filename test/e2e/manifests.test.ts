@@ -103,7 +103,7 @@ describe('self-managed certificates', () => {
 
     // A configuration of its own (this test's namespace only, failing closed), pointing at a second webhook.
     const port = await freePort();
-    const { mutating } = webhookConfigurations({ clientConfig: (p) => ({ url: `https://127.0.0.1:${port}${p}` }), scope: 'opt-in', ownNamespace: 'inplace-gate', watcherUsers: [] });
+    const { mutating } = webhookConfigurations({ clientConfig: (p) => ({ url: `https://127.0.0.1:${port}${p}` }), scope: 'opt-in', watcherUsers: [] });
     const create = { ...mutating.webhooks[0]!, namespaceSelector: { matchLabels: { [label]: 'true' } }, failurePolicy: 'Fail' };
     await applyManifest({ ...mutating, metadata: { name }, webhooks: [create] });
     await applyManifest({ apiVersion: 'admissionregistration.k8s.io/v1', kind: 'ValidatingWebhookConfiguration', metadata: { name }, webhooks: [] });
