@@ -46,7 +46,7 @@ afterAll(async () => {
 
 /** A TLS connection to the server, connected. */
 const open = () => new Promise<TLSSocket>((ok, fail) => {
-  const socket = connect({ host: '127.0.0.1', port, ca, servername: 'localhost' }, () => ok(socket));
+  const socket = connect({ host: '127.0.0.1', port, ca, servername: 'localhost' }, () => { ok(socket); });
   socket.once('error', fail);
 });
 
@@ -55,17 +55,17 @@ const closedByServer = (socket: Socket) => new Promise<string>((ok) => {
   let got = '';
   socket.on('data', (d: Buffer) => { got += d.toString(); });
   socket.on('error', () => undefined);
-  socket.once('close', () => ok(got));
+  socket.once('close', () => { ok(got); });
 });
 
 /** Writes one byte of `text` at a time, every `everyMs`, until the socket closes. */
 function dribble(socket: Socket, text: string, everyMs: number): void {
   let i = 0;
   const timer = setInterval(() => {
-    if (socket.destroyed || i >= text.length) return clearInterval(timer);
+    if (socket.destroyed || i >= text.length) { clearInterval(timer); return; }
     socket.write(text[i++]!);
   }, everyMs);
-  socket.once('close', () => clearInterval(timer));
+  socket.once('close', () => { clearInterval(timer); });
 }
 
 async function normalReviewWorks(): Promise<void> {
@@ -134,9 +134,9 @@ describe('connections', () => {
     // Node counts a connection on accept, before its handshake: these are counted once connected.
     const held = await Promise.all(Array.from({ length: MAX }, open));
     const refused = await new Promise<string>((ok) => {
-      const socket = connect({ host: '127.0.0.1', port, ca, servername: 'localhost' }, () => ok('connected'));
-      socket.once('error', (err) => ok(err.message));
-      socket.once('close', () => ok('closed'));
+      const socket = connect({ host: '127.0.0.1', port, ca, servername: 'localhost' }, () => { ok('connected'); });
+      socket.once('error', (err) => { ok(err.message); });
+      socket.once('close', () => { ok('closed'); });
     });
     expect(refused).not.toBe('connected');
     const gone = held.map((s) => new Promise((ok) => s.once('close', ok)));
