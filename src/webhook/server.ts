@@ -41,6 +41,16 @@ export const HANDSHAKE_TIMEOUT_MS = 10_000;
  */
 export const MAX_CONNECTIONS = 250;
 
+/**
+ * Review bytes being read or judged at once, across all connections. A review costs the process
+ * several times its size while it is read, parsed and judged, so the connection cap alone does not
+ * bound memory: 25 reviews of 7 MiB at once took the webhook from 127 to 610 MiB RSS against its
+ * 256Mi limit (bench/RESULTS.md, `npm run bench:memory`). Two maximal reviews at once, with the heap
+ * cap of the shipped Deployment (NODE_OPTIONS), stayed under it; a typical review (4-30 KiB) is
+ * refused only with hundreds in flight. Past it, a review gets a 429 before its body is read.
+ */
+export const IN_FLIGHT_BYTES = 2 * BODY_LIMIT_BYTES;
+
 export interface Timeouts {
   requestMs: number;
   handshakeMs: number;
@@ -59,6 +69,7 @@ export interface ServerOptions {
   /** Shorter in tests; the defaults above otherwise. */
   timeouts?: Timeouts;
   maxConnections?: number;
+  inFlightBytes?: number;
 }
 
 export interface WebhookServer {
@@ -106,6 +117,8 @@ export function buildWebhookServer(options: ServerOptions): WebhookServer {
   app.server.maxConnections = options.maxConnections ?? MAX_CONNECTIONS;
 
   let ready = true;
+  const inFlightBudget = options.inFlightBytes ?? IN_FLIGHT_BYTES;
+  let inFlightBytes = 0;
 
   app.register((scope, _opts, done) => {
     scope.register(admissionRoutes('mutate', (r, now) => mutate(r.request, admission, now)));
@@ -121,8 +134,21 @@ export function buildWebhookServer(options: ServerOptions): WebhookServer {
       const latency = metrics.latency.labels({ webhook });
       const byCode = new Map<number, { inc(): void }>();
       const byDecision = new Map<string, { inc(): void }>();
-      scope.addHook('onRequest', (_request, _reply, next) => {
+      scope.addHook('onRequest', (request, reply, next) => {
         inFlight.inc();
+        // The apiserver sends a Content-Length; a body without one may grow to the limit.
+        const length = Number(request.headers['content-length'] ?? BODY_LIMIT_BYTES);
+        const bytes = Number.isFinite(length) && length >= 0 ? Math.min(length, BODY_LIMIT_BYTES) : BODY_LIMIT_BYTES;
+        if (inFlightBytes > 0 && inFlightBytes + bytes > inFlightBudget) {
+          // Refused unread; closing the connection drops the body instead of reading it.
+          reply.code(429).header('retry-after', '1').header('connection', 'close').send({
+            statusCode: 429, error: 'Too Many Requests',
+            message: `inplace-gate: ${Math.ceil(inFlightBytes / 1024 / 1024)} MiB of reviews in flight, at most ${inFlightBudget / 1024 / 1024} MiB: try again`,
+          });
+          return;
+        }
+        inFlightBytes += bytes;
+        reply.raw.once('close', () => { inFlightBytes -= bytes; });
         next();
       });
       scope.addHook('onResponse', (_request, reply, next) => {

@@ -14,7 +14,7 @@ import { createLogger } from '../../src/log.ts';
 import { ensureCertificates, readKeyPair, type KeyPair } from '../../src/webhook/certs.ts';
 import { createWebhookMetrics } from '../../src/webhook/metrics.ts';
 import {
-  BODY_LIMIT_BYTES, buildWebhookServer, HANDSHAKE_TIMEOUT_MS, MAX_CONNECTIONS, REQUEST_TIMEOUT_MS, type WebhookServer,
+  BODY_LIMIT_BYTES, buildWebhookServer, HANDSHAKE_TIMEOUT_MS, IN_FLIGHT_BYTES, MAX_CONNECTIONS, REQUEST_TIMEOUT_MS, type WebhookServer,
 } from '../../src/webhook/server.ts';
 import { httpsClient } from '../support/https.ts';
 import { buildPod, createRequest, review } from '../support/pods.ts';
@@ -129,6 +129,43 @@ describe('bodies', () => {
   });
 });
 
+describe('review bytes in flight', () => {
+  it('past the budget, a review gets a 429 unread; once the one in flight is done, reviews are taken again', async () => {
+    const small = build({ inFlightBytes: 1024 * 1024 });
+    const smallPort = Number(new URL(await small.app.listen({ port: 0, host: '127.0.0.1' })).port);
+    const client = httpsClient(`https://127.0.0.1:${smallPort}`, ca);
+    try {
+      // One review of 900 KiB whose body has not all arrived yet holds 900 KiB of the budget.
+      const slow = await new Promise<TLSSocket>((ok, fail) => {
+        const socket = connect({ host: '127.0.0.1', port: smallPort, ca, servername: 'localhost' }, () => { ok(socket); });
+        socket.once('error', fail);
+      });
+      const slowDone = closedByServer(slow);
+      const pod = buildPod({ managed: false, running: false });
+      (pod.metadata.annotations ??= {}).big = 'x'.repeat(900 * 1024);
+      const big = JSON.stringify(review(createRequest(pod)));
+      slow.write(`POST /mutate HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: ${big.length}\r\nConnection: close\r\n\r\n${big.slice(0, 1000)}`);
+      // Another 200 KiB would pass the 1 MiB: refused, and says why. Retried until the first one is counted.
+      const second = buildPod({ managed: false, running: false });
+      (second.metadata.annotations ??= {}).big = 'x'.repeat(200 * 1024);
+      let refused: Awaited<ReturnType<typeof client.post>> | undefined;
+      for (let attempt = 1; attempt <= 100 && refused?.status !== 429; attempt++) {
+        refused = await client.post('/mutate', review(createRequest(second)));
+      }
+      expect(refused?.status).toBe(429);
+      expect(refused?.json<{ message: string }>().message).toMatch(/MiB of reviews in flight, at most 1 MiB: try again/);
+      // The first one completes and is answered; then the budget is free again.
+      slow.write(big.slice(1000));
+      expect(await slowDone).toMatch(/^HTTP\/1\.1 200 /);
+      const after = await client.post('/mutate', review(createRequest(second)));
+      expect(after.status).toBe(200);
+    } finally {
+      client.close();
+      await small.app.close();
+    }
+  });
+});
+
 describe('connections', () => {
   it(`past ${MAX} at once, a new one is closed; once they go, connections are taken again`, async () => {
     // Node counts a connection on accept, before its handshake: these are counted once connected.
@@ -165,6 +202,7 @@ describe('the shipped numbers', () => {
     expect(node.timeout).toBe(REQUEST_TIMEOUT_MS);
     expect(HANDSHAKE_TIMEOUT_MS).toBeLessThanOrEqual(REQUEST_TIMEOUT_MS);
     expect(node.maxConnections).toBe(MAX_CONNECTIONS);
+    expect(IN_FLIGHT_BYTES).toBe(2 * BODY_LIMIT_BYTES);
     expect(BODY_LIMIT_BYTES).toBe(7 * 1024 * 1024);
     expect(shipped.app.initialConfig.bodyLimit).toBe(BODY_LIMIT_BYTES);
     await shipped.app.close();
