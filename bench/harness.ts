@@ -56,7 +56,7 @@ export async function startBenchCluster(nodes: number, maxPodsPerNode: number): 
   await waitFor('the webhook', () => run('curl', ['-sf', '--cacert', join(certDir, 'ca.crt'), `https://127.0.0.1:${WEBHOOK_PORT}/readyz`]).then(() => true, () => false), 30_000);
   const caBundle = (await readFile(join(certDir, 'ca.crt'))).toString('base64');
   const { mutating, validating } = webhookConfigurations({
-    clientConfig: (p) => ({ url: `https://127.0.0.1:${WEBHOOK_PORT}${p}`, caBundle }), scope: 'opt-in', ownNamespace: 'inplace-gate', watcherUsers: [DEFAULT_WATCHER_USER],
+    clientConfig: (p) => ({ url: `https://127.0.0.1:${WEBHOOK_PORT}${p}`, caBundle }), scope: 'opt-in', watcherUsers: [DEFAULT_WATCHER_USER],
   });
   await kubectl(['apply', '--server-side', '--force-conflicts', '-f', '-'], JSON.stringify({ apiVersion: 'v1', kind: 'List', items: [mutating, validating] }));
   spawnLogged('bench-watcher', [join(repo, 'src/cli.ts'), 'watcher', '--kubeconfig', join(clusterDir, 'kubeconfigs/watcher.kubeconfig'), '--health-port', '0', '--log-level', 'warn', '--concurrency', '32']);

@@ -72,7 +72,6 @@ export async function startLocal(settings: Settings): Promise<LocalRun> {
     const { mutating, validating } = webhookConfigurations({
       clientConfig: (path) => ({ url: `https://127.0.0.1:${settings.port}${path}`, caBundle }),
       scope: 'opt-in',
-      ownNamespace: settings.admission.ownNamespace,
       watcherUsers: settings.admission.watcher.users,
     });
     await kubectl(['apply', '--server-side', '--force-conflicts', '-f', '-'], JSON.stringify({ apiVersion: 'v1', kind: 'List', items: [mutating, validating] }));

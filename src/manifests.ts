@@ -24,8 +24,11 @@ export function renderedManifests(settings: Settings): RenderedFile[] {
     webhookConfigurations({
       clientConfig: (path) => ({ service: { namespace, name: service, path, port: 443 } }),
       scope,
-      ownNamespace: namespace,
-      watcherUsers: settings.admission.watcher.users,
+      // No username literal: kustomize's namespace transform moves the ServiceAccount but cannot
+      // rewrite a name inside a CEL expression, and a name left behind would let whoever creates that
+      // ServiceAccount in the old namespace skip every webhook. The webhook knows the watcher from its
+      // own namespace (--namespace from the downward API) and passes its writes.
+      watcherUsers: [],
     });
   const optIn = build('opt-in');
   const clusterWide = build('cluster-wide');

@@ -4,7 +4,7 @@
 import { hostname } from 'node:os';
 import { defaultAdmissionConfig, type AdmissionConfig } from './core/config.ts';
 import { DEFAULT_DRAIN_DEADLINE_SECONDS } from './core/drain.ts';
-import { DEFAULT_NAMESPACE, DEFAULT_WATCHER_USER } from './core/names.ts';
+import { DEFAULT_NAMESPACE, watcherUser } from './core/names.ts';
 
 export interface Settings {
   port: number;
@@ -73,7 +73,12 @@ export const SETTINGS = {
   },
   mode: { flag: 'mode', kind: 'string', default: 'drain', help: '`drain` defers image changes until the pod is drained; `immediate` lets them through' },
   namespace: { flag: 'namespace', kind: 'string', default: DEFAULT_NAMESPACE, help: 'the namespace inplace-gate runs in (never in scope)' },
-  watcherUsers: { flag: 'watcher-users', kind: 'list', default: DEFAULT_WATCHER_USER, help: "usernames of the watcher, whose writes pass untouched" },
+  watcherUsers: {
+    flag: 'watcher-users',
+    kind: 'list',
+    default: '',
+    help: 'usernames of the watcher, whose writes pass untouched (default: system:serviceaccount:<--namespace>:inplace-gate-watcher)',
+  },
   watcherGroups: { flag: 'watcher-groups', kind: 'list', default: '', help: 'groups of the watcher' },
   exemptUsers: { flag: 'exempt-users', kind: 'list', default: '', help: 'usernames whose pod updates pass both webhooks untouched (break-glass)' },
   exemptGroups: { flag: 'exempt-groups', kind: 'list', default: '', help: 'groups whose pod updates pass both webhooks untouched' },
@@ -216,6 +221,10 @@ export function loadSettings(argv: string[], env: Record<string, string | undefi
   if ((tlsCertFile === undefined) !== (tlsKeyFile === undefined)) {
     throw new SettingsError('--tls-cert-file and --tls-key-file go together: give both or neither');
   }
+  const namespace = raw('namespace');
+  // The watcher's ServiceAccount in the namespace we run in (the manifests pass the pod's own, from the
+  // downward API), so that an install in another namespace knows its watcher without a flag.
+  const watcherUsers = list('watcherUsers');
   return {
     port,
     host: raw('host'),
@@ -243,9 +252,9 @@ export function loadSettings(argv: string[], env: Record<string, string | undefi
     },
     admission: {
       ...defaultAdmissionConfig,
-      ownNamespace: raw('namespace'),
+      ownNamespace: namespace,
       mode,
-      watcher: { users: list('watcherUsers'), groups: list('watcherGroups') },
+      watcher: { users: watcherUsers.length > 0 ? watcherUsers : [watcherUser(namespace)], groups: list('watcherGroups') },
       exempt: { users: list('exemptUsers'), groups: list('exemptGroups') },
       allowResize: bool('allowResize'),
       allowEphemeralContainers: bool('allowEphemeralContainers'),

@@ -39,5 +39,16 @@ export const KRUISE_API_GROUP = 'apps.kruise.io';
 /** Namespaces never in scope, whatever the webhook configuration's selectors say. */
 export const SYSTEM_NAMESPACES: readonly string[] = ['kube-system', 'kube-public', 'kube-node-lease'];
 
+/**
+ * On the Namespace inplace-gate runs in (`"true"`): the webhook configurations leave it out by this
+ * label, not by name, because kustomize's namespace transform and a Helm release move the Namespace
+ * object (its labels with it) but not a name written inside a selector.
+ */
+export const SYSTEM_NAMESPACE_LABEL = `${PREFIX}/system`;
+
 export const DEFAULT_NAMESPACE = 'inplace-gate';
-export const DEFAULT_WATCHER_USER = `system:serviceaccount:${DEFAULT_NAMESPACE}:inplace-gate-watcher`;
+/** The watcher's ServiceAccount, in the namespace inplace-gate runs in. */
+export const WATCHER_SERVICE_ACCOUNT = 'inplace-gate-watcher';
+/** The username the apiserver gives the watcher's ServiceAccount token when inplace-gate runs in `namespace`. */
+export const watcherUser = (namespace: string): string => `system:serviceaccount:${namespace}:${WATCHER_SERVICE_ACCOUNT}`;
+export const DEFAULT_WATCHER_USER = watcherUser(DEFAULT_NAMESPACE);

@@ -3,7 +3,7 @@
 // matchConditions keep the apiserver from calling the webhook for requests no
 // rule is about (most pod writes are status and label updates).
 
-import { ENABLED_LABEL, KRUISE_API_GROUP, MANAGED_LABEL, MIRROR_POD_ANNOTATION, ROLLOUT_STATE_ANNOTATION, SYSTEM_NAMESPACES, UPDATE_ANNOTATION } from '../core/names.ts';
+import { ENABLED_LABEL, KRUISE_API_GROUP, MANAGED_LABEL, MIRROR_POD_ANNOTATION, ROLLOUT_STATE_ANNOTATION, SYSTEM_NAMESPACE_LABEL, SYSTEM_NAMESPACES, UPDATE_ANNOTATION } from '../core/names.ts';
 
 export type ClientConfig =
   | { url: string; caBundle?: string }
@@ -14,8 +14,12 @@ export interface RegistrationOptions {
   clientConfig: (path: '/mutate' | '/validate') => ClientConfig;
   /** `opt-in`: namespaces labelled enabled=true; `cluster-wide`: every namespace not labelled enabled=false. */
   scope: 'opt-in' | 'cluster-wide';
-  ownNamespace: string;
-  /** The watcher's usernames: its own writes skip both webhooks. */
+  /**
+   * The watcher's usernames: its own writes skip the webhooks (the webhook passes them anyway; this
+   * only saves the call). Empty: no such condition. Only for a registration whose namespace is known
+   * when it is built: a name left behind by a move to another namespace would let whoever makes that
+   * ServiceAccount skip every webhook.
+   */
   watcherUsers: string[];
   timeoutSeconds?: number;
 }
@@ -35,18 +39,19 @@ const celImagesDiffer = (spec: (obj: string) => string) =>
   `${celImages(spec('object'), 'initContainers')} != ${celImages(spec('oldObject'), 'initContainers')}`;
 
 export function webhookConfigurations(opts: RegistrationOptions) {
-  const excluded = [...new Set([...SYSTEM_NAMESPACES, opts.ownNamespace])];
-  const notExcluded = { key: 'kubernetes.io/metadata.name', operator: 'NotIn', values: excluded };
+  const notExcluded = { key: 'kubernetes.io/metadata.name', operator: 'NotIn', values: [...SYSTEM_NAMESPACES] };
+  // inplace-gate's own namespace, by its label: the name moves with kustomize's namespace transform.
+  const notOwn = { key: SYSTEM_NAMESPACE_LABEL, operator: 'NotIn', values: ['true'] };
   const createNamespaceSelector =
     opts.scope === 'opt-in'
-      ? { matchLabels: { [ENABLED_LABEL]: 'true' }, matchExpressions: [notExcluded] }
-      : { matchExpressions: [notExcluded, { key: ENABLED_LABEL, operator: 'NotIn', values: ['false'] }] };
+      ? { matchLabels: { [ENABLED_LABEL]: 'true' }, matchExpressions: [notExcluded, notOwn] }
+      : { matchExpressions: [notExcluded, notOwn, { key: ENABLED_LABEL, operator: 'NotIn', values: ['false'] }] };
   // Managed pods stay managed until they are replaced, even if their namespace opts out later.
-  const updateNamespaceSelector = { matchExpressions: [notExcluded] };
+  const updateNamespaceSelector = { matchExpressions: [notExcluded, notOwn] };
   const managedPods = { matchLabels: { [MANAGED_LABEL]: 'true' } };
   const common = { admissionReviewVersions: ['v1'], sideEffects: 'None', timeoutSeconds: opts.timeoutSeconds ?? 5, matchPolicy: 'Equivalent' };
   const users = `[${opts.watcherUsers.map((u) => `'${u}'`).join(', ')}]`;
-  const notWatcher = { name: 'not-the-watcher', expression: `!(request.userInfo.username in ${users})` };
+  const notWatcher = opts.watcherUsers.length === 0 ? [] : [{ name: 'not-the-watcher', expression: `!(request.userInfo.username in ${users})` }];
 
   const imagesChanged = celImagesDiffer((obj) => `${obj}.spec`);
   const templateImagesChanged = celImagesDiffer((obj) => `${obj}.spec.template.spec`);
@@ -87,7 +92,7 @@ export function webhookConfigurations(opts: RegistrationOptions) {
         clientConfig: opts.clientConfig('/mutate'),
         rules: [{ apiGroups: ['apps'], apiVersions: ['v1'], scope: 'Namespaced', operations: ['UPDATE'], resources: ['deployments', 'statefulsets'] }],
         namespaceSelector: createNamespaceSelector,
-        matchConditions: [notWatcher, { name: 'template-images-changed-or-held-resumed', expression: `${templateImagesChanged} || (${heldResumed})` }],
+        matchConditions: [...notWatcher, { name: 'template-images-changed-or-held-resumed', expression: `${templateImagesChanged} || (${heldResumed})` }],
         // An outage falls back to the native rollout, which is safe, and never blocks a deploy.
         failurePolicy: 'Ignore',
         ...common,
@@ -98,7 +103,7 @@ export function webhookConfigurations(opts: RegistrationOptions) {
         rules: [{ ...POD_RULE_BASE, operations: ['UPDATE'], resources: ['pods'] }],
         namespaceSelector: updateNamespaceSelector,
         objectSelector: managedPods,
-        matchConditions: [notWatcher, { name: 'images-changed-or-pending', expression: `${imagesChanged} || ${pendingState}` }],
+        matchConditions: [...notWatcher, { name: 'images-changed-or-pending', expression: `${imagesChanged} || ${pendingState}` }],
         // An outage must not turn a drained update into an undrained one.
         failurePolicy: 'Fail',
         reinvocationPolicy: 'IfNeeded',
@@ -119,7 +124,7 @@ export function webhookConfigurations(opts: RegistrationOptions) {
         namespaceSelector: updateNamespaceSelector,
         objectSelector: managedPods,
         matchConditions: [
-          notWatcher,
+          ...notWatcher,
           // pods/status never changes the spec; both can change the lifecycle keys.
           { name: 'spec-or-lifecycle-keys-changed', expression: `object.spec != oldObject.spec || ${lifecycleKeysChanged}` },
         ],
@@ -132,7 +137,7 @@ export function webhookConfigurations(opts: RegistrationOptions) {
         rules: [{ ...POD_RULE_BASE, operations: ['UPDATE'], resources: ['pods/resize', 'pods/ephemeralcontainers'] }],
         namespaceSelector: updateNamespaceSelector,
         objectSelector: managedPods,
-        matchConditions: [notWatcher],
+        matchConditions: notWatcher,
         failurePolicy: 'Fail',
         ...common,
       },

@@ -17,10 +17,48 @@ import {
 } from './review.ts';
 import type { KeyPair } from './certs.ts';
 
-/** Above the apiserver's largest review (object and oldObject of a 1.5 MiB etcd object, plus options). */
-export const BODY_LIMIT_BYTES = 8 * 1024 * 1024;
+/**
+ * The largest review the apiserver sends: it refuses request bodies over 3 MiB (MaxRequestBodyBytes),
+ * so an object it admits is at most 3 MiB of JSON, and an UPDATE review carries two (object and
+ * oldObject): 6 MiB, plus 1 MiB for the rest (userInfo, options, the envelope). controller-runtime
+ * refuses above the same 7 MiB. Anything larger is not from the apiserver: 413 before it is buffered.
+ */
+export const BODY_LIMIT_BYTES = 7 * 1024 * 1024;
 /** Longer than the apiserver's 90 s idle timeout, so the apiserver, not us, closes idle connections. */
 export const KEEP_ALIVE_TIMEOUT_MS = 120_000;
+/**
+ * The apiserver gives up on a webhook call after its timeoutSeconds, at most 30 s, and writes the
+ * whole review at once: a request still arriving after 30 s (headers, body, a silent socket) has no
+ * one waiting for its answer. fastify turns Node's request timeout off; these put it back.
+ */
+export const REQUEST_TIMEOUT_MS = 30_000;
+/** A TLS handshake is a few round trips; a client that has not finished it in 10 s is not the apiserver. */
+export const HANDSHAKE_TIMEOUT_MS = 10_000;
+/**
+ * Connections at once. The apiserver keeps up to 25 idle connections per webhook host
+ * (client-go's MaxIdleConnsPerHost) and opens more under load; 250 leaves room for several apiservers
+ * and bursts, and bounds what idle TLS sockets (tens of KiB each) and 7 MiB bodies can hold.
+ */
+export const MAX_CONNECTIONS = 250;
+
+/**
+ * Review bytes being read or judged at once, across all connections. A review costs the process
+ * several times its size while it is read, parsed and judged, so the connection cap alone does not
+ * bound memory: 25 reviews of 7 MiB at once took the webhook from 127 to 610 MiB RSS against its
+ * 256Mi limit (bench/RESULTS.md, `npm run bench:memory`). Two maximal reviews at once, with the heap
+ * cap of the shipped Deployment (NODE_OPTIONS), stayed under it; a typical review (4-30 KiB) is
+ * refused only with hundreds in flight. Past it, a review gets a 429 before its body is read.
+ */
+export const IN_FLIGHT_BYTES = 2 * BODY_LIMIT_BYTES;
+
+export interface Timeouts {
+  requestMs: number;
+  handshakeMs: number;
+  /** How often Node checks headersTimeout and requestTimeout (its default, 30 s, would double them). */
+  checkEveryMs: number;
+}
+
+const DEFAULT_TIMEOUTS: Timeouts = { requestMs: REQUEST_TIMEOUT_MS, handshakeMs: HANDSHAKE_TIMEOUT_MS, checkEveryMs: 1_000 };
 
 export interface ServerOptions {
   tls: KeyPair;
@@ -28,6 +66,10 @@ export interface ServerOptions {
   metrics: WebhookMetrics;
   logger: Logger;
   clock?: () => Date;
+  /** Shorter in tests; the defaults above otherwise. */
+  timeouts?: Timeouts;
+  maxConnections?: number;
+  inFlightBytes?: number;
 }
 
 export interface WebhookServer {
@@ -44,8 +86,18 @@ export function buildWebhookServer(options: ServerOptions): WebhookServer {
   const { admission, metrics, logger } = options;
   const clock = options.clock ?? (() => new Date());
   const tlsOptions = { minVersion: 'TLSv1.2' as const };
+  const timeouts = options.timeouts ?? DEFAULT_TIMEOUTS;
   const app = fastify({
-    https: { ...options.tls, ...tlsOptions },
+    https: {
+      ...options.tls,
+      ...tlsOptions,
+      handshakeTimeout: timeouts.handshakeMs,
+      headersTimeout: timeouts.requestMs,
+      connectionsCheckingInterval: timeouts.checkEveryMs,
+    },
+    requestTimeout: timeouts.requestMs,
+    // A socket silent this long in the middle of a request (between requests keepAliveTimeout rules).
+    connectionTimeout: timeouts.requestMs,
     loggerInstance: logger,
     // One line per admission comes from the route; fastify's own request lines would double it.
     logController: new LogController({ disableRequestLogging: true }),
@@ -61,8 +113,12 @@ export function buildWebhookServer(options: ServerOptions): WebhookServer {
     onConstructorPoisoning: 'ignore',
     ajv: { customOptions: { coerceTypes: false, removeAdditional: false, allErrors: false } },
   }) as unknown as FastifyInstance<HttpsServer>;
+  // Past it, Node closes new connections at once: the apiserver sees a refused call, not a hang.
+  app.server.maxConnections = options.maxConnections ?? MAX_CONNECTIONS;
 
   let ready = true;
+  const inFlightBudget = options.inFlightBytes ?? IN_FLIGHT_BYTES;
+  let inFlightBytes = 0;
 
   app.register((scope, _opts, done) => {
     scope.register(admissionRoutes('mutate', (r, now) => mutate(r.request, admission, now)));
@@ -78,8 +134,21 @@ export function buildWebhookServer(options: ServerOptions): WebhookServer {
       const latency = metrics.latency.labels({ webhook });
       const byCode = new Map<number, { inc(): void }>();
       const byDecision = new Map<string, { inc(): void }>();
-      scope.addHook('onRequest', (_request, _reply, next) => {
+      scope.addHook('onRequest', (request, reply, next) => {
         inFlight.inc();
+        // The apiserver sends a Content-Length; a body without one may grow to the limit.
+        const length = Number(request.headers['content-length'] ?? BODY_LIMIT_BYTES);
+        const bytes = Number.isFinite(length) && length >= 0 ? Math.min(length, BODY_LIMIT_BYTES) : BODY_LIMIT_BYTES;
+        if (inFlightBytes > 0 && inFlightBytes + bytes > inFlightBudget) {
+          // Refused unread; closing the connection drops the body instead of reading it.
+          reply.code(429).header('retry-after', '1').header('connection', 'close').send({
+            statusCode: 429, error: 'Too Many Requests',
+            message: `inplace-gate: ${Math.ceil(inFlightBytes / 1024 / 1024)} MiB of reviews in flight, at most ${inFlightBudget / 1024 / 1024} MiB: try again`,
+          });
+          return;
+        }
+        inFlightBytes += bytes;
+        reply.raw.once('close', () => { inFlightBytes -= bytes; });
         next();
       });
       scope.addHook('onResponse', (_request, reply, next) => {
@@ -107,6 +176,9 @@ export function buildWebhookServer(options: ServerOptions): WebhookServer {
         if (code < 500) {
           if (error.code === 'FST_ERR_CTP_INVALID_MEDIA_TYPE') {
             error.message = `content-type ${request.headers['content-type'] ?? '(none)'} is not accepted: send application/json`;
+          }
+          if (error.code === 'FST_ERR_CTP_BODY_TOO_LARGE') {
+            error.message = `body over ${BODY_LIMIT_BYTES / 1024 / 1024} MiB: larger than any AdmissionReview the apiserver sends`;
           }
           request.log.debug({ webhook, code, err: error.message }, 'bad admission request');
           return reply.code(code).send({ statusCode: code, error: error.code, message: error.message });

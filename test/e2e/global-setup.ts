@@ -80,7 +80,6 @@ export default async function setup(project: TestProject) {
   const { mutating, validating } = webhookConfigurations({
     clientConfig: (path) => ({ url: `${webhookUrl}${path}`, caBundle }),
     scope: 'opt-in',
-    ownNamespace: 'inplace-gate',
     watcherUsers: [DEFAULT_WATCHER_USER],
   });
   // The product's namespace and the watcher's RBAC, as shipped.

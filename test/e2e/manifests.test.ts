@@ -5,17 +5,18 @@
 import { execFile, spawn } from 'node:child_process';
 import { X509Certificate } from 'node:crypto';
 import { closeSync, openSync } from 'node:fs';
-import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
+import { join, relative, resolve } from 'node:path';
 import { connect } from 'node:tls';
 import { promisify } from 'node:util';
+import { loadAll } from 'js-yaml';
 import { afterAll, describe, expect, it } from 'vitest';
 import type { Pod } from '../../src/core/kube-types.ts';
 import { READINESS_GATE } from '../../src/core/names.ts';
 import { webhookConfigurations } from '../../src/kube/webhook-configurations.ts';
 import { freePort } from '../support/ports.ts';
-import { applyManifest, context, createNamespace, eventually, kubectl } from './support/kube.ts';
+import { applyManifest, context, createNamespace, eventually, kubectl, kubectlFails } from './support/kube.ts';
 import { podManifest } from './support/pods.ts';
 import { apiClient } from './support/recorder.ts';
 
@@ -36,6 +37,9 @@ describe('manifests on the real apiserver', () => {
     const out = await kubectl(['apply', '--server-side', '--force-conflicts', '--dry-run=server', '-f', '-'], docs.join('---\n'));
     expect(out).toMatch(/deployment\.apps\/inplace-gate-webhook serverside-applied \(server dry run\)/);
     expect(out).toMatch(/mutatingwebhookconfiguration\.admissionregistration\.k8s\.io\/inplace-gate serverside-applied/);
+    for (const policy of ['inplace-gate-default-deny', 'inplace-gate-webhook', 'inplace-gate-watcher']) {
+      expect(out).toMatch(new RegExp(`networkpolicy\\.networking\\.k8s\\.io/${policy} serverside-applied \\(server dry run\\)`));
+    }
     if (overlay === 'cert-manager') expect(rendered).toContain('cert-manager.io/inject-ca-from: inplace-gate/inplace-gate-webhook');
   });
 
@@ -59,6 +63,47 @@ describe('manifests on the real apiserver', () => {
     const loose = { apiVersion: 'apps/v1', kind: 'Deployment', metadata: { name: `e2e-psa-${id}`, namespace: 'inplace-gate' },
       spec: { selector: { matchLabels: { app: 'x' } }, template: { metadata: { labels: { app: 'x' } }, spec: { containers: [{ name: 'x', image: 'x' }] } } } };
     expect(await dryRun(JSON.stringify(loose))).toMatch(/would violate PodSecurity "restricted:latest"/);
+  });
+
+  it('rendered into another namespace, name none of inplace-gate, and the apiserver takes them and their pods under restricted', async () => {
+    // An operator's overlay: `namespace: platform-x` over the base, from a directory of its own.
+    const ns = `e2e-platform-${id}`;
+    const overlay = await mkdtemp(join(tmpdir(), 'inplace-gate-overlay-'));
+    cleanup.push(() => rm(overlay, { recursive: true, force: true }));
+    await writeFile(join(overlay, 'kustomization.yaml'), `namespace: ${ns}\nresources:\n  - ${relative(overlay, join(repo, 'manifests/base'))}\n`);
+    const rendered = await kubectl(['kustomize', overlay]);
+    const docs = rendered.split(/^---$/m);
+    // Nothing names the default namespace: no object, binding, Service reference, selector or username.
+    expect(rendered).not.toMatch(/namespace: inplace-gate$|serviceaccount:inplace-gate:/m);
+    const configurations = docs.filter((d) => /^kind: (Mutating|Validating)WebhookConfiguration$/m.test(d)).join('---\n');
+    expect(configurations).toMatch(/- key: inplace-gate\.dev\/system/);
+    expect(configurations).not.toMatch(/- inplace-gate$/m);
+    expect(rendered).toMatch(new RegExp(`^  name: ${ns}$`, 'm'));
+    // The Namespace and its ServiceAccounts for real (a dry run of what goes into it, and of its pods,
+    // needs them), then everything else as a dry run.
+    const real = docs.filter((d) => /^kind: (Namespace|ServiceAccount)$/m.test(d));
+    await kubectl(['apply', '--server-side', '-f', '-'], real.join('---\n'));
+    cleanup.push(() => kubectl(['delete', 'namespace', ns, '--wait=false']));
+    const out = await kubectl(['apply', '--server-side', '--force-conflicts', '--dry-run=server', '-f', '-'], docs.filter((d) => !real.includes(d)).join('---\n'));
+    expect(out).toMatch(/deployment\.apps\/inplace-gate-watcher serverside-applied \(server dry run\)/);
+    expect(out).toMatch(/networkpolicy\.networking\.k8s\.io\/inplace-gate-watcher serverside-applied \(server dry run\)/);
+    const labels = JSON.parse(await kubectl(['get', 'namespace', ns, '-o', 'jsonpath={.metadata.labels}'])) as Record<string, string>;
+    expect(labels).toMatchObject({ 'pod-security.kubernetes.io/enforce': 'restricted', 'inplace-gate.dev/system': 'true' });
+    // Pod Security admission judges pods, not templates: each Deployment's pod, as its ReplicaSet would create it.
+    interface Deployment { kind: string; metadata: { name: string }; spec: { template: { metadata: object; spec: { priorityClassName?: string } } } }
+    const deployments = (loadAll(rendered) as Deployment[]).filter((d) => d.kind === 'Deployment');
+    expect(deployments.map((d) => d.metadata.name).sort()).toEqual(['inplace-gate-watcher', 'inplace-gate-webhook']);
+    for (const d of deployments) {
+      // Pod Security does not read the priority class; a critical one outside kube-system needs a
+      // ResourceQuota of its own, which is not what this checks.
+      const { priorityClassName: _, ...spec } = d.spec.template.spec;
+      const pod = { apiVersion: 'v1', kind: 'Pod', metadata: { ...d.spec.template.metadata, name: `${d.metadata.name}-psa`, namespace: ns }, spec };
+      const created = await kubectl(['create', '--dry-run=server', '-o', 'name', '-f', '-'], JSON.stringify(pod));
+      expect(created.trim()).toBe(`pod/${d.metadata.name}-psa`);
+    }
+    // The same dry run refuses a pod that does not pass the profile: the enforcement is on.
+    const loose = { apiVersion: 'v1', kind: 'Pod', metadata: { name: 'loose', namespace: ns }, spec: { containers: [{ name: 'x', image: 'x' }] } };
+    expect(await kubectlFails(['create', '--dry-run=server', '-f', '-'], JSON.stringify(loose))).toMatch(/violates PodSecurity "restricted:latest"/);
   });
 
   it('gives the webhook only its Secret and the two named configurations, and no pod rights', async () => {
@@ -103,7 +148,7 @@ describe('self-managed certificates', () => {
 
     // A configuration of its own (this test's namespace only, failing closed), pointing at a second webhook.
     const port = await freePort();
-    const { mutating } = webhookConfigurations({ clientConfig: (p) => ({ url: `https://127.0.0.1:${port}${p}` }), scope: 'opt-in', ownNamespace: 'inplace-gate', watcherUsers: [] });
+    const { mutating } = webhookConfigurations({ clientConfig: (p) => ({ url: `https://127.0.0.1:${port}${p}` }), scope: 'opt-in', watcherUsers: [] });
     const create = { ...mutating.webhooks[0]!, namespaceSelector: { matchLabels: { [label]: 'true' } }, failurePolicy: 'Fail' };
     await applyManifest({ ...mutating, metadata: { name }, webhooks: [create] });
     await applyManifest({ apiVersion: 'admissionregistration.k8s.io/v1', kind: 'ValidatingWebhookConfiguration', metadata: { name }, webhooks: [] });

@@ -37,6 +37,15 @@ describe('values', () => {
     expect(loadSettings(['--port', '9444', '--log-level=debug'], {})).toMatchObject({ port: 9444, logLevel: 'debug' });
     expect(loadSettings([], { INPLACE_GATE_LOG_LEVEL: 'warn' }).logLevel).toBe('warn');
   });
+
+  it('the watcher is the ServiceAccount inplace-gate-watcher of --namespace, unless --watcher-users names it', () => {
+    const users = (args: string[], env: Record<string, string> = {}) => loadSettings(args, env).admission.watcher.users;
+    expect(users([])).toEqual(['system:serviceaccount:inplace-gate:inplace-gate-watcher']);
+    // As the manifests run it anywhere: --namespace=$(POD_NAMESPACE), no --watcher-users.
+    expect(users(['--namespace=platform-system'])).toEqual(['system:serviceaccount:platform-system:inplace-gate-watcher']);
+    expect(users([], { INPLACE_GATE_NAMESPACE: 'platform-system' })).toEqual(['system:serviceaccount:platform-system:inplace-gate-watcher']);
+    expect(users(['--namespace=platform-system', '--watcher-users=alice,bob'])).toEqual(['alice', 'bob']);
+  });
 });
 
 describe('one-line errors', () => {
