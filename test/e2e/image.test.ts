@@ -9,13 +9,9 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { mutate, validate, type Judgement } from '../../src/core/admission/index.ts';
-import type { AdmissionRequest } from '../../src/core/admission/request.ts';
-import { defaultAdmissionConfig } from '../../src/core/config.ts';
-import { completeResponse } from '../../src/webhook/review.ts';
 import { httpsClient } from '../support/https.ts';
 import { freePort } from '../support/ports.ts';
-import { buildImage, finalStage, type Built } from './support/image.ts';
+import { buildImage, coreAnswer, finalStage, fixture, mebibytes, webhookTemplate, type Built } from './support/image.ts';
 
 const run = promisify(execFile);
 const repo = resolve(import.meta.dirname, '../..');
@@ -149,22 +145,17 @@ describe('the image under runc, read-only root filesystem', () => {
   });
 
   it('answers the apiserver\'s admission reviews over TLS, as the core decides', async () => {
-    const answer = (req: AdmissionRequest, judged: Judgement) => {
-      if (judged.type === 'invalid') throw new Error(`the fixture ${req.uid} is no review the core judges: ${judged.message}`);
-      return { apiVersion: 'admission.k8s.io/v1', kind: 'AdmissionReview', response: completeResponse(req.uid, judged, req.object) };
-    };
-    const fixture = async (name: string) => JSON.parse(await readFile(join(repo, 'test/fixtures', `${name}.json`), 'utf8')) as { request: AdmissionRequest };
-    const create = await fixture('create-pod');
+    const create = fixture('create-pod');
     const reply = await client.post('/mutate', create);
     expect(reply.status).toBe(200);
-    expect(reply.json()).toEqual(answer(create.request, mutate(create.request, defaultAdmissionConfig, new Date())));
+    expect(reply.json()).toEqual(coreAnswer('/mutate', create));
     const patch = JSON.parse(Buffer.from(reply.json<{ response: { patch: string } }>().response.patch, 'base64').toString()) as { path: string }[];
     expect(patch.map((p) => p.path)).toContain('/spec/readinessGates');
     for (const name of ['update-pod-env', 'update-pod-image']) {
-      const review = await fixture(name);
+      const review = fixture(name);
       const validated = await client.post('/validate', review);
       expect(validated.status, name).toBe(200);
-      expect(validated.json(), name).toEqual(answer(review.request, validate(review.request, defaultAdmissionConfig)));
+      expect(validated.json(), name).toEqual(coreAnswer('/validate', review));
     }
   });
 
@@ -177,8 +168,7 @@ describe('the image under runc, read-only root filesystem', () => {
     const mounts = await readFile(`/proc/${pid}/mounts`, 'utf8');
     expect(mounts.split('\n').find((l) => l.split(' ')[1] === '/')?.split(' ')[3]?.split(',')).toContain('ro');
     const rssKiB = Number(/^VmRSS:\s+(\d+) kB/m.exec(status)?.[1]);
-    const manifest = await readFile(join(repo, 'manifests/base/webhook.yaml'), 'utf8');
-    const limitMi = Number(/- name: webhook[\s\S]*?limits: \{ memory: (\d+)Mi \}/.exec(manifest)?.[1]);
+    const limitMi = mebibytes(webhookTemplate().spec.containers.find((c) => c.name === 'webhook')?.resources?.limits?.memory ?? '');
     console.error(`image: the webhook under runc: VmRSS ${Math.round(rssKiB / 1024)} MiB after 3 reviews (manifest limit ${limitMi} Mi)`);
     expect(rssKiB / 1024).toBeLessThan(limitMi);
   });

@@ -6,6 +6,11 @@ import { execFile } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { basename, join, resolve } from 'node:path';
 import { promisify } from 'node:util';
+import { loadAll } from 'js-yaml';
+import { mutate, validate } from '../../../src/core/admission/index.ts';
+import type { AdmissionRequest } from '../../../src/core/admission/request.ts';
+import { defaultAdmissionConfig } from '../../../src/core/config.ts';
+import { completeResponse } from '../../../src/webhook/review.ts';
 
 const run = promisify(execFile);
 const repo = resolve(import.meta.dirname, '../../..');
@@ -99,4 +104,31 @@ export function finalStage(dockerfile: string): DockerStage {
   }
   if (!stage) throw new Error('no FROM in the Dockerfile');
   return stage;
+}
+
+/** A review the apiserver sent (test/fixtures). */
+export const fixture = (name: string) => JSON.parse(readFileSync(join(repo, 'test/fixtures', `${name}.json`), 'utf8')) as { request: AdmissionRequest };
+
+/** What the webhook must answer to a review: the pure core's decision in the response envelope. */
+export function coreAnswer(endpoint: '/mutate' | '/validate', review: { request: AdmissionRequest }): unknown {
+  const req = review.request;
+  const judged = endpoint === '/mutate' ? mutate(req, defaultAdmissionConfig, new Date()) : validate(req, defaultAdmissionConfig);
+  if (judged.type === 'invalid') throw new Error(`the fixture ${req.uid} is no review the core judges: ${judged.message}`);
+  return { apiVersion: 'admission.k8s.io/v1', kind: 'AdmissionReview', response: completeResponse(req.uid, judged, req.object) };
+}
+
+interface Container { name: string; image: string; args?: string[]; resources?: { limits?: { memory?: string } }; volumeMounts?: { name: string; mountPath: string; readOnly?: boolean }[] }
+/** The shipped webhook Deployment's pod template (manifests/base/webhook.yaml). */
+export function webhookTemplate(): { spec: { securityContext: object; containers: Container[]; initContainers: Container[]; volumes: object[] } } {
+  const docs = loadAll(readFileSync(join(repo, 'manifests/base/webhook.yaml'), 'utf8')) as { kind: string; spec: { template: ReturnType<typeof webhookTemplate> } }[];
+  const deployment = docs.find((d) => d.kind === 'Deployment');
+  if (!deployment) throw new Error('no Deployment in manifests/base/webhook.yaml');
+  return deployment.spec.template;
+}
+
+/** Mebibytes of a Kubernetes quantity in Mi or Gi. */
+export function mebibytes(quantity: string): number {
+  const m = /^(\d+)(Mi|Gi)$/.exec(quantity);
+  if (!m) throw new Error(`not a quantity in Mi or Gi: ${quantity}`);
+  return Number(m[1]) * (m[2] === 'Gi' ? 1024 : 1);
 }
