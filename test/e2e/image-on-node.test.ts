@@ -11,7 +11,7 @@ import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Pod } from '../../src/core/kube-types.ts';
 import { applyManifest, createNamespace, eventually, kubectl, kubectlJson } from './support/kube.ts';
-import { buildImage, coreAnswer, fixture, mebibytes, webhookTemplate, type Built } from './support/image.ts';
+import { buildImage, coreAnswer, ensureCommands, fixture, mebibytes, webhookTemplate, type Built } from './support/image.ts';
 import { lab, onRealNodes, type Lab } from './support/lab.ts';
 
 const run = promisify(execFile);
@@ -27,6 +27,7 @@ beforeAll(async () => {
   // As README.md says: `npm run image` (the layout in .image), then its skopeo copy line,
   // to the lab's registry (plain HTTP, inside the lab's network namespace).
   image = await buildImage(join(repo, '.image'));
+  await ensureCommands({ skopeo: 'skopeo' });
   const readme = await readFile(join(repo, 'README.md'), 'utf8');
   const line = /^skopeo copy (oci:\S+) docker:\/\/registry\.example\.com\/(\S+)$/m.exec(readme);
   if (!line) throw new Error('README.md has no `skopeo copy oci:... docker://registry.example.com/...` line');

@@ -11,7 +11,7 @@ import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { httpsClient } from '../support/https.ts';
 import { freePort } from '../support/ports.ts';
-import { buildImage, coreAnswer, finalStage, fixture, mebibytes, webhookTemplate, type Built } from './support/image.ts';
+import { buildImage, coreAnswer, ensureCommands, finalStage, fixture, mebibytes, webhookTemplate, type Built } from './support/image.ts';
 
 const run = promisify(execFile);
 const repo = resolve(import.meta.dirname, '../..');
@@ -25,6 +25,7 @@ let rootfs: string;
 
 beforeAll(async () => {
   if (process.getuid?.() !== 0) throw new Error('the image tests run the image under runc: run the e2e suite as root');
+  await ensureCommands({ runc: 'runc' }); // umoci: image/build.sh installs it
   work = await mkdtemp(join(tmpdir(), 'inplace-gate-image-'));
   image = await buildImage(join(work, 'layout'));
   await run('umoci', ['unpack', '--image', `${image.layout}:${image.tag}`, join(work, 'bundle')], { maxBuffer: 1 << 24 });

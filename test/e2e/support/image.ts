@@ -132,3 +132,17 @@ export function mebibytes(quantity: string): number {
   if (!m) throw new Error(`not a quantity in Mi or Gi: ${quantity}`);
   return Number(m[1]) * (m[2] === 'Gi' ? 1024 : 1);
 }
+
+/** Installs the Debian packages of the commands missing (as root, the way test/cluster/lab.sh does). */
+export async function ensureCommands(packages: Record<string, string>): Promise<void> {
+  const missing: string[] = [];
+  for (const [command, pkg] of Object.entries(packages)) {
+    if (!(await run('sh', ['-c', `command -v ${command}`]).then(() => true, () => false))) missing.push(pkg);
+  }
+  if (missing.length === 0) return;
+  if (process.getuid?.() !== 0) throw new Error(`missing Debian packages: ${missing.join(' ')} (apt-get install them, or run as root)`);
+  const env = { ...process.env, DEBIAN_FRONTEND: 'noninteractive' };
+  const install = () => run('apt-get', ['install', '-y', '--no-install-recommends', ...missing], { env, maxBuffer: 1 << 24 });
+  // (an out-of-date package list is refreshed once)
+  await install().catch(async () => { await run('apt-get', ['update'], { maxBuffer: 1 << 24 }); await install(); });
+}
