@@ -5,7 +5,7 @@
 // memory against the manifest's limit, from the container's cgroup.
 
 import { execFile } from 'node:child_process';
-import { readFile, readdir } from 'node:fs/promises';
+import { readFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -40,14 +40,15 @@ afterAll(async () => {
   await kubectl(['delete', 'namespace', NS, '--wait=false', '--ignore-not-found']);
 });
 
-/** The node process of a container: the one whose cgroup path names the container. */
-async function processOf(containerId: string): Promise<string> {
-  for (const p of await readdir('/proc')) {
-    if (!/^\d+$/.test(p)) continue;
-    const cgroup = await readFile(`/proc/${p}/cgroup`, 'utf8').catch(() => '');
-    if (cgroup.includes(containerId) && (await readFile(`/proc/${p}/comm`, 'utf8').catch(() => '')).trim() === 'node') return p;
-  }
-  throw new Error(`no node process in the cgroup of container ${containerId}`);
+/** The process of a container and its memory cgroup (v1 here), found by the container's ID. */
+async function processOf(containerId: string): Promise<{ pid: string; memoryCgroup: string }> {
+  const { stdout } = await run('find', ['/sys/fs/cgroup/memory', '-type', 'd', '-name', containerId]);
+  const memoryCgroup = stdout.split('\n')[0] ?? '';
+  if (memoryCgroup === '') throw new Error(`no memory cgroup of container ${containerId} (cgroup v1 expected)`);
+  // the entrypoint is the container's only process
+  const pid = (await readFile(join(memoryCgroup, 'cgroup.procs'), 'utf8')).split('\n')[0] ?? '';
+  if (pid === '') throw new Error(`no process in ${memoryCgroup}`);
+  return { pid, memoryCgroup };
 }
 
 type Placed = Pod & { spec: { nodeName?: string }; status?: { podIP?: string } };
@@ -55,6 +56,7 @@ type Placed = Pod & { spec: { nodeName?: string }; status?: { podIP?: string } }
 describe('the image as the webhook pod on a real node', () => {
   let pod: Placed;
   let pid: string;
+  let memoryCgroup: string;
 
   beforeAll(async () => {
     // The shipped webhook container as it is, but for its certificates: the
@@ -84,7 +86,7 @@ describe('the image as the webhook pod on a real node', () => {
       return p.status?.conditions?.find((c) => c.type === 'Ready')?.status === 'True' ? p : undefined;
     }, 120_000, 500);
     const containerId = pod.status?.containerStatuses?.[0]?.containerID?.replace(/^containerd:\/\//, '') ?? '';
-    pid = await processOf(containerId);
+    ({ pid, memoryCgroup } = await processOf(containerId));
   }, 180_000);
 
   it('runs the pushed digest, pulled by containerd', () => {
@@ -107,10 +109,8 @@ describe('the image as the webhook pod on a real node', () => {
     const status = await readFile(`/proc/${pid}/status`, 'utf8');
     expect(/^Uid:\s+(\d+)/m.exec(status)?.[1]).toBe('65532');
     const rssMiB = Number(/^VmRSS:\s+(\d+) kB/m.exec(status)?.[1]) / 1024;
-    // cgroup v1 here: the memory controller's line, under its mount
-    const memory = /^\d+:(?:[^:]*,)?memory(?:,[^:]*)?:(.*)$/m.exec(await readFile(`/proc/${pid}/cgroup`, 'utf8'))?.[1];
-    if (memory === undefined) throw new Error('the container has no memory cgroup (cgroup v1 expected)');
-    const dir = join('/sys/fs/cgroup/memory', memory);
+    expect((await readFile(`/proc/${pid}/cmdline`, 'utf8')).split('\0').slice(0, 3)).toEqual(['node', '/app/src/cli.ts', 'webhook']);
+    const dir = memoryCgroup;
     const limitBytes = Number(await readFile(join(dir, 'memory.limit_in_bytes'), 'utf8'));
     const usageMiB = Number(await readFile(join(dir, 'memory.usage_in_bytes'), 'utf8')) / 2 ** 20;
     const wanted = mebibytes(webhookTemplate().spec.containers.find((c) => c.name === 'webhook')?.resources?.limits?.memory ?? '');
