@@ -68,4 +68,18 @@ describe('README.md', () => {
     const listed = rows(section('## Install in a cluster')).filter((r) => r[0]?.startsWith('`inplace-gate-')).map((r) => r.slice(0, 6).join(' | '));
     expect(listed.sort()).toEqual(granted.sort());
   });
+
+  it('builds and pushes the image as image/build.sh writes it: its layout directory and package.json\'s version as the tag', () => {
+    const pkg = JSON.parse(readFileSync(join(repo, 'package.json'), 'utf8')) as { version: string; scripts: Record<string, string> };
+    const build = readFileSync(join(repo, 'image/build.sh'), 'utf8');
+    const install = section('## Install in a cluster');
+    expect(pkg.scripts.image).toBe('bash image/build.sh');
+    expect(install).toMatch(/^npm run image$/m);
+    const copy = /^skopeo copy oci:(\S+):(\S+) docker:\/\/\S+:(\S+)$/m.exec(install);
+    expect(copy, 'a skopeo copy line').not.toBeNull();
+    expect(`out=$repo/${copy![1]!}`).toBe(/^out=\S+$/m.exec(build)?.[0]);
+    expect(copy![2]).toBe(pkg.version);
+    expect(copy![3]).toBe(pkg.version);
+    expect(build).toMatch(/^tag=\$version$/m);
+  });
 });
