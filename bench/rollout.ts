@@ -6,18 +6,47 @@
 // not Ready at once, and container ready -> InPlaceUpdateReady True; and, both Deployments behind a
 // Service, the drain as its clients see it: False -> the EndpointSlice shows the pod not ready, and
 // from there -> the image write.
+// Writes by client come from the apiserver's audit log; inplace-gate's own writes on the pods
+// (pods and pods/status by the watcher, and its Events about pods) are checked against
+// OWN_WRITES_PER_POD: above it the run exits non-zero, so a regression shows.
 // BENCH_REPLICAS (default 50), BENCH_MAX_UNAVAILABLE (default "20%,100%"),
 // BENCH_NODES (default 4), BENCH_GRACE_SECONDS (default 2).
 
 import type { Pod } from '../src/core/kube-types.ts';
 import { ROLLOUT_STATE_ANNOTATION, UPDATE_ANNOTATION } from '../src/core/names.ts';
 import type { Workload } from '../src/core/workload-types.ts';
-import { IMAGES, createNamespace, gate, pct, podsOf, ready, serviceFor, startBenchCluster, waitFor, watchDrains, type BenchCluster } from './harness.ts';
+import { IMAGES, type AuditedWrite, createNamespace, gate, pct, podsOf, ready, serviceFor, startBenchCluster, waitFor, watchDrains, type BenchCluster } from './harness.ts';
 
 const replicas = Number(process.env.BENCH_REPLICAS ?? 50);
 const windows = (process.env.BENCH_MAX_UNAVAILABLE ?? '20%,100%').split(',');
 const nodes = Number(process.env.BENCH_NODES ?? 4);
 const grace = Number(process.env.BENCH_GRACE_SECONDS ?? 2);
+
+/** Drain (condition False with the state), the image write, done (condition True, state cleared). */
+const OWN_WRITES_PER_POD = 3;
+
+/** Writes in the bench namespace, per pod of one side: by client, and inplace-gate's own by what they wrote. */
+function writeBreakdown(writes: readonly AuditedWrite[], ns: string, app: string, pods: number) {
+  const mine = writes.filter((w) => w.namespace === ns);
+  const per = (n: number) => (n / pods).toFixed(2);
+  const count = (ws: readonly AuditedWrite[], key: (w: AuditedWrite) => string) => {
+    const m = new Map<string, number>();
+    for (const w of ws) m.set(key(w), (m.get(key(w)) ?? 0) + 1);
+    return [...m].sort((a, b) => b[1] - a[1]);
+  };
+  // An Event's name is its object's name and a suffix: the workload's own, or one of its pods'.
+  const onPods = (w: AuditedWrite) => w.resource === 'pods' || w.resource === 'pods/status' || (w.resource === 'events' && (w.name ?? '').split('.')[0] !== app);
+  const own = mine.filter((w) => w.client === 'inplace-gate');
+  const ownOnPods = own.filter(onPods);
+  return {
+    total: mine.length,
+    ownOnPodsPerPod: ownOnPods.length / pods,
+    ownConflicts: own.filter((w) => w.code === 409).length,
+    byClient: count(mine, (w) => w.client).map(([c, n]) => `${c} ${per(n)}`).join(', '),
+    byResource: count(mine, (w) => `${w.client} ${w.resource}`).map(([c, n]) => `${c} ${String(n)}`).join(', '),
+    own: `${per(ownOnPods.length)} on pods (${count(ownOnPods, (w) => w.resource).map(([r, n]) => `${r} ${per(n)}`).join(', ')}), ${String(own.length - ownOnPods.length)} on the workload`,
+  };
+}
 
 function deployment(name: string, ns: string, maxUnavailable: string, native: boolean) {
   const labels = { app: name };
@@ -47,6 +76,9 @@ async function settled(b: BenchCluster, ns: string, app: string, image: string, 
 async function main() {
   const b = await startBenchCluster(nodes, Math.ceil((replicas * 2.5) / nodes) + 20);
   const rows: string[] = [];
+  const clientRows: string[] = [];
+  const detail: string[] = [];
+  let regression = false;
   try {
     for (const window of windows) {
       const ns = `bench-rollout-${window.replace('%', 'pct')}-${Date.now().toString(36)}`;
@@ -83,7 +115,8 @@ async function main() {
       const t0 = Date.now();
       await b.kubectl(['-n', ns, 'set', 'image', 'deployment/inplace', `app=${IMAGES[1]}`]);
       await waitFor('in-place rollout', () => settled(b, ns, 'inplace', IMAGES[1], uids), 3_600_000);
-      const inplaceS = (Date.now() - t0) / 1000;
+      const t0End = Date.now();
+      const inplaceS = (t0End - t0) / 1000;
       const inplaceW = (await b.writes()) - w0;
       abort.abort();
       await watching;
@@ -93,8 +126,20 @@ async function main() {
       const t1 = Date.now();
       await b.kubectl(['-n', ns, 'set', 'image', 'deployment/native', `app=${IMAGES[1]}`]);
       await waitFor('native rollout', () => settled(b, ns, 'native', IMAGES[1]), 3_600_000);
-      const nativeS = (Date.now() - t1) / 1000;
+      const t1End = Date.now();
+      const nativeS = (t1End - t1) / 1000;
       const nativeW = (await b.writes()) - n0;
+      const inAudit = writeBreakdown(await b.audited(t0, t0End), ns, 'inplace', replicas);
+      const natAudit = writeBreakdown(await b.audited(t1, t1End), ns, 'native', replicas);
+      if (inAudit.total === 0) console.error('bench: no audit log (a cluster started without CLUSTER_AUDIT_LOG?): no writes by client');
+      else {
+        clientRows.push(`| ${replicas} | ${window} | ${inAudit.own} | ${inAudit.ownConflicts} | ${(inAudit.total / replicas).toFixed(2)}: ${inAudit.byClient} | ${(natAudit.total / replicas).toFixed(2)}: ${natAudit.byClient} |`);
+        detail.push(`${replicas} at ${window}, in place: ${inAudit.byResource}`, `${replicas} at ${window}, native: ${natAudit.byResource}`);
+        if (inAudit.ownOnPodsPerPod > OWN_WRITES_PER_POD) {
+          regression = true;
+          console.error(`bench: inplace-gate wrote ${inAudit.ownOnPodsPerPod.toFixed(2)} times per pod, above ${String(OWN_WRITES_PER_POD)}`);
+        }
+      }
 
       rows.push(`| ${replicas} | ${window} | ${inplaceS.toFixed(1)} | ${inplaceW} (${(inplaceW / replicas).toFixed(1)}/pod) | ${nativeS.toFixed(1)} | ${nativeW} (${(nativeW / replicas).toFixed(1)}/pod) | ` +
         `${(inplaceS / nativeS).toFixed(2)}x | ${(inplaceW / nativeW).toFixed(2)}x | ${worst} | ${pct(toTrue, 50)} / ${pct(toTrue, 99)} | ` +
@@ -109,6 +154,16 @@ async function main() {
   console.log('| replicas | maxUnavailable | in place s | in place writes | native s | native writes | time ratio | writes ratio | most not Ready at once (in place) | container ready -> True p50 / p99 ms | False -> endpoint not ready p50 / p99 ms | endpoint not ready -> image write p50 / p99 ms |');
   console.log('| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |');
   for (const r of rows) console.log(r);
+  if (clientRows.length > 0) {
+    console.log('');
+    console.log('Writes in the bench namespace per pod, from the audit log (inplace-gate = the watcher; a pod\'s Events count as on pods):');
+    console.log('| replicas | maxUnavailable | inplace-gate own writes per pod | its 409s | in place, by client | native, by client |');
+    console.log('| --- | --- | --- | --- | --- | --- |');
+    for (const r of clientRows) console.log(r);
+    console.log('');
+    for (const d of detail) console.log(d);
+  }
+  if (regression) process.exitCode = 1;
 }
 
 await main();
