@@ -48,6 +48,30 @@ function writeBreakdown(writes: readonly AuditedWrite[], ns: string, app: string
   };
 }
 
+/**
+ * One line on where an in-place rollout's time went: the phases of a pod (False -> image write is
+ * the drain; write -> container ready the kubelet; ready -> True the proof), how fast a freed slot
+ * is taken again (a pod's True -> the next False), the widest the window got (False..True), and
+ * the start (set image -> first False) and the end (last True -> released).
+ */
+function timeline(t0: number, end: number, falseAt: Map<string, number>, writeAt: Map<string, number>, readyAt: Map<string, number>, trueAt: Map<string, number>, widest: number): string {
+  const span = (a: Map<string, number>, b: Map<string, number>) => [...a].flatMap(([n, x]) => { const y = b.get(n); return y === undefined ? [] : [y - x]; });
+  const writeToReady = span(writeAt, readyAt);
+  const trues = [...trueAt.values()].sort((a, b) => a - b);
+  const falses = [...falseAt.values()].sort((a, b) => a - b);
+  const refill: number[] = [];
+  for (const f of falses) {
+    let last: number | undefined;
+    for (const t of trues) if (t <= f) last = t; else break;
+    if (last !== undefined) refill.push(f - last);
+  }
+  const both = (xs: number[]) => `${String(pct(xs, 50))} / ${String(pct(xs, 99))}`;
+  return `False -> write ${both(span(falseAt, writeAt))}, write -> True ${both(span(writeAt, trueAt))}` +
+    (writeToReady.length > 0 ? ` (write -> container ready ${both(writeToReady)})` : '') +
+    `, True -> next False ${both(refill)}; pod False -> True ${both(span(falseAt, trueAt))}; widest ${String(widest)} in flight; ` +
+    `set image -> first False ${String((falses[0] ?? NaN) - t0)}, last True -> released ${String(end - (trues.at(-1) ?? NaN))}`;
+}
+
 function deployment(name: string, ns: string, maxUnavailable: string, native: boolean) {
   const labels = { app: name };
   return {
@@ -78,6 +102,7 @@ async function main() {
   const rows: string[] = [];
   const clientRows: string[] = [];
   const detail: string[] = [];
+  const timelines: string[] = [];
   let regression = false;
   try {
     for (const window of windows) {
@@ -97,12 +122,32 @@ async function main() {
       let worst = 0;
       const readyAt = new Map<string, number>();
       const toTrue: number[] = [];
+      // Per pod, for the timeline: condition False (the drain), image written, condition True again.
+      const falseAt = new Map<string, number>();
+      const writeAt = new Map<string, number>();
+      const trueAt = new Map<string, number>();
+      const containerReadyAt = new Map<string, number>();
+      let inFlight = 0;
+      let widest = 0;
       const watching = b.client.watch<Pod>(`/api/v1/namespaces/${ns}/pods?labelSelector=app%3Dinplace&watch=true&resourceVersion=${list.metadata.resourceVersion}`, ({ object: p }) => {
         const name = p.metadata.name ?? '';
         if (ready(p)) notReady.delete(name); else notReady.add(name);
         worst = Math.max(worst, notReady.size);
         const c = p.status?.containerStatuses?.[0];
-        if (c?.ready && c.image === IMAGES[1] && (c.restartCount > 0) && !readyAt.has(name)) readyAt.set(name, Date.now());
+        if (c?.ready && c.image === IMAGES[1] && (c.restartCount > 0) && !readyAt.has(name)) {
+          readyAt.set(name, Date.now());
+          containerReadyAt.set(name, Date.now());
+        }
+        const at = Date.now();
+        if (!falseAt.has(name) && gate(p) === 'False' && p.spec.containers[0]?.image !== IMAGES[1]) {
+          falseAt.set(name, at);
+          widest = Math.max(widest, ++inFlight);
+        }
+        if (falseAt.has(name) && !writeAt.has(name) && p.spec.containers[0]?.image === IMAGES[1]) writeAt.set(name, at);
+        if (writeAt.has(name) && !trueAt.has(name) && gate(p) === 'True') {
+          trueAt.set(name, at);
+          inFlight--;
+        }
         const t = readyAt.get(name);
         if (t !== undefined && t > 0 && gate(p) === 'True') {
           toTrue.push(Date.now() - t);
@@ -121,6 +166,7 @@ async function main() {
       abort.abort();
       await watching;
       const drain = await drains.stop();
+      timelines.push(`${replicas} at ${window}: ${timeline(t0, t0End, falseAt, writeAt, containerReadyAt, trueAt, widest)}`);
 
       const n0 = await b.writes();
       const t1 = Date.now();
@@ -163,6 +209,9 @@ async function main() {
     console.log('');
     for (const d of detail) console.log(d);
   }
+  console.log('');
+  console.log('Where the in-place time went (per pod p50 / p99 ms, from a pod watch):');
+  for (const t of timelines) console.log(t);
   if (regression) process.exitCode = 1;
 }
 
