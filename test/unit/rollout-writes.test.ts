@@ -4,88 +4,32 @@
 // a single pod's request the same three writes and its three Normal Events.
 
 import { describe, expect, it } from 'vitest';
-import type { Pod, PodCondition } from '../../src/core/kube-types.ts';
+import type { Pod } from '../../src/core/kube-types.ts';
 import { READINESS_GATE, UPDATE_ANNOTATION } from '../../src/core/names.ts';
 import type { UpdateState } from '../../src/core/state.ts';
-import { ApiError, type KubeClient } from '../../src/kube/client.ts';
-import { createLogger } from '../../src/log.ts';
-import { EndpointIndex } from '../../src/watcher/endpoints.ts';
-import { EventRecorder } from '../../src/watcher/events.ts';
-import { Informer } from '../../src/watcher/informer.ts';
-import { createWatcherMetrics } from '../../src/watcher/metrics.ts';
-import { PodReconciler } from '../../src/watcher/pod-reconciler.ts';
-import { trimBudget, trimNamespace, trimPod, type BudgetMeta, type NamespaceMeta } from '../../src/watcher/trim.ts';
 import { buildPod } from '../support/pods.ts';
+import { fakeApiserver, testReconciler } from '../support/reconciler.ts';
 
 const OLD = 'registry.example.com:5000/shop/web:1.4.2';
 const NEW = 'registry.example.com:5000/shop/web:1.5.0';
 const start = new Date('2026-11-28T12:00:00Z');
 const GRACE_S = 15;
 
-interface PatchBody {
-  metadata?: { resourceVersion?: string; annotations?: Record<string, string | null>; labels?: Record<string, string> };
-  status?: { conditions?: PodCondition[] };
-  spec?: { containers?: { name: string; image: string }[] };
-}
-
-/** Stores pods as a strategic merge would, guards by resourceVersion (409), and counts every write. */
-function fakeApiserver(initial: Pod) {
-  let stored = structuredClone(initial);
-  const writes: { path: string; body: PatchBody }[] = [];
-  const events: { reason: string; type: string }[] = [];
-  const client = {
-    patch: (path: string, body: PatchBody) => {
-      writes.push({ path, body });
-      const rv = body.metadata?.resourceVersion;
-      if (rv !== undefined && rv !== stored.metadata.resourceVersion) return Promise.reject(new ApiError(409, 'Conflict', 'the object has been modified'));
-      const next = structuredClone(stored);
-      const annotations: Record<string, string> = { ...next.metadata.annotations };
-      for (const [k, v] of Object.entries(body.metadata?.annotations ?? {})) {
-        if (v === null) delete annotations[k];
-        else annotations[k] = v;
-      }
-      next.metadata.annotations = annotations;
-      next.metadata.labels = { ...next.metadata.labels, ...body.metadata?.labels };
-      if (!path.endsWith('/status') && body.spec?.containers) {
-        for (const c of body.spec.containers) {
-          const target = next.spec.containers.find((o) => o.name === c.name);
-          if (target) target.image = c.image;
-        }
-        next.metadata.generation = (next.metadata.generation ?? 1) + 1;
-      }
-      const status = (next.status ??= {});
-      for (const c of body.status?.conditions ?? []) status.conditions = [...(status.conditions ?? []).filter((o) => o.type !== c.type), c];
-      next.metadata.resourceVersion = String(Number(next.metadata.resourceVersion ?? '1') + 1);
-      stored = next;
-      return Promise.resolve(structuredClone(next));
-    },
-    get: () => Promise.resolve(structuredClone(stored)),
-    post: (_path: string, body: { reason: string; type: string }) => {
-      events.push({ reason: body.reason, type: body.type });
-      return Promise.resolve(body);
-    },
-  } as unknown as KubeClient;
-  /** The kubelet's doing: the new container runs and is ready, the generation observed. */
-  const kubeletRestarts = () => {
-    const next = structuredClone(stored);
-    next.status = {
-      ...next.status,
-      observedGeneration: next.metadata.generation,
-      containerStatuses: (next.status?.containerStatuses ?? []).map((s) => ({
-        ...s,
-        image: NEW,
-        imageID: `${NEW}@sha256:${'b'.repeat(64)}`,
-        containerID: `containerd://${'c'.repeat(64)}`,
-        restartCount: s.restartCount + 1,
-        ready: true,
-        state: { running: { startedAt: '2026-11-28T12:00:20Z' } },
-      })),
-    };
-    next.metadata.resourceVersion = String(Number(next.metadata.resourceVersion ?? '1') + 1);
-    stored = next;
-    return structuredClone(next);
+/** The kubelet's doing: the new container runs and is ready, the generation observed. */
+function kubeletRestarted(p: Pod): void {
+  p.status = {
+    ...p.status,
+    observedGeneration: p.metadata.generation,
+    containerStatuses: (p.status?.containerStatuses ?? []).map((s) => ({
+      ...s,
+      image: NEW,
+      imageID: `${NEW}@sha256:${'b'.repeat(64)}`,
+      containerID: `containerd://${'c'.repeat(64)}`,
+      restartCount: s.restartCount + 1,
+      ready: true,
+      state: { running: { startedAt: '2026-11-28T12:00:20Z' } },
+    })),
   };
-  return { client, writes, events, kubeletRestarts, stored: () => stored };
 }
 
 function servingPod(): Pod {
@@ -101,34 +45,15 @@ function servingPod(): Pod {
 /** `budgets`: PodDisruptionBudgets as the apiserver lists them. */
 function harness(pod: Pod, budgets: unknown[] = []) {
   const api = fakeApiserver(pod);
-  const log = createLogger('test', 'silent');
-  const metrics = createWatcherMetrics(() => ({ byPhase: {}, drainOverdueSeconds: 0 }), () => ({}));
-  const pods = new Informer<Pod>(api.client, { path: '/api/v1/pods', trim: trimPod, onChange: () => undefined, log });
-  const namespaces = new Informer<NamespaceMeta>(api.client, { path: '/api/v1/namespaces', trim: trimNamespace, onChange: () => undefined, log });
-  const budgetInformer = new Informer<BudgetMeta>(api.client, { path: '/apis/policy/v1/poddisruptionbudgets', trim: trimBudget, onChange: () => undefined, log });
-  for (const b of budgets) budgetInformer.upsert(b);
-  pods.upsert(pod);
   let now = start;
-  const reconciler = new PodReconciler({
-    client: api.client,
-    pods,
-    namespaces,
-    endpoints: new EndpointIndex(() => undefined, () => true),
-    events: new EventRecorder(api.client, 'test', log, metrics),
-    metrics,
-    log,
-    config: { defaultGraceSeconds: 10, progressDeadlineSeconds: 300, drainDeadlineSeconds: 120 },
-    clock: () => now,
-    budgets: budgetInformer,
-  });
-  const key = `${pod.metadata.namespace ?? ''}/${pod.metadata.name ?? ''}`;
+  const { reconciler, pods, key } = testReconciler(api.client, pod, { clock: () => now, budgets, config: { defaultGraceSeconds: 10, progressDeadlineSeconds: 300, drainDeadlineSeconds: 120 } });
   /** Reconciles until the pod asks for nothing more now (as the queue would, on each change). */
   const settle = async (at: Date) => {
     now = at;
     for (let i = 0; i < 10; i++) {
-      const before = api.writes.length;
+      const before = api.patches.length;
       await reconciler.reconcile(key);
-      if (api.writes.length === before) return;
+      if (api.patches.length === before) return;
     }
     throw new Error('the pod never settled');
   };
@@ -151,11 +76,11 @@ async function rollOne(h: ReturnType<typeof harness>, begin: () => Promise<void>
   await begin();
   await h.settle(later(1)); // within the grace period: nothing to write
   await h.settle(later(GRACE_S)); // the grace period has passed, no slice lists the pod
-  h.pods.upsert(h.api.kubeletRestarts());
+  h.pods.upsert(h.api.writtenByOthers(kubeletRestarted));
   await h.settle(later(GRACE_S + 5));
   await Promise.resolve(); // Events are posted without holding up the reconcile
   const kind = (p: string) => (p.endsWith('/status') ? 'pods/status' : 'pods');
-  return { writes: h.api.writes.map((w) => kind(w.path)), events: h.api.events.map((e) => e.reason), stored: h.api.stored() };
+  return { writes: h.api.patches.map((w) => kind(w.path)), events: h.api.events.map((e) => e.body.reason), stored: h.api.stored() };
 }
 
 describe("inplace-gate's own writes per pod", () => {
@@ -168,7 +93,7 @@ describe("inplace-gate's own writes per pod", () => {
     expect(out.writes).toEqual(['pods/status', 'pods', 'pods/status']);
     expect(out.events).toEqual([]);
     // The first write was the whole drain: condition False, Draining with its deadline, the label.
-    const first = h.api.writes[0]?.body;
+    const first = h.api.patches[0]?.body;
     expect(first?.status?.conditions).toEqual([expect.objectContaining({ type: READINESS_GATE, status: 'False', reason: 'Draining' })]);
     expect(JSON.parse(first?.metadata?.annotations?.[UPDATE_ANNOTATION] ?? '{}')).toMatchObject({ phase: 'Draining', drainDeadline: later(GRACE_S).toISOString(), rollout: 'StatefulSet/db' });
     expect(first?.metadata?.labels).toEqual({ 'controller-revision-hash': 'db-5d8f7c9b6' });
@@ -196,13 +121,13 @@ describe("inplace-gate's own writes per pod", () => {
     expect(JSON.parse(stored.metadata.annotations?.[UPDATE_ANNOTATION] ?? '{}')).toMatchObject({ phase: 'Pending', rollout: 'Deployment/web' });
     expect(stored.status?.conditions?.find((c) => c.type === READINESS_GATE)).toMatchObject({ status: 'True', reason: 'WaitingForDisruptionBudget' });
     expect(stored.spec.containers[0]?.image).toBe(OLD);
-    expect(h.api.writes.map((w) => w.path.endsWith('/status'))).toEqual([false, true]);
+    expect(h.api.patches.map((w) => w.path.endsWith('/status'))).toEqual([false, true]);
   });
 
   it('a rollout start decided on a stale copy is refused (409) and the fresh copy taken: nothing written over a newer pod', async () => {
     const h = harness(servingPod());
     const stale = h.pods.store.get(h.key)!;
-    h.pods.upsert(h.api.kubeletRestarts()); // the kubelet wrote in between
+    h.pods.upsert(h.api.writtenByOthers(kubeletRestarted)); // the kubelet wrote in between
     await expect(h.reconciler.startRequest(stale, request({ rollout: 'Deployment/web' }), undefined)).rejects.toMatchObject({ status: 409 });
     expect(h.api.stored().metadata.annotations?.[UPDATE_ANNOTATION]).toBeUndefined();
   });
