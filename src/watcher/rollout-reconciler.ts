@@ -44,6 +44,8 @@ export interface RolloutDeps {
 
 const REVISION_HASH = 'controller-revision-hash';
 const WAIT_MS = 2000;
+/** Pod starts written at once by one rollout pass. */
+const START_CONCURRENCY = 16;
 /** How the rollout's own status conditions begin, to tell them from the controllers'. */
 const REPORT_PREFIX = 'in-place rollout (inplace-gate)';
 /** A rollout that stays stalled is warned about again this often. */
@@ -370,9 +372,9 @@ export class RolloutReconciler {
     if (names.length === 0) return;
     const now = this.d.clock().toISOString();
     const held: string[] = [];
-    for (const name of names) {
+    const startOne = async (name: string) => {
       const pod = pods.find((p) => p.metadata.name === name);
-      if (!pod) continue;
+      if (!pod) return;
       const current = parseUpdateState(pod.metadata.annotations?.[UPDATE_ANNOTATION]);
       const drained = current.ok && (current.state?.phase === 'Updating' || current.state?.phase === 'Stalled' || current.state?.drained === true);
       const images: ImageMap = {};
@@ -391,7 +393,10 @@ export class RolloutReconciler {
       const wrote = await this.d.startUpdate(pod, request, revision ? { [REVISION_HASH]: revision } : undefined);
       if (wrote === 'request' && !drained) held.push(name);
       this.d.metrics.rolloutPods.inc({ kind });
-    }
+    };
+    // A window freed at once (the first batch, a retarget) is written a few pods at a time, not one
+    // after the other; each start is decided (budgets included) before its write goes out.
+    await settleAll(names.map((name) => () => startOne(name)), START_CONCURRENCY);
     this.d.log.info({ workload: `${kind}/${w.metadata.namespace ?? ''}/${w.metadata.name ?? ''}`, pods: names, updated: plan.updated, total: plan.total }, 'rollout: pods started');
     // Progress as Events at each tenth of the pods, not for every slot freed: every Event is an API
     // write. They stand for the pods' own Normal Events, which a rollout's pods do not get.
@@ -526,6 +531,23 @@ export class RolloutReconciler {
   private event(w: Workload, kind: string, e: PodEvent): void {
     this.d.events.record({ apiVersion: 'apps/v1', kind, metadata: w.metadata }, e, this.d.clock());
   }
+}
+
+/**
+ * Runs the jobs at most `limit` at a time and waits for all of them; then
+ * throws the first failure, if any (one pod's 409 does not stop the others).
+ */
+async function settleAll(jobs: (() => Promise<void>)[], limit: number): Promise<void> {
+  let next = 0;
+  const failures: unknown[] = [];
+  const lane = async () => {
+    while (next < jobs.length) {
+      const job = jobs[next++];
+      await job?.().catch((err: unknown) => failures.push(err));
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(limit, jobs.length) }, lane));
+  if (failures.length > 0) throw failures[0];
 }
 
 function describe(images: ImageMap): string {
