@@ -23,12 +23,42 @@ export interface BenchCluster {
   kubectl: (args: string[], input?: string) => Promise<{ stdout: string }>;
   /** API writes (POST/PUT/PATCH/DELETE/APPLY, every client) so far; BENCH_DETAIL=1 prints what grew. */
   writes: () => Promise<number>;
+  /** Every write the apiserver audited between two instants (ms): who wrote what (empty if the cluster runs without the audit log). */
+  audited: (fromMs: number, toMs: number) => Promise<AuditedWrite[]>;
   stop: () => Promise<void>;
+}
+
+/** One write as the apiserver's audit log records it. */
+export interface AuditedWrite {
+  /** The client: `inplace-gate` (the watcher), `kubelet` (any node), else the username, kube-system's service-account prefix cut. */
+  client: string;
+  /** resource, or resource/subresource. */
+  resource: string;
+  namespace: string | undefined;
+  name: string | undefined;
+  /** The answer's status code (409: a guarded write that lost). */
+  code: number;
+}
+
+interface AuditEvent {
+  responseStatus?: { code?: number };
+  verb?: string;
+  user?: { username?: string };
+  objectRef?: { resource?: string; subresource?: string; namespace?: string; name?: string };
+  requestReceivedTimestamp?: string;
+}
+
+export function clientOf(username: string): string {
+  if (username === DEFAULT_WATCHER_USER) return 'inplace-gate';
+  if (username.startsWith('system:node:')) return 'kubelet';
+  return username.replace(/^system:serviceaccount:kube-system:/, '');
 }
 
 export async function startBenchCluster(nodes: number, maxPodsPerNode: number): Promise<BenchCluster> {
   const clusterDir = process.env.BENCH_CLUSTER_DIR ?? join(repo, '.cluster-bench');
-  const env = { ...process.env, CLUSTER_DIR: clusterDir, CLUSTER_NODES: String(nodes), CLUSTER_MAX_PODS: String(maxPodsPerNode) };
+  // Every write audited (user, verb, resource), so that writes are counted by client, not only in total.
+  const auditLog = join(clusterDir, 'logs', 'audit.log');
+  const env = { ...process.env, CLUSTER_DIR: clusterDir, CLUSTER_NODES: String(nodes), CLUSTER_MAX_PODS: String(maxPodsPerNode), CLUSTER_AUDIT_LOG: auditLog };
   const sh = (args: string[]) => run('bash', [join(repo, 'test/cluster/cluster.sh'), ...args], { env, maxBuffer: 1 << 24 });
   const kubeconfig = join(clusterDir, 'kubeconfig');
   const kubectl = (args: string[], input?: string) => {
@@ -83,10 +113,25 @@ export async function startBenchCluster(nodes: number, maxPodsPerNode: number): 
     return total;
   };
 
+  const audited = async (fromMs: number, toMs: number): Promise<AuditedWrite[]> => {
+    const text = await readFile(auditLog, 'utf8').catch(() => '');
+    const out: AuditedWrite[] = [];
+    for (const line of text.split('\n')) {
+      if (line === '') continue;
+      const e = JSON.parse(line) as AuditEvent;
+      const at = Date.parse(e.requestReceivedTimestamp ?? '');
+      if (!(at >= fromMs && at <= toMs)) continue;
+      const ref = e.objectRef ?? {};
+      out.push({ client: clientOf(e.user?.username ?? ''), resource: `${ref.resource ?? ''}${ref.subresource ? `/${ref.subresource}` : ''}`, namespace: ref.namespace, name: ref.name, code: e.responseStatus?.code ?? 0 });
+    }
+    return out;
+  };
+
   return {
     client,
     kubectl,
     writes,
+    audited,
     async stop() {
       for (const c of children) c.kill('SIGTERM');
       client.close();

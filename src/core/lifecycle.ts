@@ -13,7 +13,7 @@ import { GRACE_PERIOD_ANNOTATION, READINESS_GATE, UPDATE_ANNOTATION } from './na
 import { IMAGE_WRITE_REFUSED, whileRefused } from './refusal.ts';
 import { hasReadinessGate } from './scope.ts';
 import { servingChanges } from './serving.ts';
-import { DRAIN_DEADLINE_EXCEEDED, currentRecords, parseUpdateState, stalledInDrain, type ContainerRecord, type UpdateState } from './state.ts';
+import { DRAIN_DEADLINE_EXCEEDED, currentRecords, encodeUpdateState, parseUpdateState, stalledInDrain, type ContainerRecord, type UpdateState } from './state.ts';
 
 export interface LifecycleConfig {
   /** Drain time when neither the pod nor its namespace sets one. */
@@ -139,7 +139,47 @@ function baseline(pod: Pod, images: ImageMap, carried: Record<string, ContainerR
   return { ...out, ...currentRecords(pod, restarting.map(([name]) => name)) };
 }
 
+/**
+ * The one next step for a managed pod. In a workload's rollout (`rollout` in
+ * the state) the pod's Normal Events are left out: each is an API write, and
+ * the workload's progress Events say the same for all its pods at once.
+ * Warnings stay on the pod, where a person looks for why it stopped.
+ */
 export function nextStep(pod: Pod, ctx: PodContext, config: LifecycleConfig): Step {
+  const step = decide(pod, ctx, config);
+  if (step.kind === 'none' || step.event?.type !== 'Normal') return step;
+  const parsed = parseUpdateState(pod.metadata.annotations?.[UPDATE_ANNOTATION]);
+  if (!parsed.ok || parsed.state?.rollout === undefined) return step;
+  const { event: _quiet, ...rest } = step;
+  return rest;
+}
+
+/** The pod as if `request` were recorded in its lifecycle annotation (a copy). */
+export function withRequest(pod: Pod, request: UpdateState): Pod {
+  return { ...pod, metadata: { ...pod.metadata, annotations: { ...pod.metadata.annotations, [UPDATE_ANNOTATION]: encodeUpdateState(request) } } };
+}
+
+/** What a rollout writes to start one pod's update: the step itself, or the request for the pod's own lifecycle. */
+export type RolloutStart =
+  | { write: 'step'; step: Extract<Step, { kind: 'transition' | 'writeImages' }> }
+  | { write: 'request' };
+
+/**
+ * A rollout's request for one pod, decided as the lifecycle decides a Pending
+ * one: where that first step is a guarded write (the drain's start, or the
+ * image write of a pod already drained or changing no serving container),
+ * the rollout writes that step instead of the request, one write fewer and
+ * the same state the pod reconciler would have written from Pending. Where it
+ * is not (a disruption budget holds the drain: the condition says so, which
+ * is no guarded write), the request is recorded as Pending and the pod's
+ * lifecycle takes it from there.
+ */
+export function rolloutStart(pod: Pod, request: UpdateState, ctx: PodContext, config: LifecycleConfig): RolloutStart {
+  const step = nextStep(withRequest(pod, request), ctx, config);
+  return step.kind === 'transition' || step.kind === 'writeImages' ? { write: 'step', step } : { write: 'request' };
+}
+
+function decide(pod: Pod, ctx: PodContext, config: LifecycleConfig): Step {
   if (pod.metadata.deletionTimestamp !== undefined) return { kind: 'none', why: 'pod is being deleted' };
   const parsed = parseUpdateState(pod.metadata.annotations?.[UPDATE_ANNOTATION]);
   const condition = gateCondition(pod);

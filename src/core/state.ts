@@ -25,6 +25,11 @@ export interface UpdateState {
   fieldManager?: string;
   /** RFC 3339. */
   requestedAt: string;
+  /**
+   * The workload whose in-place rollout asked (`Deployment/web`): its progress Events stand for
+   * this update's Normal ones (Warnings stay on the pod). A client's own request drops it.
+   */
+  rollout?: string;
   /** The pod is already out of endpoints (a request made while Updating or Stalled): no new drain. */
   drained?: boolean;
   /** Written by immediate mode: the images went through with no drain. */
@@ -90,6 +95,7 @@ function checkState(value: unknown): string | undefined {
     const v = value[key];
     if (v !== undefined && (typeof v !== 'string' || Number.isNaN(Date.parse(v)))) return `${key} must be a timestamp`;
   }
+  if (value.rollout !== undefined && typeof value.rollout !== 'string') return 'rollout must be a string';
   if (value.generation !== undefined && !Number.isInteger(value.generation)) return 'generation must be an integer';
   if (value.before !== undefined && !isRecord(value.before)) return 'before must be an object';
   return undefined;

@@ -9,7 +9,7 @@ import { eachContainer, specImages } from '../core/containers.ts';
 import { drainBlockedBy, type Budget } from '../core/disruption.ts';
 import { parseImageRewrites, recordRewrites } from '../core/image-rewrites.ts';
 import type { Pod, PodCondition } from '../core/kube-types.ts';
-import { WATCHER_FIELD_MANAGER, gateCondition, nextStep, type GateCondition, type LifecycleConfig, type Step } from '../core/lifecycle.ts';
+import { WATCHER_FIELD_MANAGER, gateCondition, nextStep, rolloutStart, withRequest, type GateCondition, type LifecycleConfig, type PodContext, type Step } from '../core/lifecycle.ts';
 import { GRACE_PERIOD_ANNOTATION, IMAGE_REWRITES_ANNOTATION, READINESS_GATE, UPDATE_ANNOTATION } from '../core/names.ts';
 import { imageWriteRefused, isPermanentRefusal } from '../core/refusal.ts';
 import { encodeUpdateState, parseUpdateState, type UpdateState } from '../core/state.ts';
@@ -61,7 +61,7 @@ export class PodReconciler {
   }
 
   async reconcile(key: string): Promise<QueueResult> {
-    const { pods, namespaces, endpoints, metrics, clock } = this.d;
+    const { pods, metrics, clock } = this.d;
     const pod = pods.store.get(key);
     if (!pod) return {};
     const started = performance.now();
@@ -69,18 +69,7 @@ export class PodReconciler {
     // An image write whose rewrite record was lost (a crash between the two writes): record it now.
     const updating = parseUpdateState(pod.metadata.annotations?.[UPDATE_ANNOTATION]);
     if (updating.ok && updating.state?.phase === 'Updating') await this.recordRewrites(pod, updating.state.images);
-    const disruption = this.heldByBudget(pod, now);
-    const step = nextStep(
-      pod,
-      {
-        now,
-        namespaceGrace: namespaces.store.get(pod.metadata.namespace ?? '')?.metadata.annotations?.[GRACE_PERIOD_ANNOTATION],
-        endpoints: endpoints.listings(pod),
-        endpointsGoneAt: endpoints.goneAtOf(pod),
-        disruption,
-      },
-      this.d.config,
-    );
+    const step = nextStep(pod, this.context(pod, now), this.d.config);
     // A drain about to start counts against its budgets for the other pods decided while it is written.
     const starting = step.kind === 'transition' && step.state?.phase === 'Draining';
     if (starting) this.starting.add(key);
@@ -100,6 +89,50 @@ export class PodReconciler {
     } finally {
       if (starting) this.starting.delete(key);
       metrics.reconcileTime.observe({ controller: 'pod' }, (performance.now() - started) / 1000);
+    }
+  }
+
+  /** What the lifecycle reads beside the pod: the namespace's grace period, the EndpointSlices, the budgets. */
+  private context(pod: Pod, now: Date): PodContext {
+    const { namespaces, endpoints } = this.d;
+    return {
+      now,
+      namespaceGrace: namespaces.store.get(pod.metadata.namespace ?? '')?.metadata.annotations?.[GRACE_PERIOD_ANNOTATION],
+      endpoints: endpoints.listings(pod),
+      endpointsGoneAt: endpoints.goneAtOf(pod),
+      disruption: this.heldByBudget(pod, now),
+    };
+  }
+
+  /**
+   * A workload rollout's request for one pod, in one write guarded by the
+   * resourceVersion the pod was read at: the lifecycle's own first step where
+   * that is a guarded write (the drain's start: condition False and Draining
+   * with its deadline, after the disruption budgets allow it), else the
+   * request as Pending (see rolloutStart). `labels` go in the same write (a
+   * StatefulSet pod's revision). What it wrote: 'step' or 'request'.
+   */
+  async startRequest(pod: Pod, request: UpdateState, labels: Record<string, string> | undefined): Promise<'step' | 'request'> {
+    const key = podKey(pod);
+    const now = this.d.clock();
+    // Counted against the budgets by the pods decided meanwhile, as a drain the pod reconciler starts.
+    this.starting.add(key);
+    try {
+      // The pod as if the request were recorded: what the budgets and the step are decided on.
+      const asked = withRequest(pod, request);
+      const start = rolloutStart(pod, request, this.context(asked, now), this.d.config);
+      if (start.write === 'step') {
+        await this.apply(asked, start.step, now, labels);
+        return 'step';
+      }
+      const body = { metadata: { resourceVersion: pod.metadata.resourceVersion, annotations: { [UPDATE_ANNOTATION]: encodeUpdateState(request) }, ...(labels ? { labels } : {}) } };
+      this.d.pods.upsert(await this.d.client.patch(podPath(pod), body, 'strategic', WATCHER_FIELD_MANAGER));
+      return 'request';
+    } catch (err) {
+      if (err instanceof ApiError && err.status === 409) await this.refresh(pod);
+      throw err;
+    } finally {
+      this.starting.delete(key);
     }
   }
 
@@ -125,7 +158,8 @@ export class PodReconciler {
     }
   }
 
-  private async apply(pod: Pod, step: Step, now: Date): Promise<QueueResult> {
+  /** `labels`: set in the same write (a rollout's request carries the StatefulSet revision). */
+  private async apply(pod: Pod, step: Step, now: Date, labels?: Record<string, string>): Promise<QueueResult> {
     const { client, pods, log } = this.d;
     switch (step.kind) {
       case 'none':
@@ -141,7 +175,7 @@ export class PodReconciler {
       }
       case 'transition': {
         const body = {
-          metadata: { resourceVersion: pod.metadata.resourceVersion, annotations: { [UPDATE_ANNOTATION]: step.state ? encodeUpdateState(step.state) : null } },
+          metadata: { resourceVersion: pod.metadata.resourceVersion, annotations: { [UPDATE_ANNOTATION]: step.state ? encodeUpdateState(step.state) : null }, ...(labels ? { labels } : {}) },
           ...(step.condition ? { status: { conditions: [conditionFor(pod, step.condition, now)] } } : {}),
         };
         pods.upsert(await client.patch(podPath(pod, '/status'), body, 'strategic', WATCHER_FIELD_MANAGER));
@@ -163,7 +197,7 @@ export class PodReconciler {
           if (image !== undefined) (lists[list] ??= []).push({ name: container.name, image });
         }
         const body = {
-          metadata: { resourceVersion: pod.metadata.resourceVersion, annotations: { [UPDATE_ANNOTATION]: encodeUpdateState(step.state) } },
+          metadata: { resourceVersion: pod.metadata.resourceVersion, annotations: { [UPDATE_ANNOTATION]: encodeUpdateState(step.state) }, ...(labels ? { labels } : {}) },
           spec: lists,
         };
         // Under the requester's field manager, so managedFields keep naming the tool that asked.

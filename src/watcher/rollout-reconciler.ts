@@ -12,7 +12,7 @@ import { MANAGED_LABEL, PARTITION_ANNOTATION, ROLLOUT_ANNOTATION, READINESS_GATE
 import { encodeRolloutState, parseRolloutState, type RolloutState } from '../core/rollout-state.ts';
 import { currentReplicaSet, historyStep, isSurgeOf, replicaSetView, rewindStep, surgeReplicaSet } from '../core/deployment-rollout.ts';
 import { deploymentWindow, planRollout, restoredPartition, rolloutPod, statefulSetRolloutStep, statefulSetWindow, type PodOrder, type RolloutPlan, type RolloutTiming } from '../core/rollout.ts';
-import { encodeUpdateState, parseUpdateState, type UpdateState } from '../core/state.ts';
+import { parseUpdateState, type UpdateState } from '../core/state.ts';
 import type { Workload } from '../core/workload-types.ts';
 import { ApiError, type KubeClient } from '../kube/client.ts';
 import type { Logger } from '../log.ts';
@@ -32,12 +32,20 @@ export interface RolloutDeps {
   metrics: WatcherMetrics;
   log: Logger;
   clock: () => Date;
+  /**
+   * Starts one pod's update from the rollout's request, in one guarded write
+   * (PodReconciler.startRequest): 'step' if that was the lifecycle's first
+   * step itself (the drain), 'request' if the request was recorded as Pending.
+   */
+  startUpdate: (pod: Pod, request: UpdateState, labels: Record<string, string> | undefined) => Promise<'step' | 'request'>;
   /** Nodes, for scatter across a node label (zone); without them only the hostname key scatters. */
   nodes?: Informer<NodeMeta> | undefined;
 }
 
 const REVISION_HASH = 'controller-revision-hash';
 const WAIT_MS = 2000;
+/** Pod starts written at once by one rollout pass. */
+const START_CONCURRENCY = 16;
 /** How the rollout's own status conditions begin, to tell them from the controllers'. */
 const REPORT_PREFIX = 'in-place rollout (inplace-gate)';
 /** A rollout that stays stalled is warned about again this often. */
@@ -353,42 +361,49 @@ export class RolloutReconciler {
     }
   }
 
-  private async startPods(w: Workload, kind: string, pods: Pod[], plan: RolloutPlan, target: ImageMap, state: RolloutState, revision: string | undefined): Promise<void> {
+  /**
+   * Starts the plan's pods, one guarded write each: the drain itself where the
+   * pod's lifecycle would start it from the request (see rolloutStart), so a
+   * pod costs inplace-gate three writes in all (drain, images, done); else the
+   * request as Pending. A StatefulSet pod's revision label goes in that write.
+   */
+  private async startPods(w: Workload, kind: 'Deployment' | 'StatefulSet', pods: Pod[], plan: RolloutPlan, target: ImageMap, state: RolloutState, revision: string | undefined): Promise<void> {
     const names = plan.start;
     if (names.length === 0) return;
     const now = this.d.clock().toISOString();
-    for (const name of names) {
+    const held: string[] = [];
+    const startOne = async (name: string) => {
       const pod = pods.find((p) => p.metadata.name === name);
-      if (!pod) continue;
+      if (!pod) return;
       const current = parseUpdateState(pod.metadata.annotations?.[UPDATE_ANNOTATION]);
       const drained = current.ok && (current.state?.phase === 'Updating' || current.state?.phase === 'Stalled' || current.state?.drained === true);
       const images: ImageMap = {};
       const running = rolloutPod(pod).specImages;
       for (const [c, image] of Object.entries(target)) if (c in running && running[c] !== image) images[c] = image;
-      // What the webhook records for a client's image request, written by the watcher itself.
-      const pending: UpdateState = {
+      // What the webhook records for a client's image request, marked as this rollout's.
+      const request: UpdateState = {
         phase: 'Pending',
         images,
         requestedBy: state.requestedBy,
         ...(state.fieldManager ? { fieldManager: state.fieldManager } : {}),
         requestedAt: now,
+        rollout: `${kind}/${w.metadata.name ?? ''}`,
         ...(drained ? { drained: true } : {}),
       };
-      const body = {
-        metadata: {
-          resourceVersion: pod.metadata.resourceVersion,
-          annotations: { [UPDATE_ANNOTATION]: encodeUpdateState(pending) },
-          ...(revision ? { labels: { [REVISION_HASH]: revision } } : {}),
-        },
-      };
-      this.d.pods.upsert(await this.d.client.patch(`/api/v1/namespaces/${pod.metadata.namespace ?? ''}/pods/${name}`, body, 'strategic', WATCHER_FIELD_MANAGER));
+      const wrote = await this.d.startUpdate(pod, request, revision ? { [REVISION_HASH]: revision } : undefined);
+      if (wrote === 'request' && !drained) held.push(name);
       this.d.metrics.rolloutPods.inc({ kind });
-    }
+    };
+    // A window freed at once (the first batch, a retarget) is written a few pods at a time, not one
+    // after the other; each start is decided (budgets included) before its write goes out.
+    await settleAll(names.map((name) => () => startOne(name)), START_CONCURRENCY);
     this.d.log.info({ workload: `${kind}/${w.metadata.namespace ?? ''}/${w.metadata.name ?? ''}`, pods: names, updated: plan.updated, total: plan.total }, 'rollout: pods started');
-    // Progress as Events at each tenth of the pods, not for every slot freed: every Event is an API write.
+    // Progress as Events at each tenth of the pods, not for every slot freed: every Event is an API
+    // write. They stand for the pods' own Normal Events, which a rollout's pods do not get.
     const tenth = (n: number) => Math.floor((n * 10) / Math.max(1, plan.total));
     if (plan.updated === 0 || tenth(plan.updated + names.length) > tenth(plan.updated)) {
-      this.event(w, kind, { type: 'Normal', reason: 'InPlaceRolloutProgress', action: 'Rollout', note: `${plan.updated} of ${plan.total} pods updated; now updating ${names.join(', ')}` });
+      const waiting = held.length === 0 ? '' : `; not draining yet (a PodDisruptionBudget, see their ${READINESS_GATE} condition): ${held.join(', ')}`;
+      this.event(w, kind, { type: 'Normal', reason: 'InPlaceRolloutProgress', action: 'Rollout', note: `${plan.updated} of ${plan.total} pods updated; now updating ${names.join(', ')}${waiting}` });
     }
   }
 
@@ -516,6 +531,23 @@ export class RolloutReconciler {
   private event(w: Workload, kind: string, e: PodEvent): void {
     this.d.events.record({ apiVersion: 'apps/v1', kind, metadata: w.metadata }, e, this.d.clock());
   }
+}
+
+/**
+ * Runs the jobs at most `limit` at a time and waits for all of them; then
+ * throws the first failure, if any (one pod's 409 does not stop the others).
+ */
+async function settleAll(jobs: (() => Promise<void>)[], limit: number): Promise<void> {
+  let next = 0;
+  const failures: unknown[] = [];
+  const lane = async () => {
+    while (next < jobs.length) {
+      const job = jobs[next++];
+      await job?.().catch((err: unknown) => failures.push(err));
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(limit, jobs.length) }, lane));
+  if (failures.length > 0) throw failures[0];
 }
 
 function describe(images: ImageMap): string {

@@ -128,7 +128,10 @@ export async function runWatcher(settings: Settings, logTo?: DestinationStream):
     clock: () => new Date(),
     budgets,
   });
-  const rollouts = new RolloutReconciler({ client: work, pods, deployments, statefulSets, replicaSets, events, metrics, log, clock: () => new Date(), nodes });
+  const rollouts = new RolloutReconciler({
+    client: work, pods, deployments, statefulSets, replicaSets, events, metrics, log, clock: () => new Date(), nodes,
+    startUpdate: (pod, request, labels) => reconciler.startRequest(pod, request, labels),
+  });
   const rolloutQueue: WorkQueue = new WorkQueue({
     concurrency: 4,
     observer: queueObserver(metrics, 'rollouts'),

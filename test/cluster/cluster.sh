@@ -12,7 +12,8 @@
 # Environment: CLUSTER_DIR (state dir, default <repo>/.cluster), CLUSTER_NODES
 # (hollow nodes, default 2), CLUSTER_REAL_NODES (real nodes, default 2 as root,
 # else 0), KUBEBUILDER_ASSETS (a folder with the six binaries, instead of building them),
-# CLUSTER_MAX_PODS (pods per hollow node, default 110), CLUSTER_TIMEOUT (seconds per readiness wait, default 120).
+# CLUSTER_MAX_PODS (pods per hollow node, default 110), CLUSTER_TIMEOUT (seconds per readiness wait, default 120),
+# CLUSTER_AUDIT_LOG (a file: the apiserver logs every write there, who and what, for the benchmarks).
 # `up` prints the env file on stdout (so `eval "$(cluster.sh up)"` works);
 # every message goes to stderr.
 #
@@ -329,7 +330,15 @@ start_apiserver() {
   # instead of waiting up to 60 s for clients (the product's watcher) to go.
   # No --kubelet-client-certificate: nothing may reach kubelets (logs, exec,
   # port-forward would leave loopback: nodes report the host's eth0 address).
+  # Writes only, at Metadata level (user, verb, resource): the benchmarks count writes by client.
+  local audit=()
+  if [ -n "${CLUSTER_AUDIT_LOG:-}" ]; then
+    printf '%s\n' 'apiVersion: audit.k8s.io/v1' 'kind: Policy' 'omitStages: [RequestReceived]' 'rules:' \
+      '- level: Metadata' '  verbs: [create, update, patch, delete, deletecollection]' '- level: None' >"$CLUSTER_DIR/audit-policy.yaml"
+    audit=(--audit-policy-file="$CLUSTER_DIR/audit-policy.yaml" --audit-log-path="$CLUSTER_AUDIT_LOG" --audit-log-format=json --audit-log-maxsize=0)
+  fi
   start kube-apiserver "$bin/kube-apiserver" \
+    "${audit[@]}" \
     --etcd-servers="http://127.0.0.1:$etcd_port" \
     --bind-address=127.0.0.1 --secure-port="$apiserver_port" \
     --advertise-address=127.0.0.1 --endpoint-reconciler-type=none \

@@ -120,7 +120,12 @@ describe('Deployment', () => {
     expect(maxNotReady('web', since)).toBeGreaterThan(0);
     const events = await kubectl(['-n', NS, 'get', 'events.events.k8s.io', '--field-selector', 'regarding.kind=Deployment,regarding.name=web', '-o', 'jsonpath={.items[*].reason}']);
     expect(events).toContain('InPlaceRolloutStarted');
+    expect(events).toContain('InPlaceRolloutProgress');
     expect(events).toContain('InPlaceRolloutFinished');
+    // The pods got no Normal Events of their own (each is a write): the workload's stand for them.
+    const names = new Set(after.map((p) => p.metadata.name));
+    const all = await kubectlJson<{ items: { type?: string; reason?: string; reportingController?: string; regarding?: { kind?: string; name?: string } }[] }>(['-n', NS, 'get', 'events.events.k8s.io', '-o', 'json']);
+    expect(all.items.filter((e) => e.regarding?.kind === 'Pod' && names.has(e.regarding.name) && e.reportingController === 'inplace-gate.dev/watcher' && e.type === 'Normal').map((e) => e.reason)).toEqual([]);
 
     await kubectl(['-n', NS, 'rollout', 'undo', 'deployment/web']);
     await kubectl(['-n', NS, 'rollout', 'status', 'deployment/web', '--timeout=150s']);

@@ -3,7 +3,7 @@ import { describe, expect, it } from 'vitest';
 import { specImages, type ImageMap } from '../../src/core/containers.ts';
 import { parseImageReference } from '../../src/core/images.ts';
 import type { ContainerStatus, Pod } from '../../src/core/kube-types.ts';
-import { nextStep, type LifecycleConfig, type PodContext, type Step } from '../../src/core/lifecycle.ts';
+import { nextStep, rolloutStart, type LifecycleConfig, type PodContext, type Step } from '../../src/core/lifecycle.ts';
 import { GRACE_PERIOD_ANNOTATION, READINESS_GATE, SERVING_CONTAINERS_ANNOTATION, UPDATE_ANNOTATION } from '../../src/core/names.ts';
 import { servingContainers } from '../../src/core/serving.ts';
 import type { ContainerRecord, UpdateState } from '../../src/core/state.ts';
@@ -890,5 +890,112 @@ describe('containers that serve no traffic: updated in place without a drain', (
     const { pod, state } = inService();
     const next = withState(pod, { ...pendingState({ app: APP_NEW }), drained: true, before: state.before });
     expect(nextStep(next, ctx, config)).toMatchObject({ kind: 'transition', condition: { status: 'False', reason: 'Draining' }, state: { phase: 'Draining' } });
+  });
+});
+
+// ---- a workload rollout: the rollout writes the lifecycle's first step itself, and its pods get no Normal Events ----
+
+/** The step with its state's `rollout` marker taken out, to compare with a single pod's. */
+function withoutRollout(step: Step): Step {
+  if (step.kind === 'none' || step.kind === 'setCondition' || step.state === undefined) return step;
+  const { rollout: _r, ...state } = step.state;
+  return { ...step, state };
+}
+
+function withoutEvent(step: Step): Step {
+  if (step.kind === 'none') return step;
+  const { event: _e, ...rest } = step;
+  return rest;
+}
+
+describe('a rollout request (rolloutStart): the first step itself where it is a guarded write, else the request as Pending', () => {
+  const ROLLOUT = 'Deployment/web';
+  const request = (extra: Partial<UpdateState> = {}) => pendingState({ app: APP_NEW }, { rollout: ROLLOUT, ...extra });
+  const held = { budget: 'web-pdb', message: 'waiting for PodDisruptionBudget web-pdb: 0 disruption(s) allowed' };
+  const listed = [{ slice: 'shop/web-x7k2p', service: 'web' }];
+  const serving = { ...sidecars, annotations: { [SERVING_CONTAINERS_ANNOTATION]: 'app,istio-proxy' } };
+
+  it.each<[string, Pod, UpdateState, PodContext, { write: 'step'; kind: string; phase: string; condition?: 'True' | 'False' } | { write: 'request' }]>([
+    ['serving, condition True: the drain (condition False, Draining with its deadline)', withCondition(runningPod(), 'True'), request(), ctx, { write: 'step', kind: 'transition', phase: 'Draining', condition: 'False' }],
+    ['a disruption budget holds it: the request, for the pod to wait with', withCondition(runningPod(), 'True'), request(), { now, disruption: held }, { write: 'request' }],
+    ['already drained (retargeted while Updating), no slice lists it: the image write', withCondition(runningPod(), 'False'), request({ drained: true }), ctx, { write: 'step', kind: 'writeImages', phase: 'Updating' }],
+    ['already drained, but a slice lists it again: drained again first', withCondition(runningPod(), 'False'), request({ drained: true }), { now, endpoints: listed }, { write: 'step', kind: 'transition', phase: 'Draining', condition: 'False' }],
+    ['already drained, a budget too: the budget does not hold a pod already out', withCondition(runningPod(), 'False'), request({ drained: true }), { now, disruption: held }, { write: 'step', kind: 'writeImages', phase: 'Updating' }],
+    ['only a container that serves nothing: the image write, in service', withCondition(runningPod(serving), 'True'), pendingState({ 'log-shipper': SHIPPER_NEW }, { rollout: ROLLOUT }), ctx, { write: 'step', kind: 'writeImages', phase: 'Updating' }],
+    ['no readiness gate: the request', runningPod({ readinessGates: [] }), request(), ctx, { write: 'request' }],
+    ['being deleted: the request', { ...withCondition(runningPod(), 'True'), metadata: { ...runningPod().metadata, deletionTimestamp: '2026-11-28T11:59:59Z' } }, request(), ctx, { write: 'request' }],
+  ])('%s', (_what, pod, asked, context, expected) => {
+    const start = rolloutStart(pod, asked, context, config);
+    if (expected.write === 'request') {
+      expect(start).toEqual({ write: 'request' });
+      return;
+    }
+    expect(start).toMatchObject({ write: 'step', step: { kind: expected.kind, state: { phase: expected.phase, rollout: ROLLOUT } } });
+    if (start.write !== 'step') return;
+    // The very step the pod reconciler would take from the request recorded, less its Normal Event.
+    const { rollout: _r, ...single } = asked;
+    expect(withoutRollout(start.step)).toEqual(withoutEvent(nextStep(withState(pod, single), context, config)));
+    expect(start.step).not.toHaveProperty('event');
+    if (expected.condition !== undefined) expect(start.step).toMatchObject({ condition: { status: expected.condition } });
+  });
+
+  it('the drain written by the rollout has the same deadline as one started from Pending, the grace period from now', () => {
+    const pod = withCondition(runningPod({ annotations: { [GRACE_PERIOD_ANNOTATION]: '45' } }), 'True');
+    expect(rolloutStart(pod, request(), ctx, config)).toMatchObject({
+      write: 'step',
+      step: { kind: 'transition', condition: { status: 'False', reason: 'Draining' }, state: { phase: 'Draining', drainStartedAt: now.toISOString(), drainDeadline: at(45) }, requeueAfterMs: 45_000 },
+    });
+  });
+});
+
+describe('in a rollout the pod gets no Normal Events (the workload has them); Warnings stay', () => {
+  const inRollout = { rollout: 'StatefulSet/db' };
+  const drainingPod = (extra: Partial<UpdateState>) =>
+    withCondition(runningPod({ state: { ...pendingState({ app: APP_NEW }), phase: 'Draining', drainStartedAt: at(-20), drainDeadline: at(-5), ...extra } }), 'False');
+
+  it.each<[string, (extra: Partial<UpdateState>) => Pod, PodContext, string, 'Normal' | 'Warning']>([
+    ['the drain starts', (extra) => withCondition(runningPod({ state: pendingState({ app: APP_NEW }, extra) }), 'True'), ctx, 'InPlaceUpdateStarted', 'Normal'],
+    ['a budget holds the drain', (extra) => withCondition(runningPod({ state: pendingState({ app: APP_NEW }, extra) }), 'True'), { now, disruption: { budget: 'b', message: 'waiting for PodDisruptionBudget b' } }, 'InPlaceUpdateWaiting', 'Normal'],
+    ['drained: the image write', drainingPod, ctx, 'InPlaceUpdateDrained', 'Normal'],
+    ['proven: done', (extra) => kubeletRestarted(updatingPod({ app: APP_NEW }, { extra }).pod, 'app', APP_NEW), ctx, 'InPlaceUpdateSucceeded', 'Normal'],
+    ['the new container crash-loops: Stalled', (extra) => editStatus(kubeletRestarted(updatingPod({ app: APP_NEW }, { extra }).pod, 'app', APP_NEW), 'app', (s) => ({ ...s, ready: false, state: { waiting: { reason: 'CrashLoopBackOff', message: 'back-off' } } })), ctx, 'InPlaceUpdateStalled', 'Warning'],
+    ['a slice still lists it at the drain deadline: Stalled', drainingPod, { now: new Date(now.getTime() + 300_000), endpoints: [{ slice: 'shop/web-x7k2p', service: 'web' }] }, 'InPlaceUpdateStalled', 'Warning'],
+  ])('%s', (_what, podWith, context, reason, type) => {
+    const single = nextStep(podWith({}), context, config);
+    expect(single).toMatchObject({ event: { type, reason } });
+    const rollout = nextStep(podWith(inRollout), context, config);
+    // The same step, its state still the rollout's; only a Normal Event is left out.
+    expect(withoutRollout(rollout)).toEqual(type === 'Warning' ? single : withoutEvent(single));
+  });
+});
+
+describe('a rollout pod, end to end: three writes of inplace-gate, no Normal Event', () => {
+  it('rollout request -> Draining (one write) -> Updating -> done, each from the pod as it is', () => {
+    let pod = withCondition(runningPod(), 'True');
+    const writes: string[] = [];
+    const events: string[] = [];
+    const apply = (s: Step) => {
+      if (s.kind === 'setCondition') writes.push('condition');
+      else if (s.kind !== 'none') writes.push(s.kind === 'writeImages' ? 'images' : (s.state?.phase ?? 'done'));
+      if (s.kind !== 'none' && s.event) events.push(s.event.reason);
+      pod = applyStep(pod, s);
+    };
+    const start = rolloutStart(pod, pendingState({ app: APP_NEW }, { rollout: 'Deployment/web' }), ctx, config);
+    if (start.write !== 'step') throw new Error('expected the drain');
+    apply(start.step);
+    expect(gateOf(pod)).toBe('False');
+    expect(specImages(pod.spec)).toEqual({ app: APP_OLD });
+    apply(nextStep(pod, { now: new Date(now.getTime() + 14_000) }, config));
+    const later = { now: new Date(now.getTime() + 15_000) };
+    apply(nextStep(pod, later, config));
+    expect(specImages(pod.spec)).toEqual({ app: APP_NEW });
+    apply(nextStep(pod, later, config));
+    pod = kubeletRestarted(pod, 'app', APP_NEW);
+    apply(nextStep(pod, later, config));
+    expect(gateOf(pod)).toBe('True');
+    expect(stateOf(pod)).toBeUndefined();
+    apply(nextStep(pod, later, config));
+    expect(writes).toEqual(['Draining', 'images', 'done']);
+    expect(events).toEqual([]);
   });
 });

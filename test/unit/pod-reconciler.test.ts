@@ -1,61 +1,16 @@
 import { describe, expect, it } from 'vitest';
-import type { Pod, PodCondition } from '../../src/core/kube-types.ts';
+import type { Pod } from '../../src/core/kube-types.ts';
 import { READINESS_GATE, UPDATE_ANNOTATION } from '../../src/core/names.ts';
 import type { UpdateState } from '../../src/core/state.ts';
-import { ApiError, type KubeClient } from '../../src/kube/client.ts';
-import { createLogger } from '../../src/log.ts';
-import { EndpointIndex } from '../../src/watcher/endpoints.ts';
-import { EventRecorder } from '../../src/watcher/events.ts';
-import { Informer } from '../../src/watcher/informer.ts';
-import { createWatcherMetrics } from '../../src/watcher/metrics.ts';
-import { PodReconciler } from '../../src/watcher/pod-reconciler.ts';
-import { trimNamespace, trimPod, type NamespaceMeta } from '../../src/watcher/trim.ts';
+import { ApiError } from '../../src/kube/client.ts';
 import { buildPod } from '../support/pods.ts';
+import { fakeApiserver, testReconciler } from '../support/reconciler.ts';
 
 const now = new Date('2026-11-28T12:00:00Z');
 const OLD = 'registry.example.com:5000/shop/web:1.4.2';
 // A trailing space: the webhook saw it only in the annotation; the apiserver's validation sees it at the write.
 const REFUSED = 'registry.example.com:5000/shop/web:1.5.0 ';
 const INVALID = `Pod "web-7d9c6b5f4-x2x8q" is invalid: spec.containers[0].image: Invalid value: "${REFUSED}": must not have leading or trailing whitespace`;
-
-interface Call {
-  path: string;
-  body: unknown;
-}
-
-/**
- * The apiserver as the reconciler meets it: pods/status patches are stored (annotations merged,
- * conditions merged by type, as a strategic merge does), image writes answered with `refusal`.
- */
-function fakeApiserver(pod: Pod, refusal: ApiError) {
-  let stored = structuredClone(pod);
-  const patches: Call[] = [];
-  const events: Call[] = [];
-  const client = {
-    patch: (path: string, body: { metadata?: { annotations?: Record<string, string | null> }; status?: { conditions?: PodCondition[] } }) => {
-      patches.push({ path, body });
-      if (!path.endsWith('/status')) return Promise.reject(refusal);
-      const next = structuredClone(stored);
-      const annotations: Record<string, string> = { ...next.metadata.annotations };
-      for (const [k, v] of Object.entries(body.metadata?.annotations ?? {})) {
-        if (v === null) delete annotations[k];
-        else annotations[k] = v;
-      }
-      next.metadata.annotations = annotations;
-      next.metadata.resourceVersion = String(Number(next.metadata.resourceVersion ?? '1') + 1);
-      const status = (next.status ??= {});
-      for (const c of body.status?.conditions ?? []) status.conditions = [...(status.conditions ?? []).filter((o) => o.type !== c.type), c];
-      stored = next;
-      return Promise.resolve(structuredClone(next));
-    },
-    get: () => Promise.resolve(structuredClone(stored)),
-    post: (path: string, body: unknown) => {
-      events.push({ path, body });
-      return Promise.resolve(body);
-    },
-  } as unknown as KubeClient;
-  return { client, patches, events, stored: () => stored };
-}
 
 function drainedPod(): Pod {
   const state: UpdateState = {
@@ -78,24 +33,8 @@ function drainedPod(): Pod {
 }
 
 async function reconcileOnce(pod: Pod, refusal: ApiError) {
-  const api = fakeApiserver(pod, refusal);
-  const log = createLogger('test', 'silent');
-  const metrics = createWatcherMetrics(() => ({ byPhase: {}, drainOverdueSeconds: 0 }), () => ({}));
-  const pods = new Informer<Pod>(api.client, { path: '/api/v1/pods', trim: trimPod, onChange: () => undefined, log });
-  const namespaces = new Informer<NamespaceMeta>(api.client, { path: '/api/v1/namespaces', trim: trimNamespace, onChange: () => undefined, log });
-  pods.upsert(pod);
-  const reconciler = new PodReconciler({
-    client: api.client,
-    pods,
-    namespaces,
-    endpoints: new EndpointIndex(() => undefined, () => true),
-    events: new EventRecorder(api.client, 'test', log, metrics),
-    metrics,
-    log,
-    config: { defaultGraceSeconds: 15, progressDeadlineSeconds: 300, drainDeadlineSeconds: 120 },
-    clock: () => now,
-  });
-  const key = `${pod.metadata.namespace ?? ''}/${pod.metadata.name ?? ''}`;
+  const api = fakeApiserver(pod, { refuseImages: refusal });
+  const { reconciler, pods, metrics, key } = testReconciler(api.client, pod, { clock: () => now, config: { defaultGraceSeconds: 15, progressDeadlineSeconds: 300, drainDeadlineSeconds: 120 } });
   const result = await reconciler.reconcile(key).then(
     (r) => ({ ok: true as const, r }),
     (err: unknown) => ({ ok: false as const, err }),
