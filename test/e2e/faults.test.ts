@@ -166,12 +166,15 @@ async function notSettled(image: string): Promise<string | undefined> {
 async function roundUnder(fault: () => Promise<void>): Promise<string> {
   const image = ROTATION[++round % ROTATION.length]!;
   const writesBefore = history.writes();
+  const started = Date.now();
   await Promise.all([requestImages(image), fault()]);
   let why: string | undefined = 'not looked yet';
   await eventually(`every pod Ready on ${image} (last: ${why})`, async () => {
     why = await notSettled(image);
     return why === undefined ? true : undefined;
   }, 240_000, 1000).catch((err: unknown) => { throw new Error(`${(err as Error).message}; last: ${why ?? ''}`, { cause: err }); });
+  // For the record only (timings are not asserted): how long the round took to settle.
+  console.log(`round ${round} (${image}): settled ${((Date.now() - started) / 1000).toFixed(1)} s after the first request, ${history.writes() - writesBefore} in-place writes`);
   expect(history.undrainedWrites()).toEqual([]);
   expect(history.gaps).toBe(0);
   // Every single pod and every Deployment pod that stayed was written in place once.
