@@ -169,7 +169,7 @@ async function roundUnder(fault: () => Promise<void>): Promise<string> {
   const started = Date.now();
   await Promise.all([requestImages(image), fault()]);
   let why: string | undefined = 'not looked yet';
-  await eventually(`every pod Ready on ${image} (last: ${why})`, async () => {
+  await eventually(`every pod Ready on ${image}`, async () => {
     why = await notSettled(image);
     return why === undefined ? true : undefined;
   }, 240_000, 1000).catch((err: unknown) => { throw new Error(`${(err as Error).message}; last: ${why ?? ''}`, { cause: err }); });
