@@ -14,11 +14,24 @@ import type { UpdateState } from './state.ts';
 export const IMAGE_WRITE_REFUSED = 'ImageWriteRefused';
 
 /**
+ * The apiserver's authorizer refusing the watcher itself (`pods "web" is
+ * forbidden: User "..." cannot patch resource "pods" ...`), as opposed to an
+ * admission plugin or policy refusing the images. It says nothing about the
+ * images, and it passes: right after a kube-apiserver restart its RBAC
+ * authorizer denies everything until its caches are filled (found by
+ * restarting the apiserver during 100 updates, test/e2e/faults.test.ts).
+ */
+const AUTHORIZATION_DENIAL = /is forbidden: User "[^"]*" cannot [a-z]+ resource "/;
+
+/**
  * Refusals that another try cannot change. Conflicts and throttling are tried
  * again; 404 means the pod is gone; 401 and 408 are about the connection,
- * not the images.
+ * not the images; a 403 from the authorizer is about the watcher's own
+ * permissions, not the images (the pod stays drained and the write is tried
+ * again, as Kubernetes' own controllers do).
  */
-export function isPermanentRefusal(status: number): boolean {
+export function isPermanentRefusal(status: number, message = ''): boolean {
+  if (status === 403 && AUTHORIZATION_DENIAL.test(message)) return false;
   return status >= 400 && status < 500 && ![401, 404, 408, 409, 429].includes(status);
 }
 

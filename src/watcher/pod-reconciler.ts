@@ -206,7 +206,7 @@ export class PodReconciler {
           written = await client.patch<Pod>(podPath(pod), body, 'strategic', step.fieldManager ?? WATCHER_FIELD_MANAGER);
         } catch (err) {
           const before = parseUpdateState(pod.metadata.annotations?.[UPDATE_ANNOTATION]);
-          if (!(err instanceof ApiError) || !isPermanentRefusal(err.status) || !before.ok || before.state === undefined) throw err;
+          if (!(err instanceof ApiError) || !isPermanentRefusal(err.status, err.detail) || !before.ok || before.state === undefined) throw err;
           // Another try cannot change this answer: Stalled, with the apiserver's words.
           log.warn({ pod: podKey(pod), status: err.status, reason: err.reason, err: err.detail, images: step.images }, 'image write refused');
           return this.apply(pod, imageWriteRefused(pod, before.state, err.detail, { now }), now);

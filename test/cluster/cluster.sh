@@ -8,6 +8,7 @@
 #   cluster.sh up [--nodes N]   start (or reuse a healthy running cluster)
 #   cluster.sh down             stop everything and remove runtime state
 #   cluster.sh status           exit 0 when the cluster is running and healthy
+#   cluster.sh restart etcd|kube-apiserver   stop one (SIGTERM) and start it again, same data and ports
 #
 # Environment: CLUSTER_DIR (state dir, default <repo>/.cluster), CLUSTER_NODES
 # (hollow nodes, default 2), CLUSTER_REAL_NODES (real nodes, default 2 as root,
@@ -43,7 +44,7 @@ die() { log "error: $*"; exit 1; }
 . "$here/lab.sh"
 
 usage() {
-  sed -n '6,8p' "${BASH_SOURCE[0]}" | sed 's/^# *//' >&2
+  sed -n '8,11p' "${BASH_SOURCE[0]}" | sed 's/^# *//' >&2
   exit 2
 }
 
@@ -610,6 +611,25 @@ cmd_up() {
   cat "$env_file"
 }
 
+# A fault for the tests: one control-plane daemon stopped and started again as
+# a supervisor would, with the same flags, data dir and ports; waits until it
+# serves again. Its previous log is kept as <name>.log.<n>.
+cmd_restart() {
+  local c=$1 stopped=0 n=1
+  [ -f "$env_file" ] || die "no running cluster in $CLUSTER_DIR (no $env_file)"
+  etcd_port=$(. "$env_file" && echo "$ETCD_PORT")
+  etcd_peer_port=$(. "$env_file" && echo "$ETCD_PEER_PORT")
+  apiserver_port=$(. "$env_file" && echo "$APISERVER_PORT")
+  stop "$c"
+  while [ -e "$logs/$c.log.$n" ]; do n=$((n + 1)); done
+  mv "$logs/$c.log" "$logs/$c.log.$n" 2>/dev/null || true
+  case $c in
+    etcd) start_etcd; wait_for "etcd" "$logs/etcd.log" etcd_healthy; wait_for "kube-apiserver /readyz" "$logs/kube-apiserver.log" apiserver_ready ;;
+    kube-apiserver) start_apiserver; wait_for "kube-apiserver /readyz" "$logs/kube-apiserver.log" apiserver_ready ;;
+  esac
+  log "restarted $c"
+}
+
 cmd_status() {
   if healthy; then
     log "running and healthy; kubeconfig: $admin_kc"
@@ -620,9 +640,12 @@ cmd_status() {
 }
 
 main() {
-  local cmd=${1:-}
+  local cmd=${1:-} component=""
   [ -n "$cmd" ] || usage
   shift
+  if [ "$cmd" = restart ]; then
+    case ${1:-} in etcd | kube-apiserver) component=$1; shift ;; *) usage ;; esac
+  fi
   while [ $# -gt 0 ]; do
     case $1 in
       --nodes) [ $# -ge 2 ] || usage; nodes=$2 nodes_asked=yes; shift 2 ;;
@@ -644,6 +667,7 @@ main() {
     up) cmd_up ;;
     down) down_locked ;;
     status) cmd_status ;;
+    restart) cmd_restart "$component" ;;
     *) usage ;;
   esac
 }

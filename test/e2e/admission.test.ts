@@ -131,6 +131,42 @@ describe('reviews captured from this apiserver', () => {
   type Review = { request: { operation: string; uid: string; dryRun?: boolean; name?: string; object?: Pod; oldObject?: Pod } };
   const find = (pred: (r: Review) => boolean) => capture.reviews.map((r) => r.body as unknown as Review).find(pred);
 
+  it('of a Deployment and a StatefulSet image bump are answered with the hold, and kept as fixtures', async () => {
+    const workloads = await startCapture(OPTED_IN, { workloads: true });
+    try {
+      const template = { metadata: { labels: { app: 'shop' } }, spec: podManifest('unused', OPTED_IN).spec };
+      const selector = { matchLabels: { app: 'shop' } };
+      await applyManifest({ apiVersion: 'apps/v1', kind: 'Deployment', metadata: { name: 'shop', namespace: OPTED_IN }, spec: { replicas: 2, selector, template } });
+      await applyManifest({ apiVersion: 'apps/v1', kind: 'StatefulSet', metadata: { name: 'shop-db', namespace: OPTED_IN }, spec: { replicas: 2, serviceName: 'shop-db', selector, template } });
+      for (const w of ['deployment/shop', 'statefulset/shop-db']) await kubectl(['-n', OPTED_IN, 'set', 'image', w, `proxy=${IMAGE_NEXT}`]);
+      type WorkloadReview = { request: { kind: { kind: string }; operation: string; object?: { spec: { template: { spec: Pod['spec'] } } } } };
+      const bump = (kind: string) => workloads.reviews.map((r) => r.body as unknown as WorkloadReview)
+        .find((r) => r.request.kind.kind === kind && r.request.operation === 'UPDATE' && r.request.object?.spec.template.spec.containers[1]?.image === IMAGE_NEXT);
+      const deployment = await eventually('the Deployment review', () => Promise.resolve(bump('Deployment')));
+      const statefulSet = await eventually('the StatefulSet review', () => Promise.resolve(bump('StatefulSet')));
+
+      const { webhookUrl, caFile } = context();
+      const client = httpsClient(webhookUrl, await readFile(caFile, 'utf8'));
+      try {
+        const held = async (review: unknown) => {
+          const answer = (await client.post('/mutate', review)).json<{ response: { allowed: boolean; patch: string } }>();
+          expect(answer.response.allowed).toBe(true);
+          return Buffer.from(answer.response.patch, 'base64').toString();
+        };
+        expect(await held(deployment)).toContain('"/spec/paused"');
+        expect(await held(statefulSet)).toContain('partition');
+      } finally {
+        client.close();
+      }
+      if (process.env.CAPTURE_FIXTURES === '1') {
+        await writeFile(join(fixtures, 'update-deployment-image.json'), `${JSON.stringify(deployment, null, 2)}\n`);
+        await writeFile(join(fixtures, 'update-statefulset-image.json'), `${JSON.stringify(statefulSet, null, 2)}\n`);
+      }
+    } finally {
+      await workloads.stop();
+    }
+  });
+
   it('are answered as the apiserver needs, and kept as fixtures', async () => {
     const create = find((r) => r.request.operation === 'CREATE' && r.request.object?.metadata.name === 'web-0' && !r.request.dryRun);
     const update = find((r) => r.request.operation === 'UPDATE' && r.request.object?.spec.containers[0]?.image === IMAGE_NEXT);

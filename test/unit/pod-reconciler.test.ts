@@ -68,11 +68,13 @@ describe('PodReconciler: a refused image write', () => {
   });
 
   it.each([
-    [409, 'Conflict'],
-    [429, 'TooManyRequests'],
-    [500, 'InternalError'],
-  ])('%i %s is tried again: the pod stays Draining, out of endpoints', async (status, reason) => {
-    const { api, result } = await reconcileOnce(drainedPod(), new ApiError(status, reason, 'PATCH ...: try again', 'try again'));
+    [409, 'Conflict', 'try again'],
+    [429, 'TooManyRequests', 'try again'],
+    [500, 'InternalError', 'try again'],
+    // The authorizer of a kube-apiserver just restarted: about the watcher's permissions, not the images.
+    [403, 'Forbidden', 'pods "web-7d9c6b5f4-x2x8q" is forbidden: User "system:serviceaccount:inplace-gate:inplace-gate-watcher" cannot patch resource "pods" in API group "" in the namespace "shop"'],
+  ])('%i %s is tried again: the pod stays Draining, out of endpoints', async (status, reason, message) => {
+    const { api, result } = await reconcileOnce(drainedPod(), new ApiError(status, reason, `PATCH ...: ${message}`, message));
     expect(result).toMatchObject({ ok: false });
     expect(stateOf(api.stored())).toMatchObject({ phase: 'Draining' });
     expect(gateOf(api.stored())?.status).toBe('False');

@@ -48,6 +48,15 @@ describe('isPermanentRefusal', () => {
   ])('%i -> %s', (status, permanent) => {
     expect(isPermanentRefusal(status)).toBe(permanent);
   });
+
+  it.each([
+    // The RBAC authorizer of a kube-apiserver just restarted, before its caches are filled (seen in test/e2e/faults.test.ts).
+    ['the authorizer refusing the watcher', 'pods "single-008" is forbidden: User "system:serviceaccount:inplace-gate:inplace-gate-watcher" cannot patch resource "pods" in API group "" in the namespace "shop"', false],
+    ['a validating webhook refusing the images', DENIAL, true],
+    ['a ValidatingAdmissionPolicy refusing the images', 'pods "web" is forbidden: ValidatingAdmissionPolicy \'allowed-repos\' with binding \'allowed-repos\' denied request: image must come from registry.example.com', true],
+  ])('403, %s', (_, message, permanent) => {
+    expect(isPermanentRefusal(403, message)).toBe(permanent);
+  });
 });
 
 describe('imageWriteRefused', () => {

@@ -172,3 +172,20 @@ describe('kubectl rollout resume while inplace-gate holds the Deployment paused'
     expect(mutate(request(before, released), config, now).type).toBe('allow');
   });
 });
+
+describe('a workload the rules cannot read is a 400 naming the field, never a crash (found by fuzzing)', () => {
+  const broken = (edit: (w: Workload) => void) => {
+    const next = workload('Deployment', 'web:2');
+    edit(next);
+    return mutate(request(workload('Deployment'), next), config, now);
+  };
+  it.each([
+    ['a template container that is not an object', (w: Workload) => { (w.spec.template.spec.containers as unknown[]).push(null); }, 'request.object.spec.template.spec.containers[2] must be an object'],
+    ['initContainers that are not a list', (w: Workload) => { (w.spec.template.spec as unknown as Record<string, unknown>).initContainers = 5; }, 'request.object.spec.template.spec.initContainers must be a list'],
+    ['a template that is not an object', (w: Workload) => { (w.spec as Record<string, unknown>).template = 'pod'; }, 'request.object.spec.template must be an object'],
+    ['replicas that are not an integer', (w: Workload) => { (w.spec as Record<string, unknown>).replicas = '3'; }, 'request.object.spec.replicas must be an integer'],
+    ['a partition that is not an integer', (w: Workload) => { w.spec.updateStrategy = { rollingUpdate: { partition: '1' as unknown as number } }; }, 'request.object.spec.updateStrategy.rollingUpdate.partition must be an integer'],
+  ])('%s', (_, edit, message) => {
+    expect(broken(edit)).toEqual({ type: 'invalid', message: `request.object is not a Deployment: ${message}` });
+  });
+});

@@ -14,6 +14,7 @@ const at = (segment: string, p: Problem): Problem => ({ path: `${segment}${p.pat
 const string: Check = (v) => (typeof v === 'string' ? undefined : { path: '', message: 'must be a string' });
 const boolean: Check = (v) => (typeof v === 'boolean' ? undefined : { path: '', message: 'must be a boolean' });
 const integer: Check = (v) => (Number.isInteger(v) ? undefined : { path: '', message: 'must be an integer' });
+const intOrString: Check = (v) => (Number.isInteger(v) || typeof v === 'string' ? undefined : { path: '', message: 'must be an integer or a string' });
 
 const stringMap: Check = (v) => {
   if (!isObject(v)) return { path: '', message: 'must be a map of strings' };
@@ -98,5 +99,28 @@ const podShape = object(
 /** The first field of `value` that a Pod could not have, or undefined. `path` names the value (request.object). */
 export function podShapeProblem(value: unknown, path: string): string | undefined {
   const problem = podShape(value);
+  return problem === undefined ? undefined : `${path}${problem.path} ${problem.message}`;
+}
+
+const workloadShape = object(
+  {
+    metadata: metadataShape,
+    spec: object(
+      {
+        replicas: integer,
+        paused: boolean,
+        strategy: object({ type: string, rollingUpdate: object({ maxUnavailable: intOrString, maxSurge: intOrString }) }),
+        updateStrategy: object({ type: string, rollingUpdate: object({ partition: integer, maxUnavailable: intOrString }) }),
+        template: object({ metadata: object({ labels: stringMap, annotations: stringMap }), spec: podSpecShape }, ['spec']),
+      },
+      ['template'],
+    ),
+  },
+  ['metadata', 'spec'],
+);
+
+/** The first field of `value` that a Deployment or StatefulSet could not have (of those the workload rules read), or undefined. */
+export function workloadShapeProblem(value: unknown, path: string): string | undefined {
+  const problem = workloadShape(value);
   return problem === undefined ? undefined : `${path}${problem.path} ${problem.message}`;
 }

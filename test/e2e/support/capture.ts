@@ -15,7 +15,8 @@ export interface Capture {
   stop(): Promise<void>;
 }
 
-export async function startCapture(namespace: string): Promise<Capture> {
+/** Pods by default; `workloads` adds UPDATEs of apps Deployments and StatefulSets (the workload webhook's rule). */
+export async function startCapture(namespace: string, opts: { workloads?: boolean } = {}): Promise<Capture> {
   const { caFile } = context();
   const dir = join(caFile, '..');
   const reviews: Capture['reviews'] = [];
@@ -36,15 +37,20 @@ export async function startCapture(namespace: string): Promise<Capture> {
   const address = server.address();
   const port = typeof address === 'object' && address ? address.port : 0;
   const caBundle = (await readFile(caFile)).toString('base64');
+  // A name of its own, so a workload capture runs beside a test file's pod capture.
+  const name = opts.workloads === true ? `${CAPTURE_CONFIGURATION}-workloads` : CAPTURE_CONFIGURATION;
   await applyManifest({
     apiVersion: 'admissionregistration.k8s.io/v1',
     kind: 'MutatingWebhookConfiguration',
-    metadata: { name: CAPTURE_CONFIGURATION },
+    metadata: { name },
     webhooks: [
       {
         name: 'capture.inplace-gate.dev',
         clientConfig: { url: `https://127.0.0.1:${port}/capture`, caBundle },
-        rules: [{ apiGroups: [''], apiVersions: ['v1'], operations: ['CREATE', 'UPDATE'], resources: ['pods'], scope: 'Namespaced' }],
+        rules: [
+          { apiGroups: [''], apiVersions: ['v1'], operations: ['CREATE', 'UPDATE'], resources: ['pods'], scope: 'Namespaced' },
+          ...(opts.workloads === true ? [{ apiGroups: ['apps'], apiVersions: ['v1'], operations: ['UPDATE'], resources: ['deployments', 'statefulsets'], scope: 'Namespaced' }] : []),
+        ],
         namespaceSelector: { matchLabels: { 'kubernetes.io/metadata.name': namespace } },
         admissionReviewVersions: ['v1'],
         sideEffects: 'None',
@@ -56,7 +62,7 @@ export async function startCapture(namespace: string): Promise<Capture> {
   return {
     reviews,
     async stop() {
-      await kubectl(['delete', 'mutatingwebhookconfiguration', CAPTURE_CONFIGURATION, '--ignore-not-found']);
+      await kubectl(['delete', 'mutatingwebhookconfiguration', name, '--ignore-not-found']);
       await new Promise<void>((ok) => { server.close(() => { ok(); }); server.closeAllConnections(); });
     },
   };
