@@ -74,7 +74,7 @@ export async function startOwnWebhook(name: string): Promise<OwnWebhook> {
   await start();
   const caBundle = (await readFile(files.caFile)).toString('base64');
   const { mutating, validating } = webhookConfigurations({
-    clientConfig: (path) => ({ url: `${url}${path}`, caBundle }), scope: 'opt-in', ownNamespace: 'inplace-gate', watcherUsers: [DEFAULT_WATCHER_USER],
+    clientConfig: (path) => ({ url: `${url}${path}`, caBundle }), scope: 'opt-in', watcherUsers: [DEFAULT_WATCHER_USER],
   });
   await applyManifest({ apiVersion: 'v1', kind: 'List', items: [mutating, validating] }, ['--server-side', '--force-conflicts']);
 
