@@ -107,6 +107,8 @@ async function applyPlan(opts: HandBackOptions, plan: ReleasePlan, apply: (w: Re
       await apply(w);
     } catch (err) {
       if (err instanceof ApiError && err.status === 409) return false;
+      // Gone meanwhile (a pod the controller replaced, a namespace being deleted): nothing left to hand back.
+      if (err instanceof ApiError && err.status === 404) continue;
       throw new Error(`${w.note.split(':')[0] ?? ''}: ${(err as Error).message}`, { cause: err });
     }
     opts.out(w.note);
@@ -169,14 +171,18 @@ export async function cancelPod(opts: HandBackOptions, ns: string, name: string)
   const clock = opts.clock ?? (() => new Date());
   const who = await whoAmI(client);
   const path = `/api/v1${nsPath(ns)}/pods/${encodeURIComponent(name)}`;
-  const last = { refused: false };
+  const last = { refused: false, wrote: false };
   const plan = async (): Promise<ReleasePlan> => {
     const pod = await client.get<Pod>(path);
     const result = cancelRequest(pod, { now: clock(), config, user: who });
     last.refused = result.action === 'refuse' || result.action === 'wait';
-    if (result.action === 'write') return { writes: [result.write], notes: [], waiting: [] };
+    if (result.action === 'write') {
+      last.wrote = true;
+      return { writes: [result.write], notes: [], waiting: [] };
+    }
     // A pod restarting on written images is not waited for: cancel says why it cannot and stops.
-    return { writes: [], notes: [result.note], waiting: [] };
+    // After a write, "nothing pending" is what that write did, said already.
+    return { writes: [], notes: result.action === 'none' && last.wrote ? [] : [result.note], waiting: [] };
   };
   const lines: string[] = [];
   const result = await converge({ ...opts, waitSeconds: 0, out: (l) => { lines.push(l); } }, plan, (w) => applyWrite(client, ns, 'Deployment', '', w, clock()));
