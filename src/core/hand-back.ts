@@ -10,7 +10,7 @@ import { specImages, type ImageMap } from './containers.ts';
 import { currentReplicaSet, isSurgeOf, replicaSetView, rewindStep, type RewindStep } from './deployment-rollout.ts';
 import type { Pod } from './kube-types.ts';
 import { gateCondition, nextStep, type GateCondition, type LifecycleConfig, type PodEvent } from './lifecycle.ts';
-import { MANAGED_LABEL, PARTITION_ANNOTATION, ROLLOUT_IN_PROGRESS, ROLLOUT_STATE_ANNOTATION, UPDATE_ANNOTATION } from './names.ts';
+import { MANAGED_LABEL, PARTITION_ANNOTATION, ROLLOUT_ANNOTATION, ROLLOUT_IN_PROGRESS, ROLLOUT_STATE_ANNOTATION, UPDATE_ANNOTATION } from './names.ts';
 import { IMAGE_WRITE_REFUSED } from './refusal.ts';
 import { restoredPartition } from './rollout.ts';
 import { parseRolloutState } from './rollout-state.ts';
@@ -185,7 +185,7 @@ export function cancelRequest(pod: Pod, ctx: CancelContext): PodCancel {
 export type ReleaseWrite =
   | { op: 'delete-replicaset'; name: string; options: Record<string, unknown>; note: string }
   | { op: 'patch-replicaset'; name: string; body: Record<string, unknown>; note: string }
-  | { op: 'patch-workload'; body: Record<string, unknown>; note: string }
+  | { op: 'patch-workload'; body: Record<string, unknown>; note: string; marks?: true }
   | { op: 'workload-conditions'; conditions: { type: string; status: 'False'; reason: string; message: string }[]; note: string }
   | PodWrite;
 
@@ -205,6 +205,8 @@ export interface ReleaseInput {
   /** The namespace's managed pods. */
   pods: readonly Pod[];
   ctx: Omit<CancelContext, 'labels'>;
+  /** This release marked the Deployment `inplace-gate.dev/rollout: recreate` (see releasePlan): the mark goes again at the end. */
+  marked?: boolean;
 }
 
 const controllerUid = (o: { metadata: { ownerReferences?: { uid: string; controller?: boolean }[] } }) => o.metadata.ownerReferences?.find((r) => r.controller === true)?.uid;
@@ -246,8 +248,21 @@ export function releasePlan(input: ReleaseInput): ReleasePlan {
     } else if (step.action === 'delete-replicaset') {
       writes.push({ op: 'delete-replicaset', name: step.name, options: { apiVersion: 'v1', kind: 'DeleteOptions', preconditions: { uid: step.uid, resourceVersion: step.resourceVersion } }, note: `${label}: ${step.note}` });
     } else if (held && writes.length === 0) {
-      writes.push({ op: 'patch-workload', body: handBackPatch(kind, w), note: `${label}: unpaused and its rollout state removed: the Deployment controller rolls out ${describe(specImages(w.spec.template.spec))} natively` });
+      writes.push({ op: 'patch-workload', body: unmarked(handBackPatch(kind, w), input.marked), note: handedBackNote(label, w) });
       handedBack = true;
+    }
+    if (held && writes.length > 0 && writes[0]?.op !== 'patch-workload' && w.metadata.annotations?.[ROLLOUT_ANNOTATION] !== 'recreate') {
+      // Surge and ReplicaSet writes first: a running watcher that saw the rewound ReplicaSet would roll
+      // it forward again. Marked recreate, it makes these same writes itself (its fallback), so the two
+      // agree; the mark goes again with the hand-back.
+      return {
+        writes: [{ op: 'patch-workload', marks: true, body: { metadata: { resourceVersion: w.metadata.resourceVersion, annotations: { [ROLLOUT_ANNOTATION]: 'recreate' } } }, note: `${label}: marked ${ROLLOUT_ANNOTATION}=recreate while it is handed back (the watcher agrees and does the same)` }],
+        notes, waiting,
+      };
+    }
+    if (!held && input.marked === true && w.metadata.annotations?.[ROLLOUT_ANNOTATION] === 'recreate') {
+      // The watcher's fallback won the hand-back write: the mark goes, and the hand-back is said all the same.
+      writes.push({ op: 'patch-workload', body: unmarked({ metadata: { resourceVersion: w.metadata.resourceVersion } }, true), note: handedBackNote(label, w) });
     }
   } else {
     if (held) {
@@ -286,6 +301,17 @@ export function releasePlan(input: ReleaseInput): ReleasePlan {
   }
   if (writes.length === 0 && waiting.length === 0 && notes.length === 0) notes.push(`${label}: nothing to release${held ? '' : ' (not held by inplace-gate)'}`);
   return { writes, notes, waiting };
+}
+
+function handedBackNote(label: string, w: Workload): string {
+  return `${label}: unpaused and its rollout state removed: the Deployment controller rolls out ${describe(specImages(w.spec.template.spec))} natively`;
+}
+
+/** The write with this release's recreate mark removed, where it made one. */
+function unmarked(body: Record<string, unknown>, marked: boolean | undefined): Record<string, unknown> {
+  if (marked !== true) return body;
+  const metadata = body.metadata as { annotations?: Record<string, unknown> };
+  return { ...body, metadata: { ...metadata, annotations: { ...metadata.annotations, [ROLLOUT_ANNOTATION]: null } } };
 }
 
 /** A request not yet written, which a cancel drops (the spec keeps the old images). */

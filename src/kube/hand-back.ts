@@ -157,11 +157,16 @@ export async function releaseWorkload(opts: HandBackOptions, ns: string, kind: W
   const { client, config } = opts;
   const clock = opts.clock ?? (() => new Date());
   const who = user ?? (await whoAmI(client));
+  // Set once this run marked the Deployment recreate: the end of the release removes the mark again.
+  let marked = false;
   const plan = async () => {
     const read = await readWorkload(client, ns, kind, name);
-    return releasePlan({ kind, ...read, ctx: { now: clock(), config, user: who } });
+    return releasePlan({ kind, ...read, ctx: { now: clock(), config, user: who }, marked });
   };
-  const result = await converge(opts, plan, (w) => applyWrite(client, ns, kind, name, w, clock()));
+  const result = await converge(opts, plan, async (w) => {
+    await applyWrite(client, ns, kind, name, w, clock());
+    if (w.op === 'patch-workload' && w.marks === true) marked = true;
+  });
   return result.code;
 }
 

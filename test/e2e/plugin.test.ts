@@ -283,6 +283,7 @@ describe('kubectl inplace-gate cancel', () => {
     const d = await getWorkload('deployment', 'cw');
     expect(d.spec.paused).not.toBe(true);
     expect(d.metadata.annotations?.[STATE]).toBeUndefined();
+    expect(d.metadata.annotations?.['inplace-gate.dev/rollout']).toBeUndefined();
     await kubectl(['-n', NS, 'rollout', 'status', 'deployment/cw', '--timeout=60s']);
   });
 });
@@ -331,7 +332,8 @@ describe('release', () => {
     expect(r.stderr).toMatch(/^inplace-gate: releasing on context "[^"]+", server https:\/\/\S+ \(kubeconfig \S+\)\n$/);
     expect(r.code).toBe(r.stdout.includes('is written and the kubelet restarts') ? 1 : 0);
     console.log(`inplace-gate release\n${r.stdout}`);
-    expect(r.stdout).toContain(`${NS}/deployment/rw: surge ReplicaSet ${surges.trim().replace('replicaset.apps/', '')} deleted`);
+    // Marked first, so the running watcher makes the same writes (whichever deletes the surge ReplicaSet).
+    expect(r.stdout).toContain(`${NS}/deployment/rw: marked inplace-gate.dev/rollout=recreate while it is handed back`);
     expect(r.stdout).toContain(`${NS}/deployment/rw: unpaused and its rollout state removed`);
     expect(r.stdout).toContain(`${NS}/pod/${drained?.metadata.name ?? ''}: Draining app=${IMAGE_2} dropped`);
 
@@ -339,6 +341,8 @@ describe('release', () => {
     const d = await getWorkload('deployment', 'rw');
     expect(d.spec.paused).not.toBe(true);
     expect(d.metadata.annotations?.[STATE]).toBeUndefined();
+    // The mark went again: the next image change rolls out in place.
+    expect(d.metadata.annotations?.['inplace-gate.dev/rollout']).toBeUndefined();
     expect((await kubectl(['-n', NS, 'get', 'replicasets', '-l', 'inplace-gate.dev/surge-for=rw', '-o', 'name'])).trim()).toBe('');
     await kubectl(['-n', NS, 'rollout', 'status', 'deployment/rw', '--timeout=60s']);
 

@@ -107,6 +107,8 @@ const dep = (over: Partial<Workload['metadata']> = {}, paused = true): Workload 
   spec: { replicas: 2, paused, selector: {}, template: { metadata: { labels: { app: 'web' } }, spec: { containers: [{ name: 'app', image: 'app:2' }] } } },
 });
 
+const recreate = (w: Workload): Workload => ({ ...w, metadata: { ...w.metadata, annotations: { ...w.metadata.annotations, 'inplace-gate.dev/rollout': 'recreate' } } });
+
 const rs = (name: string, image: string, replicas: number, revision: number, extra: { marker?: boolean; surge?: boolean } = {}): Workload => ({
   metadata: {
     name, namespace: 'ns', uid: `${name}-uid`, resourceVersion: `${name}-rv`,
@@ -140,15 +142,29 @@ describe('releasePlan: one workload, one round of writes at a time', () => {
   const pods = [pod('web-a-1', 'Draining', { owner: ownedByRs('web-a') }), pod('web-a-2', 'Pending', { owner: ownedByRs('web-a') }), pod('other', 'Draining')];
   const table: { name: string; input: ReleaseInput; writes: string[] }[] = [
     {
-      name: 'Deployment mid-rollout with a surge: surge deleted and ReplicaSet rewound first; the unpause waits',
+      name: 'Deployment mid-rollout with a surge: first marked recreate, so that a running watcher makes the same writes',
       input: { kind: 'Deployment', workload: dep(), replicaSets: [...rolled, rs('web-surge-x', 'app:2', 1, 0, { surge: true })], pods, ctx },
+      writes: ['patch-workload'],
+    },
+    {
+      name: 'marked: surge deleted and ReplicaSet rewound first; the unpause waits',
+      input: { kind: 'Deployment', workload: recreate(dep()), replicaSets: [...rolled, rs('web-surge-x', 'app:2', 1, 0, { surge: true })], pods, ctx, marked: true },
       writes: ['delete-replicaset web-surge-x', 'patch-replicaset web-a'],
     },
     {
-      name: 'Deployment rewound: the hand-back write, then its pods (not the namespace\'s others)',
-      input: { kind: 'Deployment', workload: dep(), replicaSets: [rs('web-a', 'app:1', 2, 1), rs('web-k', 'app:1', 0, 1)], pods, ctx },
-      // The kept copy duplicates the rewound template: removed before the unpause, as the fallback does.
+      name: 'marked and rewound: the kept copy duplicates the rewound template, removed before the unpause, as the fallback does',
+      input: { kind: 'Deployment', workload: recreate(dep()), replicaSets: [rs('web-a', 'app:1', 2, 1), rs('web-k', 'app:1', 0, 1)], pods, ctx, marked: true },
       writes: ['delete-replicaset web-k'],
+    },
+    {
+      name: 'the watcher\'s fallback made the hand-back write: the mark goes, then the pods (not the namespace\'s others)',
+      input: { kind: 'Deployment', workload: recreate(dep({ annotations: {} }, false)), replicaSets: [rs('web-a', 'app:1', 2, 1)], pods, ctx, marked: true },
+      writes: ['patch-workload', 'pod web-a-1', 'pod web-a-2'],
+    },
+    {
+      name: 'a user\'s own recreate is not this release\'s mark: left alone',
+      input: { kind: 'Deployment', workload: recreate(dep({ annotations: {} }, false)), replicaSets: [rs('web-a', 'app:1', 2, 1)], pods: [], ctx },
+      writes: [],
     },
     {
       name: 'Deployment rewound and history clean: unpaused, state removed, pods cancelled in the same round',
@@ -188,8 +204,13 @@ describe('releasePlan: one workload, one round of writes at a time', () => {
     expect(handBackPatch('StatefulSet', sts(true))).toEqual({ metadata: { resourceVersion: '31', annotations: { 'inplace-gate.dev/rollout-state': null } }, spec: { updateStrategy: { rollingUpdate: { partition: 0 } } } });
   });
 
+  it('the hand-back after a mark removes the mark in the same guarded write', () => {
+    const plan = releasePlan({ kind: 'Deployment', workload: recreate(dep()), replicaSets: [rs('web-a', 'app:1', 2, 1)], pods: [], ctx, marked: true });
+    expect(plan.writes[0]).toMatchObject({ op: 'patch-workload', body: { metadata: { resourceVersion: '21', annotations: { 'inplace-gate.dev/rollout-state': null, 'inplace-gate.dev/rollout': null } }, spec: { paused: false } } });
+  });
+
   it('a StatefulSet pod cancelled goes back to the old revision label in the same guarded write', () => {
-    const plan = releasePlan(table[4]!.input);
+    const plan = releasePlan(table.find((r) => r.name.startsWith('StatefulSet mid-rollout'))!.input);
     const w = plan.writes.find((x): x is PodWrite => x.op === 'pod');
     expect(w?.patch).toEqual({ metadata: { resourceVersion: '11', annotations: { 'inplace-gate.dev/update': null }, labels: { 'controller-revision-hash': 'db-old' } } });
   });
