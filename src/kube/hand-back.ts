@@ -66,7 +66,11 @@ async function applyPodWrite(client: KubeClient, w: PodWrite, now: Date): Promis
       metadata: { resourceVersion: pod.metadata.resourceVersion, ...(w.clearState ? { annotations: { [UPDATE_ANNOTATION]: null } } : {}) },
       ...(w.condition ? { status: { conditions: [conditionFor(pod, w.condition, now)] } } : {}),
     };
-    await client.patch(`${path}/status`, body, 'strategic', WATCHER_FIELD_MANAGER);
+    await client.patch(`${path}/status`, body, 'strategic', WATCHER_FIELD_MANAGER).catch((err: unknown) => {
+      // Written since the first write (a running watcher sets the condition True itself once the state
+      // is gone): the next round reads the pod again and writes the condition only if it is still needed.
+      if (!(err instanceof ApiError && err.status === 409) || !w.patch) throw err;
+    });
   }
   if (w.event) {
     // An Event that cannot be written (RBAC) does not undo the cancel: the note still says it.
