@@ -275,7 +275,8 @@ describe('kubectl inplace-gate cancel', () => {
     expect(r.code, r.stderr).toBe(0);
     console.log(`kubectl inplace-gate cancel -n ${NS} deployment/cw\n${r.stdout}`);
     expect(r.stdout).toContain(`deployment/cw: unpaused and its rollout state removed: the Deployment controller rolls out app=${IMAGE_2} natively`);
-    for (const p of held) expect(r.stdout).toContain(`pod/${p.metadata.name ?? ''}: Draining app=${IMAGE_2} dropped`);
+    // maxUnavailable 2: the controller may delete both old pods before their requests are dropped (a
+    // pod being deleted has nothing to cancel), so the lines are not asserted; the end state is.
 
     const pods = await allOn('cw', 2, IMAGE_2);
     // The controller replaced them: no pod of the rollout's was kept.
