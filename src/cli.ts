@@ -1,4 +1,4 @@
-// inplace-gate's command line: `webhook`, `watcher`, `start`.
+// inplace-gate's command line: `webhook`, `watcher`, `certs`, `manifests`, `release`, `start`.
 
 // Each command imports only what it runs: the webhook never calls the API, and loading
 // @kubernetes/client-node (and the watcher) with it cost ~60 MiB of RSS and ~1 s of start-up
@@ -14,6 +14,10 @@ Commands:
   watcher    drives InPlaceUpdateReady through each image change (needs a cluster: KUBECONFIG or in-cluster)
   certs      self-managed certificates: a Secret shared by the webhook replicas, the caBundle of both
              webhook configurations, files in --cert-dir; once, or with --watch as a sidecar
+  release    hands every in-place rollout back to its native controller and every drained pod its
+             InPlaceUpdateReady (before an uninstall or upgrade; as a Helm pre-delete hook): against the
+             cluster of --kubeconfig, else KUBECONFIG, else in-cluster (printed first). Safe at any moment
+             and idempotent; one line per object it changed
   manifests  print the webhook configurations the manifests ship (--write: regenerate manifests/)
   start      the main job: webhook and watcher together, on a local real control plane it starts (or
              reuses), with a demo namespace; an exported KUBECONFIG is ignored. With --attach: against
@@ -49,6 +53,31 @@ async function main(argv: string[]): Promise<number> {
       const { runCerts } = await import('./certs-run.ts');
       await runCerts(settings, watch, abort.signal);
       return 0;
+    }
+    case 'release': {
+      const settings = loadSettings(rest, process.env);
+      const [{ KubeClient, describeKubeConfig, loadKubeConfig }, { releaseAll }] = await Promise.all([import('./kube/client.ts'), import('./kube/hand-back.ts')]);
+      const path = settings.watcher.kubeconfig;
+      let client;
+      try {
+        process.stderr.write(`inplace-gate: releasing on ${describeKubeConfig(path)}\n`);
+        client = await KubeClient.create(loadKubeConfig(path), 'inplace-gate-release');
+      } catch (err) {
+        throw new StartupError((err as Error).message, { cause: err });
+      }
+      try {
+        return await releaseAll({
+          client,
+          config: { defaultGraceSeconds: settings.gracePeriodSeconds, progressDeadlineSeconds: settings.watcher.progressDeadlineSeconds },
+          out: (line) => { process.stdout.write(`${line}\n`); },
+          waitSeconds: settings.watcher.releaseTimeoutSeconds,
+        });
+      } catch (err) {
+        // The cluster's answer (a 403, a webhook's denial) is the message: one line, exit 1.
+        throw new StartupError((err as Error).message, { cause: err });
+      } finally {
+        client.close();
+      }
     }
     case 'manifests': {
       const write = rest.includes('--write');

@@ -34,6 +34,7 @@ export interface WatcherSettings {
   renewDeadlineSeconds: number;
   retryPeriodSeconds: number;
   resyncSeconds: number;
+  releaseTimeoutSeconds: number;
 }
 
 type Kind = 'string' | 'int' | 'list' | 'bool';
@@ -116,6 +117,12 @@ export const SETTINGS = {
   leaseDurationSeconds: { flag: 'lease-duration-seconds', kind: 'int', default: '10', help: 'watcher: how long a standby waits on a silent leader' },
   renewDeadlineSeconds: { flag: 'renew-deadline-seconds', kind: 'int', default: '8', help: 'watcher: a leader that cannot renew for this long stops leading' },
   retryPeriodSeconds: { flag: 'retry-period-seconds', kind: 'int', default: '2', help: 'watcher: how often candidates try the Lease' },
+  releaseTimeoutSeconds: {
+    flag: 'release-timeout-seconds',
+    kind: 'int',
+    default: '60',
+    help: 'release: how long to wait for pods restarting on images already written before saying which still are (0: do not wait)',
+  },
   resyncSeconds: { flag: 'resync-seconds', kind: 'int', default: '300', help: 'watcher: every managed pod is looked at again this often' },
   certSecret: { flag: 'cert-secret', kind: 'string', default: 'inplace-gate-webhook-tls', help: 'certs: the Secret (in --namespace) that holds the CA and serving certificate' },
   service: { flag: 'service', kind: 'string', default: 'inplace-gate-webhook', help: "certs and manifests: the webhook's Service, whose DNS names the certificate carries" },
@@ -249,6 +256,7 @@ export function loadSettings(argv: string[], env: Record<string, string | undefi
       renewDeadlineSeconds: Math.max(1, int('renewDeadlineSeconds')),
       retryPeriodSeconds: Math.max(1, int('retryPeriodSeconds')),
       resyncSeconds: Math.max(10, int('resyncSeconds')),
+      releaseTimeoutSeconds: int('releaseTimeoutSeconds'),
     },
     admission: {
       ...defaultAdmissionConfig,

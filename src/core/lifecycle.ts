@@ -8,7 +8,7 @@ import { drainVerdict, type DrainTiming } from './drain.ts';
 import type { EndpointListing } from './endpoints.ts';
 import { restartsInPlace, specImages, type ImageMap } from './containers.ts';
 import { sameImageReference } from './images.ts';
-import type { ContainerStatus, Pod } from './kube-types.ts';
+import type { ContainerStatus, Pod, PodCondition } from './kube-types.ts';
 import { GRACE_PERIOD_ANNOTATION, READINESS_GATE, UPDATE_ANNOTATION } from './names.ts';
 import { IMAGE_WRITE_REFUSED, whileRefused } from './refusal.ts';
 import { hasReadinessGate } from './scope.ts';
@@ -81,6 +81,20 @@ const ms = (iso: string | undefined) => (iso === undefined ? NaN : Date.parse(is
 
 export function gateCondition(pod: Pod): { status: string; reason?: string; message?: string } | undefined {
   return pod.status?.conditions?.find((c) => c.type === READINESS_GATE);
+}
+
+/** The gate condition to write for `c`: its transition time moves only when its status does. */
+export function conditionFor(pod: Pod, c: GateCondition, now: Date): PodCondition {
+  const previous = gateCondition(pod) as PodCondition | undefined;
+  const changed = previous?.status !== c.status;
+  return {
+    type: READINESS_GATE,
+    status: c.status,
+    reason: c.reason,
+    message: c.message,
+    lastProbeTime: null,
+    lastTransitionTime: changed ? now.toISOString().replace(/\.\d{3}Z$/, 'Z') : (previous.lastTransitionTime ?? now.toISOString().replace(/\.\d{3}Z$/, 'Z')),
+  };
 }
 
 /** Longer than any endpoint propagation; beyond it a value is taken for a typo. */

@@ -2,7 +2,7 @@
 // `inplace-gate.dev/update` annotation. Everything the watcher knows lives
 // here and in the pod's status, so any replica can resume after a crash.
 
-import { specImages, type ImageMap } from './containers.ts';
+import { restartsInPlace, specImages, type ImageMap } from './containers.ts';
 import type { ContainerStatus, Pod } from './kube-types.ts';
 
 export type UpdatePhase = 'Pending' | 'Draining' | 'Updating' | 'Stalled';
@@ -117,4 +117,29 @@ export function currentRecords(pod: Pod, names: string[]): Record<string, Contai
     };
   }
   return out;
+}
+
+/**
+ * A cancellation of a request made while Updating or Stalled (`drained`):
+ * images written earlier are not proven yet and the pod is out of endpoints.
+ * Back to Updating over the images the spec carries, with the carried
+ * baselines and the pod's current generation, so the condition goes True
+ * only once the kubelet's restart is proven, never on the cancellation alone.
+ */
+export function backToUpdating(pod: Pod, current: UpdateState, requestedBy: string, now: Date): UpdateState {
+  const spec = specImages(pod.spec);
+  const names = [...new Set([...Object.keys(current.before ?? {}), ...Object.keys(current.images)])].filter(
+    (n) => spec[n] !== undefined && restartsInPlace(pod.spec, n),
+  );
+  const images: ImageMap = {};
+  for (const n of names) images[n] = spec[n] ?? '';
+  const { drained: _d, drainDeadline: _dd, drainStartedAt: _ds, ...rest } = current;
+  return {
+    ...rest,
+    phase: 'Updating',
+    images,
+    requestedBy,
+    updatedAt: now.toISOString(),
+    ...(pod.metadata.generation === undefined ? {} : { generation: pod.metadata.generation }),
+  };
 }

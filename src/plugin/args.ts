@@ -24,12 +24,22 @@ export interface RolloutStatusArgs extends Omit<StatusArgs, 'command' | 'target'
   timeoutSeconds: number;
 }
 
-export type PluginArgs = StatusArgs | RolloutStatusArgs | { command: 'help' };
+/** `cancel POD|WORKLOAD` and `release WORKLOAD`: write, then say per object what was done. */
+export interface HandBackArgs extends Omit<StatusArgs, 'command' | 'target' | 'allNamespaces'> {
+  command: 'cancel' | 'release';
+  target: Target;
+  /** How long to wait for pods restarting on images already written (release; 0: do not wait). */
+  timeoutSeconds: number;
+}
+
+export type PluginArgs = StatusArgs | RolloutStatusArgs | HandBackArgs | { command: 'help' };
 
 export class UsageError extends Error {}
 
 export const USAGE = `Usage: kubectl inplace-gate status [-n NAMESPACE | -A] [POD | deployment/NAME | statefulset/NAME]
        kubectl inplace-gate rollout status [-n NAMESPACE] [--timeout 5m] deployment/NAME | statefulset/NAME
+       kubectl inplace-gate cancel [-n NAMESPACE] POD | deployment/NAME | statefulset/NAME
+       kubectl inplace-gate release [-n NAMESPACE] [--timeout 1m] deployment/NAME | statefulset/NAME
 
   status    what inplace-gate is doing: the watcher's leader, in-place workload rollouts (pods updated of
             those in scope, in flight, stalled, strategy) and the pods with an image change in flight
@@ -39,6 +49,14 @@ export const USAGE = `Usage: kubectl inplace-gate status [-n NAMESPACE | -A] [PO
             waits for the workload's rollout as kubectl rollout status does, reading the in-place
             rollout's progress; exits 0 when done (or held by a partition), 1 on a stalled pod, a
             fallback to the native rollout, a passed progress deadline or the timeout.
+  cancel    drops a pod's image change not written yet (Pending, Draining): it keeps its running images
+            and InPlaceUpdateReady goes True. Refused (exit 1) once the images are written: the kubelet
+            restarts the container and the condition goes True only when that is proven; set the previous
+            images to go back. Given a workload: release it (below), which cancels its pods' requests.
+  release   hands a workload back to its native controller, as the watcher's fallback does: a Deployment
+            unpaused (its ReplicaSet rewound, surge pods removed), a StatefulSet's partition restored, the
+            rollout state removed, its pods' requests not written yet dropped; waits --timeout for pods
+            restarting on images already written. Safe at any moment and idempotent; prints what it did.
 
 Flags:
   -n, --namespace NS        namespace (default: the kubeconfig context's, else "default")
@@ -46,7 +64,8 @@ Flags:
       --kubeconfig FILE     kubeconfig (default: KUBECONFIG, else ~/.kube/config, else in-cluster)
       --context NAME        kubeconfig context
       --gate-namespace NS   the namespace inplace-gate runs in, for the watcher's Lease (default: inplace-gate)
-      --timeout DURATION    rollout status: give up after this long (30s, 5m, 1h; 0: never; default 0)
+      --timeout DURATION    rollout status: give up after this long (30s, 5m, 1h; 0: never; default 0);
+                            release: wait this long for pods restarting on written images (default 1m)
   -h, --help                this text
 `;
 
@@ -72,17 +91,18 @@ export function parsePluginArgs(argv: readonly string[]): PluginArgs {
   if (command === undefined || command === '-h' || command === '--help' || command === 'help') return { command: 'help' };
   let rest = words;
   const rollout = command === 'rollout';
+  const handBack = command === 'cancel' || command === 'release';
   if (rollout) {
     if (words[0] !== 'status') throw new UsageError(`unknown command "${['rollout', ...words.slice(0, 1)].join(' ')}": only rollout status (see kubectl inplace-gate --help)`);
     rest = words.slice(1);
-  } else if (command !== 'status') {
+  } else if (command !== 'status' && !handBack) {
     throw new UsageError(`unknown command "${command}" (see kubectl inplace-gate --help)`);
   }
   const args: StatusArgs = { command: 'status', namespace: undefined, allNamespaces: false, kubeconfig: undefined, context: undefined, gateNamespace: 'inplace-gate', target: undefined };
   let timeout: string | undefined;
   const valued: Record<string, 'namespace' | 'kubeconfig' | 'context' | 'gateNamespace' | 'timeout'> = {
     '-n': 'namespace', '--namespace': 'namespace', '--kubeconfig': 'kubeconfig', '--context': 'context', '--gate-namespace': 'gateNamespace',
-    ...(rollout ? { '--timeout': 'timeout' as const } : {}),
+    ...(rollout || command === 'release' ? { '--timeout': 'timeout' as const } : {}),
   };
   for (let i = 0; i < rest.length; i++) {
     const word = rest[i] as string;
@@ -109,6 +129,14 @@ export function parsePluginArgs(argv: readonly string[]): PluginArgs {
     if (args.allNamespaces) throw new UsageError('rollout status watches one workload: -n, not -A');
     const { command: _command, allNamespaces: _all, ...common } = args;
     return { ...common, command: 'rollout-status', target: { kind: target.kind, name: target.name }, timeoutSeconds: timeout === undefined ? 0 : parseDuration(timeout) };
+  }
+  if (handBack) {
+    const target = args.target;
+    if (target === undefined) throw new UsageError(`${command} needs ${command === 'cancel' ? 'a pod, ' : ''}deployment/NAME or statefulset/NAME`);
+    if (command === 'release' && target.kind === 'Pod') throw new UsageError(`release hands back a workload: deployment/NAME or statefulset/NAME (for a pod: cancel ${target.name})`);
+    if (args.allNamespaces) throw new UsageError(`${command} acts on one ${target.kind === 'Pod' ? 'pod' : 'workload'}: -n, not -A (everything: inplace-gate release)`);
+    const { command: _command, allNamespaces: _all, ...common } = args;
+    return { ...common, command, target, timeoutSeconds: timeout === undefined ? 60 : parseDuration(timeout) };
   }
   if (args.allNamespaces && args.namespace !== undefined) throw new UsageError('-n and -A go one at a time');
   if (args.allNamespaces && args.target !== undefined) throw new UsageError(`a named ${args.target.kind.toLowerCase()} needs a namespace, not -A`);

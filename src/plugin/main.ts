@@ -1,6 +1,7 @@
 // `kubectl inplace-gate`: kubectl runs bin/kubectl-inplace_gate, which runs
-// this. Reads pods, workloads, events and the watcher's Lease; what it says is
-// decided in core/status-report.ts. Read-only: it writes nothing to the cluster.
+// this. `status` and `rollout status` read pods, workloads, events and the
+// watcher's Lease (what they say is decided in core/status-report.ts) and write
+// nothing; `cancel` and `release` write what core/hand-back.ts plans.
 
 import { existsSync } from 'node:fs';
 import { homedir } from 'node:os';
@@ -14,7 +15,7 @@ import {
 import type { LeaseSpec } from '../core/leader-election.ts';
 import type { Workload } from '../core/workload-types.ts';
 import { SETTINGS } from '../settings.ts';
-import { USAGE, UsageError, parsePluginArgs, type RolloutStatusArgs, type StatusArgs } from './args.ts';
+import { USAGE, UsageError, parsePluginArgs, type HandBackArgs, type RolloutStatusArgs, type StatusArgs } from './args.ts';
 
 const NAME = 'kubectl-inplace_gate';
 const SERVICE_ACCOUNT_TOKEN = '/var/run/secrets/kubernetes.io/serviceaccount/token';
@@ -131,6 +132,26 @@ async function rolloutStatus(args: RolloutStatusArgs, client: KubeClient, namesp
   }
 }
 
+/** `cancel` and `release`: one line per object on stdout; a refused cancel is one line on stderr, exit 1. */
+async function handBack(args: HandBackArgs, client: KubeClient, namespace: string): Promise<number> {
+  const { CancelRefused, cancelPod, releaseWorkload } = await import('../kube/hand-back.ts');
+  const opts = {
+    client,
+    config: { defaultGraceSeconds: Number(SETTINGS.gracePeriodSeconds.default), progressDeadlineSeconds: Number(SETTINGS.progressDeadlineSeconds.default) },
+    out: (line: string) => { process.stdout.write(`${line}\n`); },
+    waitSeconds: args.timeoutSeconds,
+  };
+  const target = args.target;
+  if (target.kind !== 'Pod') return releaseWorkload(opts, namespace, target.kind, target.name);
+  try {
+    return await cancelPod(opts, namespace, target.name);
+  } catch (err) {
+    if (!(err instanceof CancelRefused)) throw err;
+    process.stderr.write(`error: ${err.message}\n`);
+    return 1;
+  }
+}
+
 async function main(argv: string[]): Promise<number> {
   const args = parsePluginArgs(argv);
   if (args.command === 'help') {
@@ -140,6 +161,7 @@ async function main(argv: string[]): Promise<number> {
   const { client, namespace } = await connect(args);
   try {
     if (args.command === 'rollout-status') return await rolloutStatus(args, client, namespace);
+    if (args.command !== 'status') return await handBack(args, client, namespace);
     process.stdout.write(await status(args, client, namespace));
     return 0;
   } finally {

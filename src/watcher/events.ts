@@ -11,6 +11,26 @@ import type { WatcherMetrics } from './metrics.ts';
 export const REPORTING_CONTROLLER = 'inplace-gate.dev/watcher';
 const MAX_NOTE = 1024;
 
+type Regarding = { apiVersion?: string; kind?: string; metadata: Pod['metadata'] };
+
+/** An events.k8s.io/v1 Event about `regarding`, named as client-go names them (the object's name and the time in hex). */
+export function eventBody(regarding: Regarding, event: PodEvent, now: Date, instance: string, sequence: number): Record<string, unknown> {
+  const namespace = regarding.metadata.namespace ?? 'default';
+  return {
+    apiVersion: 'events.k8s.io/v1',
+    kind: 'Event',
+    metadata: { name: `${regarding.metadata.name ?? 'pod'}.${(BigInt(now.getTime()) * 1_000_000n + BigInt(sequence)).toString(16)}`, namespace },
+    eventTime: microTime(now),
+    reportingController: REPORTING_CONTROLLER,
+    reportingInstance: instance,
+    action: event.action,
+    reason: event.reason,
+    type: event.type,
+    note: event.note.length > MAX_NOTE ? `${event.note.slice(0, MAX_NOTE - 1)}…` : event.note,
+    regarding: { apiVersion: regarding.apiVersion ?? 'v1', kind: regarding.kind ?? 'Pod', namespace, name: regarding.metadata.name, uid: regarding.metadata.uid },
+  };
+}
+
 export class EventRecorder {
   private readonly client: KubeClient;
   private readonly instance: string;
@@ -26,23 +46,10 @@ export class EventRecorder {
   }
 
   /** `regarding` is the pod (or workload) the event is about. */
-  record(regarding: { apiVersion?: string; kind?: string; metadata: Pod['metadata'] }, event: PodEvent, now = new Date()): void {
+  record(regarding: Regarding, event: PodEvent, now = new Date()): void {
     const pod = regarding;
     const namespace = pod.metadata.namespace ?? 'default';
-    const body = {
-      apiVersion: 'events.k8s.io/v1',
-      kind: 'Event',
-      // client-go's naming: the object's name and the time in hex, unique per object.
-      metadata: { name: `${pod.metadata.name ?? 'pod'}.${(BigInt(now.getTime()) * 1_000_000n + BigInt(++this.sequence)).toString(16)}`, namespace },
-      eventTime: microTime(now),
-      reportingController: REPORTING_CONTROLLER,
-      reportingInstance: this.instance,
-      action: event.action,
-      reason: event.reason,
-      type: event.type,
-      note: event.note.length > MAX_NOTE ? `${event.note.slice(0, MAX_NOTE - 1)}…` : event.note,
-      regarding: { apiVersion: pod.apiVersion ?? 'v1', kind: pod.kind ?? 'Pod', namespace, name: pod.metadata.name, uid: pod.metadata.uid },
-    };
+    const body = eventBody(regarding, event, now, this.instance, ++this.sequence);
     this.client.post(`/apis/events.k8s.io/v1/namespaces/${namespace}/events`, body).then(
       () => {
         this.metrics.events.inc({ reason: event.reason, result: 'posted' });

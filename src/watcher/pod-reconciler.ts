@@ -8,9 +8,9 @@ import type { ContainerList, ImageMap } from '../core/containers.ts';
 import { eachContainer, specImages } from '../core/containers.ts';
 import { drainBlockedBy, type Budget } from '../core/disruption.ts';
 import { parseImageRewrites, recordRewrites } from '../core/image-rewrites.ts';
-import type { Pod, PodCondition } from '../core/kube-types.ts';
-import { WATCHER_FIELD_MANAGER, gateCondition, nextStep, rolloutStart, withRequest, type GateCondition, type LifecycleConfig, type PodContext, type Step } from '../core/lifecycle.ts';
-import { GRACE_PERIOD_ANNOTATION, IMAGE_REWRITES_ANNOTATION, READINESS_GATE, UPDATE_ANNOTATION } from '../core/names.ts';
+import type { Pod } from '../core/kube-types.ts';
+import { WATCHER_FIELD_MANAGER, conditionFor, nextStep, rolloutStart, withRequest, type GateCondition, type LifecycleConfig, type PodContext, type Step } from '../core/lifecycle.ts';
+import { GRACE_PERIOD_ANNOTATION, IMAGE_REWRITES_ANNOTATION, UPDATE_ANNOTATION } from '../core/names.ts';
 import { imageWriteRefused, isPermanentRefusal } from '../core/refusal.ts';
 import { encodeUpdateState, parseUpdateState, type UpdateState } from '../core/state.ts';
 import { ApiError, type KubeClient } from '../kube/client.ts';
@@ -37,19 +37,6 @@ export interface PodReconcilerDeps {
 }
 
 const podPath = (pod: Pod, sub = '') => `/api/v1/namespaces/${pod.metadata.namespace ?? ''}/pods/${pod.metadata.name ?? ''}${sub}`;
-
-function conditionFor(pod: Pod, c: GateCondition, now: Date): PodCondition {
-  const previous = gateCondition(pod) as PodCondition | undefined;
-  const changed = previous?.status !== c.status;
-  return {
-    type: READINESS_GATE,
-    status: c.status,
-    reason: c.reason,
-    message: c.message,
-    lastProbeTime: null,
-    lastTransitionTime: changed ? now.toISOString().replace(/\.\d{3}Z$/, 'Z') : (previous.lastTransitionTime ?? now.toISOString().replace(/\.\d{3}Z$/, 'Z')),
-  };
-}
 
 export class PodReconciler {
   private readonly d: PodReconcilerDeps;

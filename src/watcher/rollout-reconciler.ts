@@ -8,10 +8,11 @@ import { imageChanges, specImages, type ImageMap } from '../core/containers.ts';
 import type { Pod } from '../core/kube-types.ts';
 import { parsePriority, PRIORITY_ANNOTATION, SCATTER_ANNOTATION } from '../core/rollout-order.ts';
 import { WATCHER_FIELD_MANAGER, type PodEvent } from '../core/lifecycle.ts';
-import { MANAGED_LABEL, PARTITION_ANNOTATION, ROLLOUT_ANNOTATION, READINESS_GATE, ROLLOUT_IN_PROGRESS, ROLLOUT_STATE_ANNOTATION, UPDATE_ANNOTATION } from '../core/names.ts';
+import { MANAGED_LABEL, ROLLOUT_ANNOTATION, READINESS_GATE, ROLLOUT_IN_PROGRESS, ROLLOUT_STATE_ANNOTATION, UPDATE_ANNOTATION } from '../core/names.ts';
 import { encodeRolloutState, parseRolloutState, type RolloutState } from '../core/rollout-state.ts';
 import { currentReplicaSet, historyStep, isSurgeOf, replicaSetView, rewindStep, surgeReplicaSet } from '../core/deployment-rollout.ts';
-import { deploymentWindow, planRollout, restoredPartition, rolloutPod, statefulSetRolloutStep, statefulSetWindow, type PodOrder, type RolloutPlan, type RolloutTiming } from '../core/rollout.ts';
+import { annotationPartition, handBackPatch, rewindPatch, surgeDeletion } from '../core/hand-back.ts';
+import { deploymentWindow, planRollout, rolloutPod, statefulSetRolloutStep, statefulSetWindow, type PodOrder, type RolloutPlan, type RolloutTiming } from '../core/rollout.ts';
 import { parseUpdateState, type UpdateState } from '../core/state.ts';
 import type { Workload } from '../core/workload-types.ts';
 import { ApiError, type KubeClient } from '../kube/client.ts';
@@ -108,8 +109,7 @@ export class RolloutReconciler {
   }
 
   private partition(w: Workload): number {
-    const raw = w.metadata.annotations?.[PARTITION_ANNOTATION];
-    return raw !== undefined && /^\d+$/.test(raw) ? Number(raw) : 0;
+    return annotationPartition(w);
   }
 
   private async deployment(key: string, d: Workload, state: RolloutState): Promise<QueueResult> {
@@ -212,7 +212,7 @@ export class RolloutReconciler {
     for (const r of [...this.d.replicaSets.store.values()]) {
       if (r.metadata.namespace !== ns || !isSurgeOf(r, d.metadata.uid)) continue;
       await this.d.client.request('DELETE', `/apis/apps/v1/namespaces/${ns}/replicasets/${r.metadata.name ?? ''}`,
-        { apiVersion: 'v1', kind: 'DeleteOptions', propagationPolicy: 'Background', preconditions: { uid: r.metadata.uid } }).catch((err: unknown) => {
+        surgeDeletion(r.metadata.uid)).catch((err: unknown) => {
         if (!(err instanceof ApiError && err.status === 404)) throw err;
       });
       this.d.replicaSets.store.delete(`${ns}/${r.metadata.name ?? ''}`);
@@ -315,20 +315,15 @@ export class RolloutReconciler {
    */
   private async fallBack(kind: 'Deployment' | 'StatefulSet', w: Workload, note: string): Promise<void> {
     const ns = w.metadata.namespace ?? '';
-    const state = parseRolloutState(w.metadata.annotations?.[ROLLOUT_STATE_ANNOTATION]);
-    const userPartition = state.ok ? state.state?.partition : undefined;
-    const rollingUpdate = (w.spec.updateStrategy?.type ?? 'RollingUpdate') === 'RollingUpdate';
     if (kind === 'Deployment') {
       await this.removeSurges(w);
       await this.rewind(w);
     } else {
       await this.reportStatefulSet(w, undefined, true);
     }
-    const spec = kind === 'Deployment'
-      ? { paused: false }
-      : userPartition === undefined || !rollingUpdate ? undefined : { updateStrategy: { rollingUpdate: { partition: restoredPartition(userPartition, this.partition(w)) } } };
+    // The same write as `inplace-gate release` (core/hand-back.ts).
     await this.d.client.patch(`/apis/apps/v1/namespaces/${ns}/${kind === 'Deployment' ? 'deployments' : 'statefulsets'}/${w.metadata.name ?? ''}`,
-      { metadata: { resourceVersion: w.metadata.resourceVersion, annotations: { [ROLLOUT_STATE_ANNOTATION]: null } }, ...(spec ? { spec } : {}) }, 'strategic', WATCHER_FIELD_MANAGER);
+      handBackPatch(kind, w), 'strategic', WATCHER_FIELD_MANAGER);
     this.event(w, kind, { type: 'Warning', reason: 'InPlaceRolloutFallback', action: 'Rollout', note });
     this.d.metrics.rollouts.inc({ kind, result: 'fallback' });
   }
@@ -354,8 +349,7 @@ export class RolloutReconciler {
         await this.deleteUnchanged(ns, step);
       } else {
         this.d.replicaSets.upsert(await this.d.client.patch(`/apis/apps/v1/namespaces/${ns}/replicasets/${current.rs.name}`,
-          { metadata: { resourceVersion: current.rs.resourceVersion }, spec: { template: { metadata: { annotations: { [ROLLOUT_IN_PROGRESS]: null } }, spec: { containers: step.containers, ...(step.initContainers.length > 0 ? { initContainers: step.initContainers } : {}) } } } },
-          'strategic', WATCHER_FIELD_MANAGER));
+          rewindPatch(current.rs.resourceVersion, step), 'strategic', WATCHER_FIELD_MANAGER));
         this.d.log.info({ workload: `Deployment/${ns}/${d.metadata.name ?? ''}`, replicaSet: current.rs.name }, `template restored from ${step.from} before the native rollout`);
       }
     }

@@ -271,6 +271,9 @@ describe('the plugin\'s command line (kubectl hands it every word)', () => {
     [['rollout', 'status', 'sts/db', '-n', 'shop', '--timeout', '2m'], { command: 'rollout-status', namespace: 'shop', target: { kind: 'StatefulSet', name: 'db' }, timeoutSeconds: 120 }],
     [['rollout', 'status', 'deployment/web'], { command: 'rollout-status', target: { kind: 'Deployment', name: 'web' }, timeoutSeconds: 0 }],
     [['status', '-h'], { command: 'help' }],
+    [['cancel', '-n', 'x', 'web-1'], { command: 'cancel', namespace: 'x', target: { kind: 'Pod', name: 'web-1' }, timeoutSeconds: 60 }],
+    [['cancel', 'deploy/web'], { command: 'cancel', target: { kind: 'Deployment', name: 'web' } }],
+    [['release', 'sts/db', '--timeout=0'], { command: 'release', target: { kind: 'StatefulSet', name: 'db' }, timeoutSeconds: 0 }],
   ])('%j', (argv, want) => {
     expect(parsePluginArgs(argv)).toMatchObject(want);
   });
@@ -289,6 +292,10 @@ describe('the plugin\'s command line (kubectl hands it every word)', () => {
     [['rollout', 'status', 'web-1'], 'rollout status needs deployment/NAME or statefulset/NAME'],
     [['rollout', 'status', 'deploy/web', '--timeout', 'soon'], '--timeout must be a duration'],
     [['status', '--timeout', '5m'], 'unknown flag --timeout'],
+    [['cancel'], 'cancel needs a pod, deployment/NAME or statefulset/NAME'],
+    [['release', 'web-1'], 'release hands back a workload: deployment/NAME or statefulset/NAME (for a pod: cancel web-1)'],
+    [['release', '-A', 'deploy/web'], 'release acts on one workload: -n, not -A'],
+    [['cancel', 'web-1', '--timeout', '1m'], 'unknown flag --timeout'],
   ])('%j is refused: %s', (argv, message) => {
     expect(() => parsePluginArgs(argv)).toThrow(UsageError);
     expect(() => parsePluginArgs(argv)).toThrow(message);

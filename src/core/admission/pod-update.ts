@@ -10,7 +10,7 @@ import { READINESS_GATE, UPDATE_ANNOTATION } from '../names.ts';
 import { hasReadinessGate, isExcludedNamespace, isManaged, matchesIdentity } from '../scope.ts';
 
 const LAST_APPLIED = 'kubectl.kubernetes.io/last-applied-configuration';
-import { currentRecords, encodeUpdateState, parseUpdateState, stalledInDrain, type ContainerRecord, type UpdateState } from '../state.ts';
+import { backToUpdating, currentRecords, encodeUpdateState, parseUpdateState, stalledInDrain, type ContainerRecord, type UpdateState } from '../state.ts';
 import { allow, patch, type Decision } from './decision.ts';
 import type { AdmissionRequest } from './request.ts';
 
@@ -63,24 +63,10 @@ export function admitPodUpdate(
         // proven yet, and the pod is out of endpoints. Back to Updating over
         // the spec's images, so the condition goes True only once the kubelet's
         // restart is proven, never on the cancellation alone.
-        const spec = specImages(old.spec);
-        const names = [...new Set([...Object.keys(current.before ?? {}), ...Object.keys(current.images)])].filter(
-          (n) => spec[n] !== undefined && restartsInPlace(old.spec, n),
-        );
-        const images: ImageMap = {};
-        for (const n of names) images[n] = spec[n] ?? '';
-        const { drained: _d, drainDeadline: _dd, drainStartedAt: _ds, ...rest } = current;
-        const state: UpdateState = {
-          ...rest,
-          phase: 'Updating',
-          images,
-          requestedBy: req.userInfo.username ?? '',
-          updatedAt: now.toISOString(),
-          ...(old.metadata.generation === undefined ? {} : { generation: old.metadata.generation }),
-        };
+        const state = backToUpdating(old, current, req.userInfo.username ?? '', now);
         return patch(withState(pod, state), 'cancelled-updating', [
           ...warnings,
-          `inplace-gate: the pending image change (${describe(current.images)}) was cancelled; the pod stays out of endpoints until ${describe(images)} is proven`,
+          `inplace-gate: the pending image change (${describe(current.images)}) was cancelled; the pod stays out of endpoints until ${describe(state.images)} is proven`,
         ]);
       }
       return patch(withState(pod, undefined), 'cancelled', [
