@@ -34,6 +34,8 @@ export interface WatcherSettings {
   renewDeadlineSeconds: number;
   retryPeriodSeconds: number;
   resyncSeconds: number;
+  prePull: boolean;
+  prePullPerNode: number;
 }
 
 type Kind = 'string' | 'int' | 'list' | 'bool';
@@ -103,6 +105,13 @@ export const SETTINGS = {
     default: String(DEFAULT_DRAIN_DEADLINE_SECONDS),
     help: 'watcher: how long after InPlaceUpdateReady=False the EndpointSlices may keep listing a pod ready (never less than its grace period) before the update is Stalled with its images not written',
   },
+  prePull: {
+    flag: 'pre-pull',
+    kind: 'bool',
+    default: 'true',
+    help: "watcher: pull the new images on the pod's node with a short-lived pod before the drain, so the pod leaves its endpoints only for the restart; a failed pull is Stalled with the pod still serving",
+  },
+  prePullPerNode: { flag: 'pre-pull-per-node', kind: 'int', default: '2', help: 'watcher: pull pods running at once on one node' },
   concurrency: { flag: 'concurrency', kind: 'int', default: '16', help: 'watcher: pods reconciled at once' },
   healthPort: { flag: 'health-port', kind: 'int', default: '8080', help: 'watcher: HTTP port of /healthz, /readyz and /metrics (0 for none)' },
   leaderElect: { flag: 'leader-elect', kind: 'bool', default: 'true', help: 'watcher: elect a leader on a Lease, so replicas can stand by' },
@@ -240,6 +249,8 @@ export function loadSettings(argv: string[], env: Record<string, string | undefi
       renewDeadlineSeconds: Math.max(1, int('renewDeadlineSeconds')),
       retryPeriodSeconds: Math.max(1, int('retryPeriodSeconds')),
       resyncSeconds: Math.max(10, int('resyncSeconds')),
+      prePull: bool('prePull'),
+      prePullPerNode: Math.max(1, int('prePullPerNode')),
     },
     admission: {
       ...defaultAdmissionConfig,

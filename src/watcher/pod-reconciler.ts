@@ -9,7 +9,8 @@ import { eachContainer, specImages } from '../core/containers.ts';
 import { drainBlockedBy, type Budget } from '../core/disruption.ts';
 import { parseImageRewrites, recordRewrites } from '../core/image-rewrites.ts';
 import type { Pod, PodCondition } from '../core/kube-types.ts';
-import { WATCHER_FIELD_MANAGER, gateCondition, nextStep, type GateCondition, type LifecycleConfig, type Step } from '../core/lifecycle.ts';
+import { WATCHER_FIELD_MANAGER, gateCondition, nextStep, pullPodRefused, wantedPullPod, type GateCondition, type LifecycleConfig, type PodContext, type Step } from '../core/lifecycle.ts';
+import { PULL_FOR_LABEL, pullPodActive, stalePullPods, type PullContext, type PullPod } from '../core/pre-pull.ts';
 import { GRACE_PERIOD_ANNOTATION, IMAGE_REWRITES_ANNOTATION, READINESS_GATE, UPDATE_ANNOTATION } from '../core/names.ts';
 import { imageWriteRefused, isPermanentRefusal } from '../core/refusal.ts';
 import { encodeUpdateState, parseUpdateState, type UpdateState } from '../core/state.ts';
@@ -20,7 +21,7 @@ import type { EventRecorder } from './events.ts';
 import type { Informer } from './informer.ts';
 import type { WatcherMetrics } from './metrics.ts';
 import type { QueueResult } from './queue.ts';
-import type { BudgetMeta, NamespaceMeta } from './trim.ts';
+import type { BudgetMeta, NamespaceMeta, NodeMeta } from './trim.ts';
 
 export interface PodReconcilerDeps {
   client: KubeClient;
@@ -34,6 +35,9 @@ export interface PodReconcilerDeps {
   clock: () => Date;
   /** PodDisruptionBudgets; without them drains wait for none. */
   budgets?: Informer<BudgetMeta> | undefined;
+  /** Pull pods (core/pre-pull.ts) and nodes (their images), with config.prePull. */
+  pulls?: Informer<PullPod> | undefined;
+  nodes?: Informer<NodeMeta> | undefined;
 }
 
 const podPath = (pod: Pod, sub = '') => `/api/v1/namespaces/${pod.metadata.namespace ?? ''}/pods/${pod.metadata.name ?? ''}${sub}`;
@@ -55,6 +59,8 @@ export class PodReconciler {
   private readonly d: PodReconcilerDeps;
   /** Pods whose drain-start write is in flight, by namespace/name. */
   private readonly starting = new Set<string>();
+  /** Pull pod creates in flight, per node: they count against the node's pulls. */
+  private readonly creating = new Map<string, number>();
 
   constructor(deps: PodReconcilerDeps) {
     this.d = deps;
@@ -70,22 +76,22 @@ export class PodReconciler {
     const updating = parseUpdateState(pod.metadata.annotations?.[UPDATE_ANNOTATION]);
     if (updating.ok && updating.state?.phase === 'Updating') await this.recordRewrites(pod, updating.state.images);
     const disruption = this.heldByBudget(pod, now);
-    const step = nextStep(
-      pod,
-      {
-        now,
-        namespaceGrace: namespaces.store.get(pod.metadata.namespace ?? '')?.metadata.annotations?.[GRACE_PERIOD_ANNOTATION],
-        endpoints: endpoints.listings(pod),
-        endpointsGoneAt: endpoints.goneAtOf(pod),
-        disruption,
-      },
-      this.d.config,
-    );
+    const ctx: PodContext = {
+      now,
+      namespaceGrace: namespaces.store.get(pod.metadata.namespace ?? '')?.metadata.annotations?.[GRACE_PERIOD_ANNOTATION],
+      endpoints: endpoints.listings(pod),
+      endpointsGoneAt: endpoints.goneAtOf(pod),
+      disruption,
+      pull: this.pullContext(pod),
+    };
+    // Pull pods no step wants (pulled and drained, failed, superseded, or left by a crash) go first.
+    if (ctx.pull) await this.deletePullPods(pod, stalePullPods(ctx.pull.pods, wantedPullPod(pod, ctx, this.d.config)));
+    const step = nextStep(pod, ctx, this.d.config);
     // A drain about to start counts against its budgets for the other pods decided while it is written.
     const starting = step.kind === 'transition' && step.state?.phase === 'Draining';
     if (starting) this.starting.add(key);
     try {
-      const result = await this.apply(pod, step, now);
+      const result = await this.apply(pod, step, now, ctx);
       metrics.reconciles.inc({ controller: 'pod', result: result.requeueAfterMs === undefined ? 'success' : 'requeue_after' });
       return result;
     } catch (err) {
@@ -100,6 +106,60 @@ export class PodReconciler {
     } finally {
       if (starting) this.starting.delete(key);
       metrics.reconcileTime.observe({ controller: 'pod' }, (performance.now() - started) / 1000);
+    }
+  }
+
+  /** The pod's pull pods, its node's images and the node's other pulls; undefined with pre-pull off. */
+  private pullContext(pod: Pod): PullContext | undefined {
+    const { pulls, nodes, config } = this.d;
+    if (config.prePull === undefined || pulls === undefined) return undefined;
+    const node = pod.spec.nodeName;
+    const mine: PullPod[] = [];
+    let busy = node === undefined ? 0 : (this.creating.get(node) ?? 0);
+    for (const p of pulls.store.values()) {
+      if (p.metadata.namespace === pod.metadata.namespace && p.metadata.labels?.[PULL_FOR_LABEL] === pod.metadata.uid) mine.push(p);
+      else if (node !== undefined && p.spec.nodeName === node && pullPodActive(p)) busy++;
+    }
+    const images = node === undefined ? undefined : nodes?.store.get(node)?.images;
+    return { pods: mine, busyOnNode: busy, ...(images ? { nodeImages: images } : {}) };
+  }
+
+  private async createPullPod(pod: Pod, step: Extract<Step, { kind: 'createPullPod' }>, ctx: PodContext): Promise<QueueResult> {
+    const node = pod.spec.nodeName ?? '';
+    this.creating.set(node, (this.creating.get(node) ?? 0) + 1);
+    try {
+      const created = await this.d.client.post<Pod>(`/api/v1/namespaces/${pod.metadata.namespace ?? ''}/pods?fieldManager=${WATCHER_FIELD_MANAGER}`, step.pullPod);
+      this.d.pulls?.upsert(created);
+      this.d.log.info({ pod: podKey(pod), pullPod: step.pullPod.metadata.name, node, images: step.images }, 'pre-pull started');
+    } catch (err) {
+      // Made before, by this watcher or one that crashed: its status is on the way.
+      if (err instanceof ApiError && err.status === 409) return { requeueAfterMs: 1000 };
+      if (!(err instanceof ApiError) || !isPermanentRefusal(err.status)) throw err;
+      // A quota, a policy or Pod Security refused it: the update goes on as it did before pre-pull.
+      this.d.log.warn({ pod: podKey(pod), status: err.status, err: err.detail }, 'pull pod refused; draining without a pre-pull');
+      return await this.apply(pod, pullPodRefused(pod, ctx, this.d.config, err.detail), ctx.now);
+    } finally {
+      const left = (this.creating.get(node) ?? 1) - 1;
+      if (left === 0) this.creating.delete(node);
+      else this.creating.set(node, left);
+    }
+    return { requeueAfterMs: step.requeueAfterMs };
+  }
+
+  /** Deletes pull pods, each guarded by its uid; never anything on the node (its images stay to the kubelet's GC). */
+  private async deletePullPods(pod: Pod, names: string[]): Promise<void> {
+    for (const name of names) {
+      const pull = this.d.pulls?.store.get(`${pod.metadata.namespace ?? ''}/${name}`);
+      try {
+        await this.d.client.request('DELETE', `/api/v1/namespaces/${pod.metadata.namespace ?? ''}/pods/${name}`, {
+          apiVersion: 'v1', kind: 'DeleteOptions', gracePeriodSeconds: 0, propagationPolicy: 'Background',
+          ...(pull?.metadata.uid ? { preconditions: { uid: pull.metadata.uid } } : {}),
+        });
+        this.d.log.debug({ pod: podKey(pod), pullPod: name }, 'pull pod deleted');
+      } catch (err) {
+        if (!(err instanceof ApiError) || (err.status !== 404 && err.status !== 409)) throw err;
+      }
+      this.d.pulls?.store.delete(`${pod.metadata.namespace ?? ''}/${name}`);
     }
   }
 
@@ -125,9 +185,11 @@ export class PodReconciler {
     }
   }
 
-  private async apply(pod: Pod, step: Step, now: Date): Promise<QueueResult> {
+  private async apply(pod: Pod, step: Step, now: Date, ctx: PodContext = { now }): Promise<QueueResult> {
     const { client, pods, log } = this.d;
     switch (step.kind) {
+      case 'createPullPod':
+        return await this.createPullPod(pod, step, ctx);
       case 'none':
         if (step.why.startsWith('unreadable')) log.warn({ pod: podKey(pod), why: step.why }, 'cannot read the lifecycle state');
         else if (step.why.startsWith('waiting for EndpointSlice')) log.debug({ pod: podKey(pod), why: step.why }, 'drain not confirmed yet');

@@ -184,6 +184,8 @@ function applyStep(pod: Pod, step: Step): Pod {
       const next = withState(withSpecImages(pod, step.images), step.state);
       return { ...next, metadata: { ...next.metadata, generation: (next.metadata.generation ?? 0) + 1 } };
     }
+    case 'createPullPod':
+      return pod;
   }
 }
 
