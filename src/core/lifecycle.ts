@@ -263,9 +263,9 @@ function beforeDrain(pod: Pod, state: UpdateState, condition: string | undefined
     case 'waiting':
       return { kind: 'none', why: verdict.why, requeueAfterMs: Math.max(1000, verdict.giveUpInMs) };
     case 'pulled':
-      return { kind: 'proceed', note: `${wanted.images.join(', ')} pulled on ${node}` };
+      return { kind: 'proceed', note: `Pulled ${wanted.images.join(', ')} on ${node}` };
     case 'lost':
-      return { kind: 'proceed', note: `pre-pull gave no answer (${verdict.message}); the kubelet pulls after the drain` };
+      return { kind: 'proceed', note: `Pre-pull gave no answer (${verdict.message}); the kubelet pulls after the drain` };
     case 'failed': {
       const message = `${verdict.image} cannot be pulled on ${node}: ${verdict.reason}: ${verdict.message}`;
       return pullFailed(state, message, ctx);
@@ -303,7 +303,7 @@ function whilePullFailed(state: UpdateState, condition: string | undefined): Ste
 export function pullPodRefused(pod: Pod, ctx: PodContext, config: LifecycleConfig, message: string): Step {
   const parsed = parseUpdateState(pod.metadata.annotations?.[UPDATE_ANNOTATION]);
   if (!parsed.ok || parsed.state?.phase !== 'Pending') return { kind: 'none', why: 'no longer Pending' };
-  return startDrain(pod, parsed.state, ctx, config, `the pull pod was refused (${message}); the kubelet pulls after the drain`);
+  return startDrain(pod, parsed.state, ctx, config, `The pull pod was refused (${message}); the kubelet pulls after the drain`);
 }
 
 /** One status patch: the condition False and Draining with its deadline, the grace period from now. */
@@ -314,7 +314,7 @@ function startDrain(pod: Pod, state: UpdateState, ctx: PodContext, config: Lifec
     kind: 'transition',
     condition: { status: 'False', reason: 'Draining', message: `draining for ${grace}s before ${describe(state.images)}` },
     state: { ...rest, phase: 'Draining', drainStartedAt: ctx.now.toISOString(), drainDeadline: new Date(ctx.now.getTime() + grace * 1000).toISOString() },
-    event: { type: 'Normal', reason: 'InPlaceUpdateStarted', action: 'Drain', note: `${pullNote === undefined ? '' : `${pullNote[0]?.toUpperCase() ?? ''}${pullNote.slice(1)}. `}Draining for ${grace}s, then updating ${describe(state.images)} in place` },
+    event: { type: 'Normal', reason: 'InPlaceUpdateStarted', action: 'Drain', note: `${pullNote === undefined ? '' : `${pullNote}. `}Draining for ${grace}s, then updating ${describe(state.images)} in place` },
     requeueAfterMs: grace * 1000,
   };
 }
