@@ -229,6 +229,8 @@ function waitForBudget(condition: { status: string; reason?: string; message?: s
 function pullFor(pod: Pod, state: UpdateState, condition: string | undefined, ctx: PodContext, config: LifecycleConfig): { name: string; images: string[] } | undefined {
   // Only a pod still serving gains from it; one already out of endpoints gets its images at once.
   if (config.prePull === undefined || condition !== 'True' || pod.spec.nodeName === undefined) return undefined;
+  // A node that is not Ready would never answer: the update goes on as without pre-pull.
+  if (ctx.pull?.nodeReady !== true) return undefined;
   const images = imagesToPull(pod, state.images, ctx.pull?.nodeImages);
   return images.length === 0 ? undefined : { name: pullPodName(pod.metadata.name ?? '', images), images };
 }

@@ -54,6 +54,8 @@ export interface PullContext {
   nodeImages?: ReadonlySet<string> | undefined;
   /** Other pods' pull pods on the same node not finished yet, and creates in flight. */
   busyOnNode: number;
+  /** The node's Ready condition is True: a node with no working kubelet pulls nothing. */
+  nodeReady: boolean;
 }
 
 /** Waiting reasons that come after the image is on the node: the container was created (or tried to be) from it. */

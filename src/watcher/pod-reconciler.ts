@@ -120,8 +120,8 @@ export class PodReconciler {
       if (p.metadata.namespace === pod.metadata.namespace && p.metadata.labels?.[PULL_FOR_LABEL] === pod.metadata.uid) mine.push(p);
       else if (node !== undefined && p.spec.nodeName === node && pullPodActive(p)) busy++;
     }
-    const images = node === undefined ? undefined : nodes?.store.get(node)?.images;
-    return { pods: mine, busyOnNode: busy, ...(images ? { nodeImages: images } : {}) };
+    const seen = node === undefined ? undefined : nodes?.store.get(node);
+    return { pods: mine, busyOnNode: busy, nodeReady: seen?.ready === true, ...(seen?.images ? { nodeImages: seen.images } : {}) };
   }
 
   private async createPullPod(pod: Pod, step: Extract<Step, { kind: 'createPullPod' }>, ctx: PodContext): Promise<QueueResult> {

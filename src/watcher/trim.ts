@@ -158,13 +158,16 @@ export interface NodeMeta {
   metadata: { name?: string | undefined; resourceVersion?: string | undefined; labels?: Record<string, string> | undefined };
   /** node.status.images' names (tags and digests), when the kubelet reports any. */
   images?: ReadonlySet<string>;
+  /** Its Ready condition is True. */
+  ready?: boolean;
 }
 
 export function trimNode(raw: unknown): NodeMeta {
-  const { metadata: m, status } = raw as NodeMeta & { status?: { images?: { names?: string[] | null }[] | null } };
+  const { metadata: m, status } = raw as NodeMeta & { status?: { images?: { names?: string[] | null }[] | null; conditions?: { type: string; status: string }[] | null } };
   const images = new Set<string>();
   for (const i of status?.images ?? []) for (const n of i.names ?? []) images.add(n);
-  return { metadata: { name: m.name, resourceVersion: m.resourceVersion, ...(m.labels ? { labels: m.labels } : {}) }, ...(images.size > 0 ? { images } : {}) };
+  const ready = status?.conditions?.some((c) => c.type === 'Ready' && c.status === 'True') === true;
+  return { metadata: { name: m.name, resourceVersion: m.resourceVersion, ...(m.labels ? { labels: m.labels } : {}) }, ...(images.size > 0 ? { images } : {}), ...(ready ? { ready } : {}) };
 }
 
 /** A pull pod (core/pre-pull.ts): who it is for, where, its images, and what the kubelet says. */

@@ -918,7 +918,7 @@ describe('Pending with pre-pull: the images are pulled on the node before the co
       })),
     },
   });
-  const withPull = (pods: PullPod[], extra: Partial<PodContext['pull'] & object> = {}): PodContext => ({ now, pull: { pods, busyOnNode: 0, ...extra } });
+  const withPull = (pods: PullPod[], extra: Partial<PodContext['pull'] & object> = {}): PodContext => ({ now, pull: { pods, busyOnNode: 0, nodeReady: true, ...extra } });
   const drains = { kind: 'transition', condition: { status: 'False', reason: 'Draining' }, state: { phase: 'Draining' } };
 
   it('no pull pod yet: one is created on the node, the condition untouched', () => {
@@ -989,6 +989,7 @@ describe('Pending with pre-pull: the images are pulled on the node before the co
     ['the node lists the image already', pulling, serving, withPull([], { nodeImages: new Set([APP_NEW]) })],
     ['imagePullPolicy Never', pulling, { ...serving, spec: { ...serving.spec, containers: serving.spec.containers.map((c) => ({ ...c, imagePullPolicy: 'Never' })) } }, withPull([])],
     ['the pod is not on a node', pulling, { ...serving, spec: { ...serving.spec, nodeName: undefined } }, withPull([])],
+    ['its node is not Ready (no kubelet would answer)', pulling, serving, withPull([], { nodeReady: false })],
   ])('no pull when %s: the drain starts at once', (_what, cfg, pod, c) => {
     expect(nextStep(pod, c, cfg)).toMatchObject(drains);
     expect(wantedPullPod(pod, c, cfg)).toBeUndefined();

@@ -9,7 +9,7 @@ import { EventRecorder } from '../../src/watcher/events.ts';
 import { Informer } from '../../src/watcher/informer.ts';
 import { createWatcherMetrics } from '../../src/watcher/metrics.ts';
 import { PodReconciler } from '../../src/watcher/pod-reconciler.ts';
-import { trimNamespace, trimPod, trimPullPod, type NamespaceMeta } from '../../src/watcher/trim.ts';
+import { trimNamespace, trimNode, trimPod, trimPullPod, type NamespaceMeta, type NodeMeta } from '../../src/watcher/trim.ts';
 import { PULL_FOR_LABEL, type PullPod } from '../../src/core/pre-pull.ts';
 import { buildPod } from '../support/pods.ts';
 
@@ -181,8 +181,10 @@ describe('PodReconciler: pre-pull', () => {
     const pulls = new Informer<PullPod>(client, { path: '/api/v1/pods', trim: trimPullPod, onChange: () => undefined, log });
     pods.upsert(pod);
     for (const p of pullPods) pulls.upsert(p);
+    const nodes = new Informer<NodeMeta>(client, { path: '/api/v1/nodes', trim: trimNode, onChange: () => undefined, log });
+    nodes.upsert({ metadata: { name: 'node-a', resourceVersion: '3' }, status: { conditions: [{ type: 'Ready', status: 'True' }] } });
     const reconciler = new PodReconciler({
-      client, pods, pulls,
+      client, pods, pulls, nodes,
       namespaces: new Informer<NamespaceMeta>(client, { path: '/api/v1/namespaces', trim: trimNamespace, onChange: () => undefined, log }),
       endpoints: new EndpointIndex(() => undefined, () => true),
       events: new EventRecorder(client, 'test', log, metrics),
