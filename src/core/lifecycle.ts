@@ -231,7 +231,7 @@ function pullFor(pod: Pod, state: UpdateState, condition: string | undefined, ct
   if (config.prePull === undefined || condition !== 'True' || pod.spec.nodeName === undefined) return undefined;
   // A node that is not Ready would never answer: the update goes on as without pre-pull.
   if (ctx.pull?.nodeReady !== true) return undefined;
-  const images = imagesToPull(pod, state.images, ctx.pull?.nodeImages);
+  const images = imagesToPull(pod, state.images, ctx.pull.nodeImages);
   return images.length === 0 ? undefined : { name: pullPodName(pod.metadata.name ?? '', images), images };
 }
 
