@@ -248,6 +248,17 @@ export function wantedPullPod(pod: Pod, ctx: PodContext, config: LifecycleConfig
   return pullFor(pod, parsed.state, condition, ctx, config)?.name;
 }
 
+/**
+ * Whether a serving pod asked for `images` pulls before its drain: for a
+ * writer that would start the drain itself (a rollout writing Draining), the
+ * sign to write Pending instead and leave the pull to the pod's lifecycle.
+ */
+export function pullsBeforeDrain(pod: Pod, images: ImageMap, ctx: PodContext, config: LifecycleConfig): boolean {
+  const condition = gateCondition(pod)?.status;
+  if (!hasReadinessGate(pod) || (condition === 'True' && servingChanges(pod, images).length === 0)) return false;
+  return pullFor(pod, { phase: 'Pending', images, requestedBy: '', requestedAt: ctx.now.toISOString() }, condition, ctx, config) !== undefined;
+}
+
 /** Pending and serving: pull, wait for the pull, or stall on a failed one; `proceed` when the drain may start. */
 function beforeDrain(pod: Pod, state: UpdateState, condition: string | undefined, ctx: PodContext, config: LifecycleConfig): Step | { kind: 'proceed'; note?: string } {
   const wanted = pullFor(pod, state, condition, ctx, config);

@@ -109,8 +109,8 @@ export class PodReconciler {
     }
   }
 
-  /** The pod's pull pods, its node's images and the node's other pulls; undefined with pre-pull off. */
-  private pullContext(pod: Pod): PullContext | undefined {
+  /** The pod's pull pods, its node's images and the node's other pulls; undefined with pre-pull off. Also for a rollout deciding whether a pod pulls before its drain (pullsBeforeDrain). */
+  pullContext(pod: Pod): PullContext | undefined {
     const { pulls, nodes, config } = this.d;
     if (config.prePull === undefined || pulls === undefined) return undefined;
     const node = pod.spec.nodeName;

@@ -3,7 +3,7 @@ import { describe, expect, it } from 'vitest';
 import { specImages, type ImageMap } from '../../src/core/containers.ts';
 import { parseImageReference } from '../../src/core/images.ts';
 import type { ContainerStatus, Pod } from '../../src/core/kube-types.ts';
-import { PULL_SLOT_RETRY_MS, nextStep, wantedPullPod, type LifecycleConfig, type PodContext, type Step } from '../../src/core/lifecycle.ts';
+import { PULL_SLOT_RETRY_MS, nextStep, pullsBeforeDrain, wantedPullPod, type LifecycleConfig, type PodContext, type Step } from '../../src/core/lifecycle.ts';
 import { PULL_FOR_LABEL, pullPodName, type PullPod } from '../../src/core/pre-pull.ts';
 import { GRACE_PERIOD_ANNOTATION, READINESS_GATE, SERVING_CONTAINERS_ANNOTATION, UPDATE_ANNOTATION } from '../../src/core/names.ts';
 import { servingContainers } from '../../src/core/serving.ts';
@@ -1015,6 +1015,16 @@ describe('Pending with pre-pull: the images are pulled on the node before the co
     const disruption = { budget: 'web', message: 'PodDisruptionBudget web allows no disruption now' };
     expect(nextStep(serving, { ...withPull([]), disruption }, pulling)).toMatchObject({ kind: 'createPullPod' });
     expect(nextStep(serving, { ...withPull([pullPod({ terminated: 'StartError' })]), disruption }, pulling)).toMatchObject({ kind: 'setCondition', condition: { status: 'True', reason: 'WaitingForDisruptionBudget' } });
+  });
+
+  it.each<[string, PodContext, boolean]>([
+    ['the node lacks the image', withPull([]), true],
+    ['the node has it', withPull([], { nodeImages: new Set([APP_NEW]) }), false],
+    ['the node is not Ready', withPull([], { nodeReady: false }), false],
+  ])('for a rollout that would write Draining itself: a serving pod pulls first when %s', (_what, c, pulls) => {
+    const ready = runningPod();
+    expect(pullsBeforeDrain(ready, { app: APP_NEW }, c, pulling)).toBe(pulls);
+    expect(pullsBeforeDrain(ready, { app: APP_NEW }, c, config)).toBe(false);
   });
 
   it('a walk: the condition goes False only once the pull pod shows the image on the node, and the pull pod is unwanted after', () => {
