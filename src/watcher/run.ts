@@ -19,7 +19,7 @@ import { LeaderElector } from './leader.ts';
 import { apiRequestObserver, createWatcherMetrics, queueObserver } from './metrics.ts';
 import { PodReconciler, phaseOf } from './pod-reconciler.ts';
 import { WorkQueue } from './queue.ts';
-import { PULL_LABEL, type PullPod } from '../core/pre-pull.ts';
+import { PULL_LABEL, pullPodActive, type PullPod } from '../core/pre-pull.ts';
 import { trimBudget, trimEndpointSlice, trimNamespace, trimNode, trimPod, trimPullPod, trimService, trimWorkload, type BudgetMeta, type NamespaceMeta, type NodeMeta } from './trim.ts';
 import { EndpointIndex } from './endpoints.ts';
 import type { ServiceView, SliceView } from '../core/endpoints.ts';
@@ -123,6 +123,10 @@ export async function runWatcher(settings: Settings, logTo?: DestinationStream):
       const owner = pull?.metadata.ownerReferences?.find((o) => o.kind === 'Pod')?.name;
       const ownerKey = owner === undefined ? undefined : `${key.split('/')[0] ?? ''}/${owner}`;
       if (leading && ownerKey !== undefined && pods.store.has(ownerKey)) queue.add(ownerKey);
+      // A pull that ended frees a slot on its node: the pods waiting there need not wait for their retry.
+      if (leading && pull && !pullPodActive(pull)) {
+        for (const [k, p] of pods.store) if (p.spec.nodeName === pull.spec.nodeName && p.metadata.annotations?.[UPDATE_ANNOTATION]?.includes('"phase":"Pending"')) queue.add(k);
+      }
     },
   });
   // Everything the leader writes goes through `work`: losing the lease aborts its signal, so no
