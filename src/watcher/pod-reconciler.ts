@@ -75,6 +75,11 @@ export class PodReconciler {
     // An image write whose rewrite record was lost (a crash between the two writes): record it now.
     const updating = parseUpdateState(pod.metadata.annotations?.[UPDATE_ANNOTATION]);
     if (updating.ok && updating.state?.phase === 'Updating') await this.recordRewrites(pod, updating.state.images);
+    // Pull pods no step wants (pulled and drained, failed, superseded, or left by a crash) go first,
+    // before the budget is read: from there to the drain's start nothing may wait, or two pods
+    // decided at once would both see the budget's last disruption free.
+    const pulls = this.pullContext(pod);
+    if (pulls) await this.deletePullPods(pod, stalePullPods(pulls.pods, wantedPullPod(pod, { now, pull: pulls }, this.d.config)));
     const disruption = this.heldByBudget(pod, now);
     const ctx: PodContext = {
       now,
@@ -82,10 +87,8 @@ export class PodReconciler {
       endpoints: endpoints.listings(pod),
       endpointsGoneAt: endpoints.goneAtOf(pod),
       disruption,
-      pull: this.pullContext(pod),
+      pull: pulls === undefined ? undefined : this.pullContext(pod),
     };
-    // Pull pods no step wants (pulled and drained, failed, superseded, or left by a crash) go first.
-    if (ctx.pull) await this.deletePullPods(pod, stalePullPods(ctx.pull.pods, wantedPullPod(pod, ctx, this.d.config)));
     const step = nextStep(pod, ctx, this.d.config);
     // A drain about to start counts against its budgets for the other pods decided while it is written.
     const starting = step.kind === 'transition' && step.state?.phase === 'Draining';
