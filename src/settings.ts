@@ -35,6 +35,8 @@ export interface WatcherSettings {
   retryPeriodSeconds: number;
   resyncSeconds: number;
   releaseTimeoutSeconds: number;
+  prePull: boolean;
+  prePullPerNode: number;
 }
 
 type Kind = 'string' | 'int' | 'list' | 'bool';
@@ -109,6 +111,13 @@ export const SETTINGS = {
     default: String(DEFAULT_DRAIN_DEADLINE_SECONDS),
     help: 'watcher: how long after InPlaceUpdateReady=False the EndpointSlices may keep listing a pod ready (never less than its grace period) before the update is Stalled with its images not written',
   },
+  prePull: {
+    flag: 'pre-pull',
+    kind: 'bool',
+    default: 'true',
+    help: "watcher: pull the new images on the pod's node with a short-lived pod before the drain, so the pod leaves its endpoints only for the restart; a failed pull is Stalled with the pod still serving",
+  },
+  prePullPerNode: { flag: 'pre-pull-per-node', kind: 'int', default: '2', help: 'watcher: pull pods running at once on one node' },
   concurrency: { flag: 'concurrency', kind: 'int', default: '16', help: 'watcher: pods reconciled at once' },
   healthPort: { flag: 'health-port', kind: 'int', default: '8080', help: 'watcher: HTTP port of /healthz, /readyz and /metrics (0 for none)' },
   leaderElect: { flag: 'leader-elect', kind: 'bool', default: 'true', help: 'watcher: elect a leader on a Lease, so replicas can stand by' },
@@ -257,6 +266,8 @@ export function loadSettings(argv: string[], env: Record<string, string | undefi
       retryPeriodSeconds: Math.max(1, int('retryPeriodSeconds')),
       resyncSeconds: Math.max(10, int('resyncSeconds')),
       releaseTimeoutSeconds: int('releaseTimeoutSeconds'),
+      prePull: bool('prePull'),
+      prePullPerNode: Math.max(1, int('prePullPerNode')),
     },
     admission: {
       ...defaultAdmissionConfig,

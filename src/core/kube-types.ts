@@ -28,6 +28,7 @@ export interface Container {
   name: string;
   image?: string;
   restartPolicy?: string;
+  imagePullPolicy?: string;
   [key: string]: unknown;
 }
 
@@ -35,6 +36,9 @@ export interface PodSpec {
   containers: Container[];
   initContainers?: Container[];
   readinessGates?: { conditionType: string }[];
+  nodeName?: string;
+  serviceAccountName?: string;
+  imagePullSecrets?: { name: string }[];
   [key: string]: unknown;
 }
 

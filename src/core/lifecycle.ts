@@ -13,7 +13,8 @@ import { GRACE_PERIOD_ANNOTATION, READINESS_GATE, UPDATE_ANNOTATION } from './na
 import { IMAGE_WRITE_REFUSED, whileRefused } from './refusal.ts';
 import { hasReadinessGate } from './scope.ts';
 import { servingChanges } from './serving.ts';
-import { DRAIN_DEADLINE_EXCEEDED, currentRecords, encodeUpdateState, parseUpdateState, stalledInDrain, type ContainerRecord, type UpdateState } from './state.ts';
+import { PULL_DEADLINE_SLACK_SECONDS, imagesToPull, pullPodManifest, pullPodName, pullVerdict, type PrePullConfig, type PullContext } from './pre-pull.ts';
+import { DRAIN_DEADLINE_EXCEEDED, PRE_PULL_FAILED, currentRecords, encodeUpdateState, parseUpdateState, stalledInDrain, type ContainerRecord, type UpdateState } from './state.ts';
 
 export interface LifecycleConfig {
   /** Drain time when neither the pod nor its namespace sets one. */
@@ -22,6 +23,8 @@ export interface LifecycleConfig {
   progressDeadlineSeconds: number;
   /** How long after the condition went False the EndpointSlices may keep listing the pod (default: core/drain.ts). */
   drainDeadlineSeconds?: number;
+  /** Pull the new images on the pod's node before the drain (core/pre-pull.ts); absent: off. */
+  prePull?: PrePullConfig | undefined;
 }
 
 export interface PodContext {
@@ -38,6 +41,8 @@ export interface PodContext {
   endpoints?: readonly EndpointListing[];
   /** When the watcher saw the pod's last such listing go, if it did. */
   endpointsGoneAt?: Date | undefined;
+  /** The pod's pull pods and its node's images and pulls (with config.prePull). */
+  pull?: PullContext | undefined;
 }
 
 /** How often a drain held back by a disruption budget looks again. */
@@ -57,7 +62,9 @@ export type Step =
   /** One pods/status patch, guarded by resourceVersion: condition (for gated pods) and state together. */
   | { kind: 'transition'; condition?: GateCondition; state: UpdateState | undefined; event?: PodEvent; requeueAfterMs?: number; outcome?: Outcome }
   /** One pods patch, guarded, under the requester's field manager: images and Updating together. */
-  | { kind: 'writeImages'; images: ImageMap; fieldManager: string | undefined; state: UpdateState; event?: PodEvent; requeueAfterMs: number; drain?: DrainTiming };
+  | { kind: 'writeImages'; images: ImageMap; fieldManager: string | undefined; state: UpdateState; event?: PodEvent; requeueAfterMs: number; drain?: DrainTiming }
+  /** One pods create: the pull pod, before the drain (core/pre-pull.ts). */
+  | { kind: 'createPullPod'; pullPod: Pod; images: string[]; requeueAfterMs: number };
 
 export interface PodEvent {
   type: 'Normal' | 'Warning';
@@ -161,7 +168,7 @@ function baseline(pod: Pod, images: ImageMap, carried: Record<string, ContainerR
  */
 export function nextStep(pod: Pod, ctx: PodContext, config: LifecycleConfig): Step {
   const step = decide(pod, ctx, config);
-  if (step.kind === 'none' || step.event?.type !== 'Normal') return step;
+  if (step.kind === 'none' || step.kind === 'createPullPod' || step.event?.type !== 'Normal') return step;
   const parsed = parseUpdateState(pod.metadata.annotations?.[UPDATE_ANNOTATION]);
   if (!parsed.ok || parsed.state?.rollout === undefined) return step;
   const { event: _quiet, ...rest } = step;
@@ -229,8 +236,11 @@ function decide(pod: Pod, ctx: PodContext, config: LifecycleConfig): Step {
       if (state.drained === true && condition?.status === 'False' && (ctx.endpoints ?? []).length === 0) return writeImages(pod, state, ctx, false);
       // Only containers that serve no traffic restart: nothing to drain, the pod stays in service.
       if (condition?.status === 'True' && servingChanges(pod, state.images).length === 0) return writeImages(pod, state, ctx, true);
+      // The pull first: it costs the pod no traffic, and a failed one leaves it serving.
+      const pull = beforeDrain(pod, state, condition?.status, ctx, config);
+      if (pull.kind !== 'proceed') return pull;
       if (ctx.disruption && state.drained !== true) return waitForBudget(condition, ctx.disruption, state);
-      return startDrain(pod, state, ctx, config);
+      return startDrain(pod, state, ctx, config, pull.note);
     }
     case 'Draining': {
       if (condition?.status !== 'False') {
@@ -245,6 +255,7 @@ function decide(pod: Pod, ctx: PodContext, config: LifecycleConfig): Step {
       return afterGrace(pod, state, deadline, ctx, config);
     }
     case 'Stalled':
+      if (state.stalled?.reason === PRE_PULL_FAILED) return whilePullFailed(state, condition?.status);
       // Refused images never reached the spec: the pod is back in endpoints on what it runs.
       if (state.stalled?.reason === IMAGE_WRITE_REFUSED) return whileRefused(state, condition?.status);
       if (stalledInDrain(state)) return whileStalledInDrain(pod, state, condition?.status, ctx);
@@ -266,15 +277,111 @@ function waitForBudget(condition: { status: string; reason?: string; message?: s
   };
 }
 
+// ---- Pre-pull: the images on the node before the drain (core/pre-pull.ts) ----
+
+/** The images a Pending pod pulls before its drain, and the pull pod's name; undefined when it pulls nothing. */
+function pullFor(pod: Pod, state: UpdateState, condition: string | undefined, ctx: PodContext, config: LifecycleConfig): { name: string; images: string[] } | undefined {
+  // Only a pod still serving gains from it; one already out of endpoints gets its images at once.
+  if (config.prePull === undefined || condition !== 'True' || pod.spec.nodeName === undefined) return undefined;
+  // A node that is not Ready would never answer: the update goes on as without pre-pull.
+  if (ctx.pull?.nodeReady !== true) return undefined;
+  const images = imagesToPull(pod, state.images, ctx.pull.nodeImages);
+  return images.length === 0 ? undefined : { name: pullPodName(pod.metadata.name ?? '', images), images };
+}
+
+/**
+ * The pull pod this pod's lifecycle wants now, if any: every other pull pod
+ * of the pod is stale and deleted by the shell (also after a crash).
+ */
+export function wantedPullPod(pod: Pod, ctx: PodContext, config: LifecycleConfig): string | undefined {
+  if (pod.metadata.deletionTimestamp !== undefined || !hasReadinessGate(pod)) return undefined;
+  const parsed = parseUpdateState(pod.metadata.annotations?.[UPDATE_ANNOTATION]);
+  if (!parsed.ok || parsed.state?.phase !== 'Pending') return undefined;
+  const condition = gateCondition(pod)?.status;
+  if (condition === 'True' && servingChanges(pod, parsed.state.images).length === 0) return undefined;
+  return pullFor(pod, parsed.state, condition, ctx, config)?.name;
+}
+
+/**
+ * Whether a serving pod asked for `images` pulls before its drain: for a
+ * writer that would start the drain itself (a rollout writing Draining), the
+ * sign to write Pending instead and leave the pull to the pod's lifecycle.
+ */
+export function pullsBeforeDrain(pod: Pod, images: ImageMap, ctx: PodContext, config: LifecycleConfig): boolean {
+  const condition = gateCondition(pod)?.status;
+  if (!hasReadinessGate(pod) || (condition === 'True' && servingChanges(pod, images).length === 0)) return false;
+  return pullFor(pod, { phase: 'Pending', images, requestedBy: '', requestedAt: ctx.now.toISOString() }, condition, ctx, config) !== undefined;
+}
+
+/** Pending and serving: pull, wait for the pull, or stall on a failed one; `proceed` when the drain may start. */
+function beforeDrain(pod: Pod, state: UpdateState, condition: string | undefined, ctx: PodContext, config: LifecycleConfig): Step | { kind: 'proceed'; note?: string } {
+  const wanted = pullFor(pod, state, condition, ctx, config);
+  if (wanted === undefined || config.prePull === undefined) return { kind: 'proceed' };
+  const node = pod.spec.nodeName ?? '';
+  const pullPod = ctx.pull?.pods.find((p) => p.metadata.name === wanted.name && p.metadata.deletionTimestamp === undefined);
+  if (pullPod === undefined) {
+    if ((ctx.pull?.busyOnNode ?? 0) >= config.prePull.perNode) {
+      return { kind: 'none', why: `waiting for a pull slot on node ${node} (${config.prePull.perNode} at once)`, requeueAfterMs: PULL_SLOT_RETRY_MS };
+    }
+    return { kind: 'createPullPod', pullPod: pullPodManifest(pod, wanted.images, config.prePull), images: wanted.images, requeueAfterMs: (config.prePull.deadlineSeconds + PULL_DEADLINE_SLACK_SECONDS) * 1000 };
+  }
+  const verdict = pullVerdict(pullPod, ctx.now, config.prePull);
+  switch (verdict.kind) {
+    case 'waiting':
+      return { kind: 'none', why: verdict.why, requeueAfterMs: Math.max(1000, verdict.giveUpInMs) };
+    case 'pulled':
+      return { kind: 'proceed', note: `Pulled ${wanted.images.join(', ')} on ${node}` };
+    case 'lost':
+      return { kind: 'proceed', note: `Pre-pull gave no answer (${verdict.message}); the kubelet pulls after the drain` };
+    case 'failed': {
+      const message = `${verdict.image} cannot be pulled on ${node}: ${verdict.reason}: ${verdict.message}`;
+      return pullFailed(state, message, ctx);
+    }
+  }
+}
+
+/** How often a pod waiting for a pull slot on its node looks again (a finished pull also wakes it). */
+export const PULL_SLOT_RETRY_MS = 2000;
+
+/** Stalled before anything was drained: the pod keeps serving on its running images, the condition stays True. */
+function pullFailed(state: UpdateState, message: string, ctx: PodContext): Step {
+  return {
+    kind: 'transition',
+    condition: { status: 'True', reason: 'InPlaceUpdatePullFailed', message: `kept the running images: ${message}` },
+    state: { ...state, phase: 'Stalled', stalled: { reason: PRE_PULL_FAILED, message, since: ctx.now.toISOString() } },
+    event: {
+      type: 'Warning',
+      reason: 'InPlaceUpdateStalled',
+      action: 'PrePull',
+      note: `${message}. Nothing was drained: the pod keeps serving on its running images; fix the image or its pull secret and change the image again to start over`,
+    },
+    outcome: { result: 'stalled', durationSeconds: Math.max(0, (ctx.now.getTime() - ms(state.requestedAt)) / 1000) },
+  };
+}
+
+/** A failed pull stays on record as Stalled, the pod in endpoints: nothing was drained or written. */
+function whilePullFailed(state: UpdateState, condition: string | undefined): Step {
+  const message = state.stalled?.message ?? '';
+  if (condition === 'True') return { kind: 'none', why: `pre-pull failed: ${message}` };
+  return { kind: 'setCondition', condition: { status: 'True', reason: 'InPlaceUpdatePullFailed', message: `kept the running images: ${message}` } };
+}
+
+/** The step after the pull pod's create was refused (a quota, a policy): drain without a pre-pull, as before it existed. */
+export function pullPodRefused(pod: Pod, ctx: PodContext, config: LifecycleConfig, message: string): Step {
+  const parsed = parseUpdateState(pod.metadata.annotations?.[UPDATE_ANNOTATION]);
+  if (!parsed.ok || parsed.state?.phase !== 'Pending') return { kind: 'none', why: 'no longer Pending' };
+  return startDrain(pod, parsed.state, ctx, config, `The pull pod was refused (${message}); the kubelet pulls after the drain`);
+}
+
 /** One status patch: the condition False and Draining with its deadline, the grace period from now. */
-function startDrain(pod: Pod, state: UpdateState, ctx: PodContext, config: LifecycleConfig): Step {
+function startDrain(pod: Pod, state: UpdateState, ctx: PodContext, config: LifecycleConfig, pullNote?: string): Step {
   const grace = graceSeconds(pod, ctx, config);
   const { drainDeadline: _old, ...rest } = state;
   return {
     kind: 'transition',
     condition: { status: 'False', reason: 'Draining', message: `draining for ${grace}s before ${describe(state.images)}` },
     state: { ...rest, phase: 'Draining', drainStartedAt: ctx.now.toISOString(), drainDeadline: new Date(ctx.now.getTime() + grace * 1000).toISOString() },
-    event: { type: 'Normal', reason: 'InPlaceUpdateStarted', action: 'Drain', note: `Draining for ${grace}s, then updating ${describe(state.images)} in place` },
+    event: { type: 'Normal', reason: 'InPlaceUpdateStarted', action: 'Drain', note: `${pullNote === undefined ? '' : `${pullNote}. `}Draining for ${grace}s, then updating ${describe(state.images)} in place` },
     requeueAfterMs: grace * 1000,
   };
 }

@@ -54,6 +54,14 @@ export interface UpdateState {
 /** Stalled before the images were written: the EndpointSlices did not drop the pod in time. */
 export const DRAIN_DEADLINE_EXCEEDED = 'DrainDeadlineExceeded';
 
+/** Stalled before the drain: the pull pod could not pull the images on the node; the pod kept serving. */
+export const PRE_PULL_FAILED = 'PrePullFailed';
+
+/** Stalled with the pod still serving and its images never written: a request that can still be cancelled. */
+export function stalledBeforeDrain(state: UpdateState | undefined): state is UpdateState {
+  return state?.phase === 'Stalled' && state.stalled?.reason === PRE_PULL_FAILED;
+}
+
 export function stalledInDrain(state: UpdateState | undefined): state is UpdateState {
   return state?.phase === 'Stalled' && state.stalled?.reason === DRAIN_DEADLINE_EXCEEDED;
 }

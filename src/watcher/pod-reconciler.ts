@@ -9,8 +9,9 @@ import { eachContainer, specImages } from '../core/containers.ts';
 import { drainBlockedBy, type Budget } from '../core/disruption.ts';
 import { parseImageRewrites, recordRewrites } from '../core/image-rewrites.ts';
 import type { Pod } from '../core/kube-types.ts';
-import { WATCHER_FIELD_MANAGER, conditionFor, nextStep, rolloutStart, withRequest, type GateCondition, type LifecycleConfig, type PodContext, type Step } from '../core/lifecycle.ts';
+import { WATCHER_FIELD_MANAGER, conditionFor, nextStep, pullPodRefused, rolloutStart, wantedPullPod, withRequest, type GateCondition, type LifecycleConfig, type PodContext, type Step } from '../core/lifecycle.ts';
 import { GRACE_PERIOD_ANNOTATION, IMAGE_REWRITES_ANNOTATION, UPDATE_ANNOTATION } from '../core/names.ts';
+import { PULL_FOR_LABEL, pullPodActive, stalePullPods, type PullContext, type PullPod } from '../core/pre-pull.ts';
 import { imageWriteRefused, isPermanentRefusal } from '../core/refusal.ts';
 import { encodeUpdateState, parseUpdateState, type UpdateState } from '../core/state.ts';
 import { ApiError, type KubeClient } from '../kube/client.ts';
@@ -20,7 +21,7 @@ import type { EventRecorder } from './events.ts';
 import type { Informer } from './informer.ts';
 import type { WatcherMetrics } from './metrics.ts';
 import type { QueueResult } from './queue.ts';
-import type { BudgetMeta, NamespaceMeta } from './trim.ts';
+import type { BudgetMeta, NamespaceMeta, NodeMeta } from './trim.ts';
 
 export interface PodReconcilerDeps {
   client: KubeClient;
@@ -34,6 +35,9 @@ export interface PodReconcilerDeps {
   clock: () => Date;
   /** PodDisruptionBudgets; without them drains wait for none. */
   budgets?: Informer<BudgetMeta> | undefined;
+  /** Pull pods (core/pre-pull.ts) and nodes (their images), with config.prePull. */
+  pulls?: Informer<PullPod> | undefined;
+  nodes?: Informer<NodeMeta> | undefined;
 }
 
 const podPath = (pod: Pod, sub = '') => `/api/v1/namespaces/${pod.metadata.namespace ?? ''}/pods/${pod.metadata.name ?? ''}${sub}`;
@@ -42,6 +46,8 @@ export class PodReconciler {
   private readonly d: PodReconcilerDeps;
   /** Pods whose drain-start write is in flight, by namespace/name. */
   private readonly starting = new Set<string>();
+  /** Pull pod creates in flight, per node: they count against the node's pulls. */
+  private readonly creating = new Map<string, number>();
 
   constructor(deps: PodReconcilerDeps) {
     this.d = deps;
@@ -56,12 +62,18 @@ export class PodReconciler {
     // An image write whose rewrite record was lost (a crash between the two writes): record it now.
     const updating = parseUpdateState(pod.metadata.annotations?.[UPDATE_ANNOTATION]);
     if (updating.ok && updating.state?.phase === 'Updating') await this.recordRewrites(pod, updating.state.images);
-    const step = nextStep(pod, this.context(pod, now), this.d.config);
+    // Pull pods no step wants (pulled and drained, failed, superseded, or left by a crash) go first,
+    // before the budget is read: from there to the drain's start nothing may wait, or two pods
+    // decided at once would both see the budget's last disruption free.
+    const pulls = this.pullContext(pod);
+    if (pulls) await this.deletePullPods(pod, stalePullPods(pulls.pods, wantedPullPod(pod, { now, pull: pulls }, this.d.config)));
+    const ctx = this.context(pod, now);
+    const step = nextStep(pod, ctx, this.d.config);
     // A drain about to start counts against its budgets for the other pods decided while it is written.
     const starting = step.kind === 'transition' && step.state?.phase === 'Draining';
     if (starting) this.starting.add(key);
     try {
-      const result = await this.apply(pod, step, now);
+      const result = await this.apply(pod, step, now, ctx);
       metrics.reconciles.inc({ controller: 'pod', result: result.requeueAfterMs === undefined ? 'success' : 'requeue_after' });
       return result;
     } catch (err) {
@@ -79,7 +91,7 @@ export class PodReconciler {
     }
   }
 
-  /** What the lifecycle reads beside the pod: the namespace's grace period, the EndpointSlices, the budgets. */
+  /** What the lifecycle reads beside the pod: the namespace's grace period, the EndpointSlices, the budgets, the pulls on its node. */
   private context(pod: Pod, now: Date): PodContext {
     const { namespaces, endpoints } = this.d;
     return {
@@ -88,6 +100,7 @@ export class PodReconciler {
       endpoints: endpoints.listings(pod),
       endpointsGoneAt: endpoints.goneAtOf(pod),
       disruption: this.heldByBudget(pod, now),
+      pull: this.pullContext(pod),
     };
   }
 
@@ -107,9 +120,12 @@ export class PodReconciler {
     try {
       // The pod as if the request were recorded: what the budgets and the step are decided on.
       const asked = withRequest(pod, request);
-      const start = rolloutStart(pod, request, this.context(asked, now), this.d.config);
+      // A pod that pre-pulls first gets the request (createPullPod is no guarded write): its own
+      // reconcile pulls, then drains.
+      const context = this.context(asked, now);
+      const start = rolloutStart(pod, request, context, this.d.config);
       if (start.write === 'step') {
-        await this.apply(asked, start.step, now, labels);
+        await this.apply(asked, start.step, now, context, labels);
         return 'step';
       }
       const body = { metadata: { resourceVersion: pod.metadata.resourceVersion, annotations: { [UPDATE_ANNOTATION]: encodeUpdateState(request) }, ...(labels ? { labels } : {}) } };
@@ -120,6 +136,60 @@ export class PodReconciler {
       throw err;
     } finally {
       this.starting.delete(key);
+    }
+  }
+
+  /** The pod's pull pods, its node's images and the node's other pulls; undefined with pre-pull off. Also for a rollout deciding whether a pod pulls before its drain (pullsBeforeDrain). */
+  pullContext(pod: Pod): PullContext | undefined {
+    const { pulls, nodes, config } = this.d;
+    if (config.prePull === undefined || pulls === undefined) return undefined;
+    const node = pod.spec.nodeName;
+    const mine: PullPod[] = [];
+    let busy = node === undefined ? 0 : (this.creating.get(node) ?? 0);
+    for (const p of pulls.store.values()) {
+      if (p.metadata.namespace === pod.metadata.namespace && p.metadata.labels?.[PULL_FOR_LABEL] === pod.metadata.uid) mine.push(p);
+      else if (node !== undefined && p.spec.nodeName === node && pullPodActive(p)) busy++;
+    }
+    const seen = node === undefined ? undefined : nodes?.store.get(node);
+    return { pods: mine, busyOnNode: busy, nodeReady: seen?.ready === true, ...(seen?.images ? { nodeImages: seen.images } : {}) };
+  }
+
+  private async createPullPod(pod: Pod, step: Extract<Step, { kind: 'createPullPod' }>, ctx: PodContext): Promise<QueueResult> {
+    const node = pod.spec.nodeName ?? '';
+    this.creating.set(node, (this.creating.get(node) ?? 0) + 1);
+    try {
+      const created = await this.d.client.post<Pod>(`/api/v1/namespaces/${pod.metadata.namespace ?? ''}/pods?fieldManager=${WATCHER_FIELD_MANAGER}`, step.pullPod);
+      this.d.pulls?.upsert(created);
+      this.d.log.info({ pod: podKey(pod), pullPod: step.pullPod.metadata.name, node, images: step.images }, 'pre-pull started');
+    } catch (err) {
+      // Made before, by this watcher or one that crashed: its status is on the way.
+      if (err instanceof ApiError && err.status === 409) return { requeueAfterMs: 1000 };
+      if (!(err instanceof ApiError) || !isPermanentRefusal(err.status)) throw err;
+      // A quota, a policy or Pod Security refused it: the update goes on as it did before pre-pull.
+      this.d.log.warn({ pod: podKey(pod), status: err.status, err: err.detail }, 'pull pod refused; draining without a pre-pull');
+      return await this.apply(pod, pullPodRefused(pod, ctx, this.d.config, err.detail), ctx.now);
+    } finally {
+      const left = (this.creating.get(node) ?? 1) - 1;
+      if (left === 0) this.creating.delete(node);
+      else this.creating.set(node, left);
+    }
+    return { requeueAfterMs: step.requeueAfterMs };
+  }
+
+  /** Deletes pull pods, each guarded by its uid; never anything on the node (its images stay to the kubelet's GC). */
+  private async deletePullPods(pod: Pod, names: string[]): Promise<void> {
+    for (const name of names) {
+      const pull = this.d.pulls?.store.get(`${pod.metadata.namespace ?? ''}/${name}`);
+      try {
+        await this.d.client.request('DELETE', `/api/v1/namespaces/${pod.metadata.namespace ?? ''}/pods/${name}`, {
+          apiVersion: 'v1', kind: 'DeleteOptions', gracePeriodSeconds: 0, propagationPolicy: 'Background',
+          ...(pull?.metadata.uid ? { preconditions: { uid: pull.metadata.uid } } : {}),
+        });
+        this.d.log.debug({ pod: podKey(pod), pullPod: name }, 'pull pod deleted');
+      } catch (err) {
+        if (!(err instanceof ApiError) || (err.status !== 404 && err.status !== 409)) throw err;
+      }
+      this.d.pulls?.store.delete(`${pod.metadata.namespace ?? ''}/${name}`);
     }
   }
 
@@ -146,9 +216,11 @@ export class PodReconciler {
   }
 
   /** `labels`: set in the same write (a rollout's request carries the StatefulSet revision). */
-  private async apply(pod: Pod, step: Step, now: Date, labels?: Record<string, string>): Promise<QueueResult> {
+  private async apply(pod: Pod, step: Step, now: Date, ctx: PodContext = { now }, labels?: Record<string, string>): Promise<QueueResult> {
     const { client, pods, log } = this.d;
     switch (step.kind) {
+      case 'createPullPod':
+        return await this.createPullPod(pod, step, ctx);
       case 'none':
         if (step.why.startsWith('unreadable')) log.warn({ pod: podKey(pod), why: step.why }, 'cannot read the lifecycle state');
         else if (step.why.startsWith('waiting for EndpointSlice')) log.debug({ pod: podKey(pod), why: step.why }, 'drain not confirmed yet');

@@ -19,7 +19,8 @@ import { LeaderElector } from './leader.ts';
 import { apiRequestObserver, createWatcherMetrics, queueObserver } from './metrics.ts';
 import { PodReconciler, phaseOf } from './pod-reconciler.ts';
 import { WorkQueue } from './queue.ts';
-import { trimBudget, trimEndpointSlice, trimNamespace, trimNode, trimPod, trimService, trimWorkload, type BudgetMeta, type NamespaceMeta, type NodeMeta } from './trim.ts';
+import { PULL_LABEL, pullPodActive, type PullPod } from '../core/pre-pull.ts';
+import { trimBudget, trimEndpointSlice, trimNamespace, trimNode, trimPod, trimPullPod, trimService, trimWorkload, type BudgetMeta, type NamespaceMeta, type NodeMeta } from './trim.ts';
 import { EndpointIndex } from './endpoints.ts';
 import type { ServiceView, SliceView } from '../core/endpoints.ts';
 
@@ -111,6 +112,23 @@ export async function runWatcher(settings: Settings, logTo?: DestinationStream):
     },
   });
   const nodes = new Informer<NodeMeta>(client, { path: '/api/v1/nodes', trim: trimNode, log, resyncMs: w.resyncSeconds * 1000, onChange: () => undefined });
+  // Pull pods (core/pre-pull.ts): a change of one is its owner's to decide on.
+  const pulls = new Informer<PullPod>(client, {
+    path: '/api/v1/pods',
+    labelSelector: `${PULL_LABEL}=true`,
+    trim: trimPullPod,
+    log,
+    resyncMs: w.resyncSeconds * 1000,
+    onChange: (key, pull) => {
+      const owner = pull?.metadata.ownerReferences?.find((o) => o.kind === 'Pod')?.name;
+      const ownerKey = owner === undefined ? undefined : `${key.split('/')[0] ?? ''}/${owner}`;
+      if (leading && ownerKey !== undefined && pods.store.has(ownerKey)) queue.add(ownerKey);
+      // A pull that ended frees a slot on its node: the pods waiting there need not wait for their retry.
+      if (leading && pull && !pullPodActive(pull)) {
+        for (const [k, p] of pods.store) if (p.spec.nodeName === pull.spec.nodeName && p.metadata.annotations?.[UPDATE_ANNOTATION]?.includes('"phase":"Pending"')) queue.add(k);
+      }
+    },
+  });
   // Everything the leader writes goes through `work`: losing the lease aborts its signal, so no
   // write is sent after, and one in flight is cut off (the new leader decides from the pods again).
   let term = new AbortController();
@@ -124,9 +142,17 @@ export async function runWatcher(settings: Settings, logTo?: DestinationStream):
     events,
     metrics,
     log,
-    config: { defaultGraceSeconds: settings.gracePeriodSeconds, progressDeadlineSeconds: w.progressDeadlineSeconds, drainDeadlineSeconds: w.drainDeadlineSeconds },
+    config: {
+      defaultGraceSeconds: settings.gracePeriodSeconds,
+      progressDeadlineSeconds: w.progressDeadlineSeconds,
+      drainDeadlineSeconds: w.drainDeadlineSeconds,
+      // A pull gets as long as a written image gets to come up.
+      ...(w.prePull ? { prePull: { perNode: w.prePullPerNode, deadlineSeconds: w.progressDeadlineSeconds } } : {}),
+    },
     clock: () => new Date(),
     budgets,
+    pulls,
+    nodes,
   });
   const rollouts = new RolloutReconciler({
     client: work, pods, deployments, statefulSets, replicaSets, events, metrics, log, clock: () => new Date(), nodes,
@@ -149,7 +175,7 @@ export async function runWatcher(settings: Settings, logTo?: DestinationStream):
     },
   });
 
-  const informers = [pods, namespaces, services, slices, deployments, statefulSets, replicaSets, budgets, nodes];
+  const informers = [pods, namespaces, services, slices, deployments, statefulSets, replicaSets, budgets, nodes, ...(w.prePull ? [pulls] : [])];
   const informersDone = Promise.all(informers.map((i) => i.run(abort.signal)));
   await Promise.all(informers.map((i) => i.waitForSync()));
   log.info({ pods: pods.store.size, namespaces: namespaces.store.size }, 'caches synced');

@@ -6,6 +6,7 @@ import type { LabelSelector } from '../core/disruption.ts';
 import { PRIORITY_ANNOTATION, SCATTER_ANNOTATION } from '../core/rollout-order.ts';
 import { SERVICE_NAME_LABEL, type EndpointView, type ServiceView, type SliceView } from '../core/endpoints.ts';
 import type { Container, ContainerStatus, Pod } from '../core/kube-types.ts';
+import type { PullPod } from '../core/pre-pull.ts';
 import { GRACE_PERIOD_ANNOTATION, IMAGE_REWRITES_ANNOTATION, READINESS_GATE, PARTITION_ANNOTATION, ROLLOUT_ANNOTATION, ROLLOUT_IN_PROGRESS, ROLLOUT_STATE_ANNOTATION, SERVING_CONTAINERS_ANNOTATION, UPDATE_ANNOTATION } from '../core/names.ts';
 import type { Workload } from '../core/workload-types.ts';
 
@@ -22,7 +23,7 @@ function keepAnnotations(all: Record<string, string> | undefined): Record<string
   return out;
 }
 
-const container = (c: Container): Container => ({ name: c.name, ...(c.image === undefined ? {} : { image: c.image }), ...(c.restartPolicy ? { restartPolicy: c.restartPolicy } : {}) });
+const container = (c: Container): Container => ({ name: c.name, ...(c.image === undefined ? {} : { image: c.image }), ...(c.restartPolicy ? { restartPolicy: c.restartPolicy } : {}), ...(c.imagePullPolicy ? { imagePullPolicy: c.imagePullPolicy } : {}) });
 const status = (s: ContainerStatus): ContainerStatus => ({
   name: s.name,
   image: s.image,
@@ -63,6 +64,9 @@ export function trimPod(raw: unknown): Pod {
       ...(spec.initContainers ? { initContainers: spec.initContainers.map(container) } : {}),
       ...(spec.readinessGates ? { readinessGates: spec.readinessGates } : {}),
       ...(spec.nodeName ? { nodeName: spec.nodeName } : {}),
+      // What a pull pod pulls with: the pod's own credentials.
+      ...(spec.serviceAccountName ? { serviceAccountName: spec.serviceAccountName } : {}),
+      ...(spec.imagePullSecrets?.length ? { imagePullSecrets: spec.imagePullSecrets.map((s) => ({ name: s.name })) } : {}),
     },
     ...(st
       ? {
@@ -149,14 +153,49 @@ export function trimBudget(raw: unknown): BudgetMeta {
   };
 }
 
-/** A node as scatter reads it: its name and labels (zone, hostname). */
+/** A node as scatter and pre-pull read it: its name, labels (zone, hostname) and the image names it has. */
 export interface NodeMeta {
   metadata: { name?: string | undefined; resourceVersion?: string | undefined; labels?: Record<string, string> | undefined };
+  /** node.status.images' names (tags and digests), when the kubelet reports any. */
+  images?: ReadonlySet<string>;
+  /** Its Ready condition is True. */
+  ready?: boolean;
 }
 
 export function trimNode(raw: unknown): NodeMeta {
-  const m = (raw as NodeMeta).metadata;
-  return { metadata: { name: m.name, resourceVersion: m.resourceVersion, ...(m.labels ? { labels: m.labels } : {}) } };
+  const { metadata: m, status } = raw as NodeMeta & { status?: { images?: { names?: string[] | null }[] | null; conditions?: { type: string; status: string }[] | null } };
+  const images = new Set<string>();
+  for (const i of status?.images ?? []) for (const n of i.names ?? []) images.add(n);
+  const ready = status?.conditions?.some((c) => c.type === 'Ready' && c.status === 'True') === true;
+  return { metadata: { name: m.name, resourceVersion: m.resourceVersion, ...(m.labels ? { labels: m.labels } : {}) }, ...(images.size > 0 ? { images } : {}), ...(ready ? { ready } : {}) };
+}
+
+/** A pull pod (core/pre-pull.ts): who it is for, where, its images, and what the kubelet says. */
+export function trimPullPod(raw: unknown): PullPod {
+  const { metadata: m, spec, status: st } = raw as PullPod;
+  return {
+    metadata: {
+      name: m.name,
+      namespace: m.namespace,
+      uid: m.uid,
+      resourceVersion: m.resourceVersion,
+      ...(m.creationTimestamp ? { creationTimestamp: m.creationTimestamp } : {}),
+      ...(m.labels ? { labels: m.labels } : {}),
+      ...(m.ownerReferences ? { ownerReferences: m.ownerReferences } : {}),
+      ...(m.deletionTimestamp ? { deletionTimestamp: m.deletionTimestamp } : {}),
+    },
+    spec: { ...(spec.nodeName ? { nodeName: spec.nodeName } : {}), containers: spec.containers.map((c) => ({ name: c.name, ...(c.image === undefined ? {} : { image: c.image }) })) },
+    ...(st
+      ? {
+          status: {
+            ...(st.phase ? { phase: st.phase } : {}),
+            ...(st.reason ? { reason: st.reason } : {}),
+            ...(st.message ? { message: st.message } : {}),
+            ...(st.containerStatuses ? { containerStatuses: st.containerStatuses.map((s) => ({ name: s.name, image: s.image, ...(s.state ? { state: s.state } : {}) })) } : {}),
+          },
+        }
+      : {}),
+  };
 }
 
 interface RawSlice {

@@ -14,7 +14,9 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Pod } from '../../src/core/kube-types.ts';
 import { READINESS_GATE } from '../../src/core/names.ts';
 import { applyManifest, createNamespace, eventually, kubectl, kubectlJson } from './support/kube.ts';
-import { lab, onRealNodes, startTraffic, versionsByPod, type Lab, type Request, type Traffic } from './support/lab.ts';
+import { lab, onRealNodes, retag, startTraffic, versionsByPod, type Lab, type Request, type Traffic } from './support/lab.ts';
+import { record } from './support/recorder.ts';
+import { PULL_FOR_LABEL } from '../../src/core/pre-pull.ts';
 import { conditionOf, phaseIs, settled, stateOf, statusOf } from './support/pods.ts';
 import { startLeadingWatcher, type WatcherProcess } from './support/watcher.ts';
 
@@ -198,16 +200,65 @@ describe('the lifecycle on a real runtime', () => {
     expect(conditionOf(stalled, READINESS_GATE)).toBe('False');
   }, 180_000);
 
-  it('ends Stalled, out of endpoints, on a tag the registry does not have', async () => {
+  // Pre-pull (--pre-pull, on by default): the pull happens on the node while the pod still serves.
+  const pullPodsOf = async (uid: string) => (await kubectlJson<{ items: Pod[] }>(['-n', OPTED_IN, 'get', 'pods', '-l', `${PULL_FOR_LABEL}=${uid}`])).items;
+  const gateFalse = (p: Pod) => conditionOf(p, READINESS_GATE) === 'False';
+
+  it('pulls the new image on the node of the pod before the condition goes False, then removes the pull pod', async () => {
+    await applyManifest(pod('prepull'));
+    const before = await settled(OPTED_IN, 'prepull', 90_000);
+    // A tag no node has pulled (nodes keep images between runs), with v2's content.
+    const image = await retag(L.image('v2'), `v2-prepull-${id}`);
+    const watch = await record(`/api/v1/namespaces/${OPTED_IN}/pods`);
+    try {
+      await kubectl(['-n', OPTED_IN, 'set', 'image', 'pod/prepull', `app=${image}`]);
+      const after = await settled(OPTED_IN, 'prepull', 90_000);
+      // status.image names one tag of the image's digest; where the node has v2 already, that may be :v2.
+      expect(after.spec.containers[0]?.image).toBe(image);
+      expect(statusOf(after, 'app')?.imageID).toBe(`${L.image('v2').replace(/:v2$/, '')}@${L.digests.get(L.image('v2'))!}`);
+      expect(statusOf(after, 'app')?.restartCount).toBe(statusOf(before, 'app')!.restartCount + 1);
+    } finally {
+      watch.stop();
+    }
+    // One watch stream: its order is the apiserver's, not a race between two clients.
+    const seen = watch.seen;
+    const pulled = seen.findIndex((e) => e.object.metadata.labels?.[PULL_FOR_LABEL] === before.metadata.uid &&
+      e.object.spec.nodeName === before.spec.nodeName && e.object.spec.containers[0]?.image === image &&
+      (e.object.status?.containerStatuses ?? []).some((s) => s.state?.terminated !== undefined || s.state?.running !== undefined ||
+        ['CreateContainerError', 'RunContainerError', 'StartError'].includes(s.state?.waiting?.reason ?? '')));
+    const drained = seen.findIndex((e) => e.object.metadata.name === 'prepull' && gateFalse(e.object));
+    expect(pulled, 'the pull pod showed the image on the node').toBeGreaterThanOrEqual(0);
+    expect(drained, 'the condition went False').toBeGreaterThanOrEqual(0);
+    expect(pulled).toBeLessThan(drained);
+    // The pull pod's spec: pinned, owned, restricted.
+    const pullPod = seen[pulled]!.object;
+    expect(pullPod.metadata.ownerReferences).toEqual([expect.objectContaining({ kind: 'Pod', name: 'prepull', uid: before.metadata.uid })]);
+    expect(pullPod.spec).toMatchObject({ restartPolicy: 'Never', securityContext: { runAsNonRoot: true } });
+    await eventually('the pull pods gone', async () => ((await pullPodsOf(before.metadata.uid ?? '')).length === 0 ? true : undefined), 30_000, 250);
+  }, 180_000);
+
+  it('ends Stalled before any drain on a tag the registry does not have: the pod keeps serving its old image', async () => {
     await applyManifest(pod('missing'));
-    await settled(OPTED_IN, 'missing', 90_000);
-    await kubectl(['-n', OPTED_IN, 'set', 'image', 'pod/missing', `app=${L.image('no-such-tag')}`]);
-    const stalled = await phaseIs(OPTED_IN, 'missing', 'Stalled', 90_000);
-    expect(stateOf(stalled)?.stalled?.reason).toMatch(/^(ErrImagePull|ImagePullBackOff)$/);
-    expect(conditionOf(stalled, READINESS_GATE)).toBe('False');
-    expect(conditionOf(stalled, 'Ready')).toBe('False');
-    const events = await kubectlJson<{ items: { reason: string; type: string; regarding?: { name?: string } }[] }>(
+    const before = await settled(OPTED_IN, 'missing', 90_000);
+    const watch = await record(`/api/v1/namespaces/${OPTED_IN}/pods?fieldSelector=metadata.name%3Dmissing`);
+    let stalled: Pod;
+    try {
+      await kubectl(['-n', OPTED_IN, 'set', 'image', 'pod/missing', `app=${L.image('no-such-tag')}`]);
+      stalled = await phaseIs(OPTED_IN, 'missing', 'Stalled', 90_000);
+    } finally {
+      watch.stop();
+    }
+    expect(stateOf(stalled)?.stalled?.reason).toBe('PrePullFailed');
+    expect(stateOf(stalled)?.stalled?.message).toMatch(/no-such-tag.*(ErrImagePull|ImagePullBackOff)/);
+    // Never drained: the condition never went False, the image was never written, the container never restarted.
+    expect(watch.seen.filter((e) => gateFalse(e.object))).toEqual([]);
+    expect(conditionOf(stalled, READINESS_GATE)).toBe('True');
+    expect(conditionOf(stalled, 'Ready')).toBe('True');
+    expect(stalled.spec.containers[0]?.image).toBe(L.image('v1'));
+    expect(statusOf(stalled, 'app')).toMatchObject({ image: L.image('v1'), ready: true, restartCount: statusOf(before, 'app')!.restartCount });
+    const events = await kubectlJson<{ items: { reason: string; type: string; note?: string }[] }>(
       ['-n', OPTED_IN, 'get', 'events.events.k8s.io', '--field-selector', 'regarding.name=missing']);
-    expect(events.items.some((e) => e.reason === 'InPlaceUpdateStalled' && e.type === 'Warning')).toBe(true);
+    expect(events.items.some((e) => e.reason === 'InPlaceUpdateStalled' && e.type === 'Warning' && (e.note ?? '').includes('no-such-tag'))).toBe(true);
+    await eventually('the pull pods gone', async () => ((await pullPodsOf(before.metadata.uid ?? '')).length === 0 ? true : undefined), 30_000, 250);
   }, 180_000);
 });

@@ -3,7 +3,8 @@ import { describe, expect, it } from 'vitest';
 import { specImages, type ImageMap } from '../../src/core/containers.ts';
 import { parseImageReference } from '../../src/core/images.ts';
 import type { ContainerStatus, Pod } from '../../src/core/kube-types.ts';
-import { nextStep, rolloutStart, type LifecycleConfig, type PodContext, type Step } from '../../src/core/lifecycle.ts';
+import { PULL_SLOT_RETRY_MS, nextStep, pullsBeforeDrain, rolloutStart, wantedPullPod, type LifecycleConfig, type PodContext, type Step } from '../../src/core/lifecycle.ts';
+import { PULL_FOR_LABEL, pullPodName, type PullPod } from '../../src/core/pre-pull.ts';
 import { GRACE_PERIOD_ANNOTATION, READINESS_GATE, SERVING_CONTAINERS_ANNOTATION, UPDATE_ANNOTATION } from '../../src/core/names.ts';
 import { servingContainers } from '../../src/core/serving.ts';
 import type { ContainerRecord, UpdateState } from '../../src/core/state.ts';
@@ -184,6 +185,8 @@ function applyStep(pod: Pod, step: Step): Pod {
       const next = withState(withSpecImages(pod, step.images), step.state);
       return { ...next, metadata: { ...next.metadata, generation: (next.metadata.generation ?? 0) + 1 } };
     }
+    case 'createPullPod':
+      return pod;
   }
 }
 
@@ -897,13 +900,13 @@ describe('containers that serve no traffic: updated in place without a drain', (
 
 /** The step with its state's `rollout` marker taken out, to compare with a single pod's. */
 function withoutRollout(step: Step): Step {
-  if (step.kind === 'none' || step.kind === 'setCondition' || step.state === undefined) return step;
+  if (step.kind === 'none' || step.kind === 'setCondition' || step.kind === 'createPullPod' || step.state === undefined) return step;
   const { rollout: _r, ...state } = step.state;
   return { ...step, state };
 }
 
 function withoutEvent(step: Step): Step {
-  if (step.kind === 'none') return step;
+  if (step.kind === 'none' || step.kind === 'createPullPod') return step;
   const { event: _e, ...rest } = step;
   return rest;
 }
@@ -976,8 +979,9 @@ describe('a rollout pod, end to end: three writes of inplace-gate, no Normal Eve
     const events: string[] = [];
     const apply = (s: Step) => {
       if (s.kind === 'setCondition') writes.push('condition');
+      else if (s.kind === 'createPullPod') writes.push('pull pod');
       else if (s.kind !== 'none') writes.push(s.kind === 'writeImages' ? 'images' : (s.state?.phase ?? 'done'));
-      if (s.kind !== 'none' && s.event) events.push(s.event.reason);
+      if (s.kind !== 'none' && s.kind !== 'createPullPod' && s.event) events.push(s.event.reason);
       pod = applyStep(pod, s);
     };
     const start = rolloutStart(pod, pendingState({ app: APP_NEW }, { rollout: 'Deployment/web' }), ctx, config);
@@ -997,5 +1001,151 @@ describe('a rollout pod, end to end: three writes of inplace-gate, no Normal Eve
     apply(nextStep(pod, later, config));
     expect(writes).toEqual(['Draining', 'images', 'done']);
     expect(events).toEqual([]);
+  });
+});
+
+// ---- Pre-pull: the new images on the node before the drain (core/pre-pull.ts) ----
+
+describe('Pending with pre-pull: the images are pulled on the node before the condition goes False', () => {
+  const prePull = { perNode: 2, deadlineSeconds: 300 };
+  const pulling: LifecycleConfig = { ...config, prePull };
+  const pending = pendingState({ app: APP_NEW });
+  const serving = runningPod({ state: pending });
+  const PULL_NAME = pullPodName(serving.metadata.name ?? '', [APP_NEW]);
+  type Shape = { waiting?: string; message?: string; running?: true; terminated?: string; phase?: string; reason?: string; createdAt?: string };
+  const pullPod = (shape: Shape, images = [APP_NEW]): PullPod => ({
+    metadata: { name: pullPodName(serving.metadata.name ?? '', images), namespace: 'shop', uid: 'pull-uid', creationTimestamp: shape.createdAt ?? at(-20), labels: { [PULL_FOR_LABEL]: serving.metadata.uid ?? '' } },
+    spec: { nodeName: 'node-a', containers: images.map((image, i) => ({ name: `pull-${String(i)}`, image })) },
+    status: {
+      phase: shape.phase ?? 'Pending',
+      ...(shape.reason ? { reason: shape.reason } : {}),
+      containerStatuses: shape.waiting === undefined && shape.running === undefined && shape.terminated === undefined ? [] : images.map((image, i) => ({
+        name: `pull-${String(i)}`,
+        image,
+        state: shape.running ? { running: {} } : shape.terminated ? { terminated: { reason: shape.terminated, exitCode: 128 } } : { waiting: { reason: shape.waiting, ...(shape.message ? { message: shape.message } : {}) } },
+      })),
+    },
+  });
+  const withPull = (pods: PullPod[], extra: Partial<PodContext['pull'] & object> = {}): PodContext => ({ now, pull: { pods, busyOnNode: 0, nodeReady: true, ...extra } });
+  const drains = { kind: 'transition', condition: { status: 'False', reason: 'Draining' }, state: { phase: 'Draining' } };
+
+  it('no pull pod yet: one is created on the node, the condition untouched', () => {
+    const step = nextStep(serving, withPull([]), pulling);
+    expect(step).toMatchObject({ kind: 'createPullPod', images: [APP_NEW], pullPod: { metadata: { name: PULL_NAME, namespace: 'shop' }, spec: { nodeName: 'node-a' } } });
+    expect(applyStep(serving, step)).toEqual(serving);
+  });
+
+  it.each<[string, Shape]>([
+    ['the kubelet is still pulling (ContainerCreating)', { waiting: 'ContainerCreating' }],
+    ['no container status yet', {}],
+  ])('%s: it waits, serving', (_what, shape) => {
+    expect(nextStep(serving, withPull([pullPod(shape)]), pulling)).toMatchObject({ kind: 'none', why: expect.stringContaining('pulling on the node') as unknown });
+  });
+
+  it.each<[string, Shape]>([
+    ['StartError (runc: the command is not in the image)', { terminated: 'StartError', phase: 'Failed' }],
+    ['RunContainerError', { waiting: 'RunContainerError' }],
+    ['CreateContainerError', { waiting: 'CreateContainerError' }],
+    ['CreateContainerConfigError', { waiting: 'CreateContainerConfigError' }],
+    ['running (a hollow kubelet runs anything)', { running: true, phase: 'Running' }],
+  ])('pulled, shown by %s: the drain starts', (_what, shape) => {
+    const step = nextStep(serving, withPull([pullPod(shape)]), pulling);
+    expect(step).toMatchObject({ ...drains, event: { note: expect.stringContaining(`Pulled ${APP_NEW} on node-a`) as unknown } });
+  });
+
+  it.each<[string, string]>([
+    ['ErrImagePull', 'failed to pull and unpack image "registry.example.com:5000/shop/web:1.5.0": not found'],
+    ['ImagePullBackOff', 'Back-off pulling image "registry.example.com:5000/shop/web:1.5.0"'],
+    ['InvalidImageName', 'Failed to apply default image tag'],
+    ['ErrImageNeverPull', 'Container image is not present with pull policy of Never'],
+  ])('%s: Stalled before any drain, the condition True, a Warning with the kubelet\'s message', (reason, message) => {
+    const step = nextStep(serving, withPull([pullPod({ waiting: reason, message })]), pulling);
+    expect(step).toEqual({
+      kind: 'transition',
+      condition: { status: 'True', reason: 'InPlaceUpdatePullFailed', message: expect.stringContaining(message) as unknown },
+      state: { ...pending, phase: 'Stalled', stalled: { reason: 'PrePullFailed', message: `${APP_NEW} cannot be pulled on node-a: ${reason}: ${message}`, since: now.toISOString() } },
+      event: { type: 'Warning', reason: 'InPlaceUpdateStalled', action: 'PrePull', note: expect.stringContaining(message) as unknown },
+      outcome: { result: 'stalled', durationSeconds: 120 },
+    });
+    // Nothing more to do: it stays serving, on record as Stalled.
+    const stalled = applyStep(serving, step);
+    expect(gateOf(stalled)).toBe('True');
+    expect(specImages(stalled.spec)).toEqual({ app: APP_OLD });
+    expect(nextStep(stalled, withPull([]), pulling)).toMatchObject({ kind: 'none', why: expect.stringContaining('pre-pull failed') as unknown });
+    expect(wantedPullPod(stalled, withPull([]), pulling)).toBeUndefined();
+  });
+
+  it('Stalled PrePullFailed with the condition reset to False: back to True, nothing was drained', () => {
+    const stalled = withCondition(withState(serving, { ...pending, phase: 'Stalled', stalled: { reason: 'PrePullFailed', message: 'nope', since: at(-5) } }), 'False');
+    expect(nextStep(stalled, withPull([]), pulling)).toEqual({ kind: 'setCondition', condition: { status: 'True', reason: 'InPlaceUpdatePullFailed', message: 'kept the running images: nope' } });
+  });
+
+  it.each<[string, Shape]>([
+    ['ended with no answer (activeDeadlineSeconds)', { waiting: 'ContainerCreating', phase: 'Failed', reason: 'DeadlineExceeded' }],
+    ['refused by the kubelet (no room)', { phase: 'Failed', reason: 'OutOfcpu' }],
+    ['silent past its deadline (a node with no kubelet)', { createdAt: at(-331) }],
+  ])('a pull pod %s does not block the update: the drain starts, the kubelet pulls after it', (_what, shape) => {
+    expect(nextStep(serving, withPull([pullPod(shape)]), pulling)).toMatchObject({ ...drains, event: { note: expect.stringContaining('Pre-pull gave no answer') as unknown } });
+  });
+
+  it('a silent pull pod is looked at again when the watcher gives up on it', () => {
+    expect(nextStep(serving, withPull([pullPod({ createdAt: at(-20) })]), pulling)).toMatchObject({ kind: 'none', requeueAfterMs: 310_000 });
+  });
+
+  it.each<[string, LifecycleConfig, Pod, PodContext]>([
+    ['pre-pull is off', config, serving, withPull([])],
+    ['the node lists the image already', pulling, serving, withPull([], { nodeImages: new Set([APP_NEW]) })],
+    ['imagePullPolicy Never', pulling, { ...serving, spec: { ...serving.spec, containers: serving.spec.containers.map((c) => ({ ...c, imagePullPolicy: 'Never' })) } }, withPull([])],
+    ['the pod is not on a node', pulling, { ...serving, spec: { ...serving.spec, nodeName: undefined } }, withPull([])],
+    ['its node is not Ready (no kubelet would answer)', pulling, serving, withPull([], { nodeReady: false })],
+  ])('no pull when %s: the drain starts at once', (_what, cfg, pod, c) => {
+    expect(nextStep(pod, c, cfg)).toMatchObject(drains);
+    expect(wantedPullPod(pod, c, cfg)).toBeUndefined();
+  });
+
+  it('a pod already drained (condition False) is not pulled for: its images are written at once', () => {
+    const out = withCondition(withState(runningPod(), pendingState({ app: APP_NEW }, { drained: true })), 'False');
+    expect(nextStep(out, withPull([]), pulling)).toMatchObject({ kind: 'writeImages' });
+  });
+
+  it('the node has its pulls running: it waits for a slot, serving', () => {
+    expect(nextStep(serving, withPull([], { busyOnNode: 2 }), pulling)).toEqual({ kind: 'none', why: expect.stringContaining('pull slot on node node-a') as unknown, requeueAfterMs: PULL_SLOT_RETRY_MS });
+    expect(nextStep(serving, withPull([], { busyOnNode: 1 }), pulling)).toMatchObject({ kind: 'createPullPod' });
+  });
+
+  it('a pull pod for images no longer requested is not the one wanted: a new one is created, the old one is stale', () => {
+    const old = pullPod({ terminated: 'StartError' }, [PROXY_NEW]);
+    expect(nextStep(serving, withPull([old]), pulling)).toMatchObject({ kind: 'createPullPod', pullPod: { metadata: { name: PULL_NAME } } });
+    expect(wantedPullPod(serving, withPull([old]), pulling)).toBe(PULL_NAME);
+  });
+
+  it('a disruption budget with nothing to spare: the pull goes first, the drain waits for the budget', () => {
+    const disruption = { budget: 'web', message: 'PodDisruptionBudget web allows no disruption now' };
+    expect(nextStep(serving, { ...withPull([]), disruption }, pulling)).toMatchObject({ kind: 'createPullPod' });
+    expect(nextStep(serving, { ...withPull([pullPod({ terminated: 'StartError' })]), disruption }, pulling)).toMatchObject({ kind: 'setCondition', condition: { status: 'True', reason: 'WaitingForDisruptionBudget' } });
+  });
+
+  it.each<[string, PodContext, boolean]>([
+    ['the node lacks the image', withPull([]), true],
+    ['the node has it', withPull([], { nodeImages: new Set([APP_NEW]) }), false],
+    ['the node is not Ready', withPull([], { nodeReady: false }), false],
+  ])('for a rollout that would write Draining itself: a serving pod pulls first when %s', (_what, c, pulls) => {
+    const ready = runningPod();
+    expect(pullsBeforeDrain(ready, { app: APP_NEW }, c, pulling)).toBe(pulls);
+    expect(pullsBeforeDrain(ready, { app: APP_NEW }, c, config)).toBe(false);
+  });
+
+  it('a walk: the condition goes False only once the pull pod shows the image on the node, and the pull pod is unwanted after', () => {
+    let pod = serving;
+    const create = nextStep(pod, withPull([]), pulling);
+    expect(create.kind).toBe('createPullPod');
+    expect(wantedPullPod(pod, withPull([]), pulling)).toBe(PULL_NAME);
+    expect(nextStep(pod, withPull([pullPod({ waiting: 'ContainerCreating' })]), pulling).kind).toBe('none');
+    expect(gateOf(pod)).toBe('True');
+    const drain = nextStep(pod, withPull([pullPod({ terminated: 'StartError', phase: 'Failed' })]), pulling);
+    pod = applyStep(pod, drain);
+    expect(gateOf(pod)).toBe('False');
+    // Draining: the shell deletes the pull pod; a watcher restarted here finds it unwanted too.
+    expect(wantedPullPod(pod, withPull([pullPod({ terminated: 'StartError', phase: 'Failed' })]), pulling)).toBeUndefined();
   });
 });

@@ -1,8 +1,16 @@
 import { describe, expect, it } from 'vitest';
-import type { Pod } from '../../src/core/kube-types.ts';
+import type { Pod, PodCondition } from '../../src/core/kube-types.ts';
 import { READINESS_GATE, UPDATE_ANNOTATION } from '../../src/core/names.ts';
 import type { UpdateState } from '../../src/core/state.ts';
-import { ApiError } from '../../src/kube/client.ts';
+import { ApiError, type KubeClient } from '../../src/kube/client.ts';
+import { createLogger } from '../../src/log.ts';
+import { EndpointIndex } from '../../src/watcher/endpoints.ts';
+import { EventRecorder } from '../../src/watcher/events.ts';
+import { Informer } from '../../src/watcher/informer.ts';
+import { createWatcherMetrics } from '../../src/watcher/metrics.ts';
+import { PodReconciler } from '../../src/watcher/pod-reconciler.ts';
+import { trimNamespace, trimNode, trimPod, trimPullPod, type NamespaceMeta, type NodeMeta } from '../../src/watcher/trim.ts';
+import { PULL_FOR_LABEL, type PullPod } from '../../src/core/pre-pull.ts';
 import { buildPod } from '../support/pods.ts';
 import { fakeApiserver, testReconciler } from '../support/reconciler.ts';
 
@@ -79,5 +87,87 @@ describe('PodReconciler: a refused image write', () => {
     expect(stateOf(api.stored())).toMatchObject({ phase: 'Draining' });
     expect(gateOf(api.stored())?.status).toBe('False');
     expect(api.events).toHaveLength(0);
+  });
+});
+
+describe('PodReconciler: pre-pull', () => {
+  const NEW = 'registry.example.com:5000/shop/web:1.5.0';
+  const pendingPod = () => buildPod({ containers: [{ name: 'app', image: OLD }], state: { phase: 'Pending', images: { app: NEW }, requestedBy: 'bob', requestedAt: '2026-11-28T11:59:00Z' } });
+
+  async function reconcileWithPulls(pod: Pod, answer: { create?: ApiError }, pullPods: PullPod[] = []) {
+    let stored = structuredClone(pod);
+    const calls: { method: string; path: string; body: unknown }[] = [];
+    const client = {
+      patch: (path: string, body: { metadata?: { annotations?: Record<string, string | null> }; status?: { conditions?: PodCondition[] } }) => {
+        calls.push({ method: 'PATCH', path, body });
+        const next = structuredClone(stored);
+        next.metadata.annotations = { ...next.metadata.annotations };
+        for (const [k, v] of Object.entries(body.metadata?.annotations ?? {})) {
+          if (v === null) delete next.metadata.annotations[k];
+          else next.metadata.annotations[k] = v;
+        }
+        const status = (next.status ??= {});
+        for (const c of body.status?.conditions ?? []) status.conditions = [...(status.conditions ?? []).filter((o) => o.type !== c.type), c];
+        next.metadata.resourceVersion = String(Number(next.metadata.resourceVersion ?? '1') + 1);
+        stored = next;
+        return Promise.resolve(structuredClone(next));
+      },
+      post: (path: string, body: unknown) => {
+        calls.push({ method: 'POST', path, body });
+        if (path.includes('/pods') && answer.create) return Promise.reject(answer.create);
+        return Promise.resolve({ ...(body as object), metadata: { ...(body as Pod).metadata, uid: 'pull-uid', resourceVersion: '7', creationTimestamp: '2026-11-28T12:00:00Z' } });
+      },
+      request: (method: string, path: string, body: unknown) => {
+        calls.push({ method, path, body });
+        return Promise.resolve({});
+      },
+      get: () => Promise.resolve(structuredClone(stored)),
+    } as unknown as KubeClient;
+    const log = createLogger('test', 'silent');
+    const metrics = createWatcherMetrics(() => ({ byPhase: {}, drainOverdueSeconds: 0 }), () => ({}));
+    const pods = new Informer<Pod>(client, { path: '/api/v1/pods', trim: trimPod, onChange: () => undefined, log });
+    const pulls = new Informer<PullPod>(client, { path: '/api/v1/pods', trim: trimPullPod, onChange: () => undefined, log });
+    pods.upsert(pod);
+    for (const p of pullPods) pulls.upsert(p);
+    const nodes = new Informer<NodeMeta>(client, { path: '/api/v1/nodes', trim: trimNode, onChange: () => undefined, log });
+    nodes.upsert({ metadata: { name: 'node-a', resourceVersion: '3' }, status: { conditions: [{ type: 'Ready', status: 'True' }] } });
+    const reconciler = new PodReconciler({
+      client, pods, pulls, nodes,
+      namespaces: new Informer<NamespaceMeta>(client, { path: '/api/v1/namespaces', trim: trimNamespace, onChange: () => undefined, log }),
+      endpoints: new EndpointIndex(() => undefined, () => true),
+      events: new EventRecorder(client, 'test', log, metrics),
+      metrics, log,
+      config: { defaultGraceSeconds: 15, progressDeadlineSeconds: 300, prePull: { perNode: 2, deadlineSeconds: 300 } },
+      clock: () => now,
+    });
+    await reconciler.reconcile(`${pod.metadata.namespace ?? ''}/${pod.metadata.name ?? ''}`);
+    return { calls, stored: () => stored, pulls };
+  }
+
+  it('a serving Pending pod: the pull pod is created on its node, nothing else written', async () => {
+    const { calls, pulls } = await reconcileWithPulls(pendingPod(), {});
+    expect(calls.map((c) => `${c.method} ${c.path}`)).toEqual(['POST /api/v1/namespaces/shop/pods?fieldManager=inplace-gate']);
+    expect(calls[0]?.body).toMatchObject({ metadata: { ownerReferences: [{ kind: 'Pod', uid: '0b3c6f7e-6a55-4c5e-8f0e-2c1d9b8a7f61' }] }, spec: { nodeName: 'node-a', serviceAccountName: 'default', containers: [{ image: NEW }] } });
+    expect(pulls.store.size).toBe(1);
+  });
+
+  it('the pull pod refused (a ResourceQuota): the drain goes on without it', async () => {
+    const quota = 'pods "web-pull-1" is forbidden: exceeded quota: pods, requested: pods=1, used: pods=10, limited: pods=10';
+    const { calls, stored } = await reconcileWithPulls(pendingPod(), { create: new ApiError(403, 'Forbidden', quota, quota) });
+    expect(calls.map((c) => c.method)).toEqual(['POST', 'PATCH', 'POST']); // the create, the drain, its Event
+    expect(stateOf(stored())).toMatchObject({ phase: 'Draining' });
+    expect(gateOf(stored())?.status).toBe('False');
+  });
+
+  it('a Draining pod whose pull pod is left (a crash after the drain started): the pull pod is deleted, by uid', async () => {
+    const pod = drainedPod();
+    const left: PullPod = {
+      metadata: { name: 'web-7d9c6b5f4-x2x8q-pull-0123456789', namespace: 'shop', uid: 'pull-uid', resourceVersion: '5', labels: { [PULL_FOR_LABEL]: pod.metadata.uid ?? '' } },
+      spec: { nodeName: 'node-a', containers: [{ name: 'pull-0', image: REFUSED }] },
+      status: { phase: 'Failed', containerStatuses: [{ name: 'pull-0', image: REFUSED, state: { terminated: { reason: 'StartError', exitCode: 128 } } }] },
+    };
+    const { calls, pulls } = await reconcileWithPulls(pod, {}, [left]);
+    expect(calls[0]).toEqual({ method: 'DELETE', path: '/api/v1/namespaces/shop/pods/web-7d9c6b5f4-x2x8q-pull-0123456789', body: expect.objectContaining({ preconditions: { uid: 'pull-uid' } }) as unknown });
+    expect(pulls.store.size).toBe(0);
   });
 });

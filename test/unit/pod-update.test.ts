@@ -247,6 +247,35 @@ describe('UPDATE pods, mutating: latest request wins', () => {
     expect(stateOf(stored)).not.toHaveProperty('stalled');
   });
 
+  describe('Stalled before any drain (PrePullFailed): the pod still serves its running images', () => {
+    const pullFailed: UpdateState = {
+      phase: 'Stalled',
+      images: { app: `${WEB}:9.9.9` },
+      requestedBy: 'bob',
+      requestedAt: '2026-11-28T11:50:00Z',
+      stalled: { reason: 'PrePullFailed', message: 'not found', since: '2026-11-28T11:51:00Z' },
+    };
+    const old = buildPod({ state: pullFailed }); // the spec still has 1.4.2
+
+    it('a new request is a Pending that drains (it never was drained)', () => {
+      const { stored } = request(old, { app: `${WEB}:1.5.0` });
+      expect(stateOf(stored)).toMatchObject({ phase: 'Pending', images: { app: `${WEB}:1.5.0` } });
+      expect(stateOf(stored)).not.toHaveProperty('drained');
+      expect(specImages(stored.spec)).toEqual({ app: `${WEB}:1.4.2` });
+      expect(validate(updateRequest(old, stored), config)).toMatchObject({ type: 'allow' });
+    });
+
+    it('a server-side apply naming the running image cancels it', () => {
+      const pod = applyOf(old, 'argocd-controller', ownsImages('app'));
+      const decision = expectDecision(mutate(updateRequest(old, pod, ssa('argocd-controller')), config, now));
+      expect(decision).toMatchObject({ type: 'patch', reason: 'cancelled' });
+      const stored = applied(pod, decision);
+      expect(stored.metadata.annotations?.[UPDATE_ANNOTATION]).toBeUndefined();
+      // ... and the validating webhook lets the mutating webhook's cancellation through.
+      expect(validate(updateRequest(old, stored, ssa('argocd-controller')), config)).toMatchObject({ type: 'allow' });
+    });
+  });
+
   it('replaces an unreadable state annotation and says so', () => {
     const old = buildPod({ annotations: { [UPDATE_ANNOTATION]: '{broken' } });
     const { decision, stored } = request(old, { app: `${WEB}:1.5.0` });

@@ -40,6 +40,26 @@ describe('what the watcher caches', () => {
     expect(trimBudget({ metadata: { name: 'b', namespace: 'ns' }, spec: {} }).disruptionsAllowed).toBe(0);
   });
 
+  it('nodes for pre-pull: the image names the kubelet reports and whether it is Ready, nothing else of the status', () => {
+    const node = trimNode({
+      metadata: { name: 'n1', resourceVersion: '3' },
+      status: {
+        images: [{ names: ['reg/app@sha256:ab', 'reg/app:v2'], sizeBytes: 1 }, { names: null, sizeBytes: 2 }],
+        conditions: [{ type: 'MemoryPressure', status: 'False' }, { type: 'Ready', status: 'True' }],
+        capacity: { cpu: '4' },
+      },
+    });
+    expect(node).toEqual({ metadata: { name: 'n1', resourceVersion: '3' }, images: new Set(['reg/app@sha256:ab', 'reg/app:v2']), ready: true });
+  });
+
+  it('pods keep what a pull pod pulls with: service account, pull secret names, pull policy', () => {
+    const pod = trimPod({
+      metadata: { name: 'p', namespace: 'ns', uid: 'u', resourceVersion: '1' },
+      spec: { containers: [{ name: 'app', image: 'a:1', imagePullPolicy: 'Always' }], serviceAccountName: 'web', imagePullSecrets: [{ name: 'regcred' }], tolerations: [{ operator: 'Exists' }] },
+    });
+    expect(pod.spec).toEqual({ containers: [{ name: 'app', image: 'a:1', imagePullPolicy: 'Always' }], serviceAccountName: 'web', imagePullSecrets: [{ name: 'regcred' }] });
+  });
+
   it('nodes: name and labels only', () => {
     expect(trimNode({ metadata: { name: 'n1', resourceVersion: '3', labels: { zone: 'a' }, annotations: { big: 'x' } }, status: { images: [] } }))
       .toEqual({ metadata: { name: 'n1', resourceVersion: '3', labels: { zone: 'a' } } });

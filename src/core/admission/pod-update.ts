@@ -10,7 +10,7 @@ import { READINESS_GATE, UPDATE_ANNOTATION } from '../names.ts';
 import { hasReadinessGate, isExcludedNamespace, isManaged, matchesIdentity } from '../scope.ts';
 
 const LAST_APPLIED = 'kubectl.kubernetes.io/last-applied-configuration';
-import { backToUpdating, currentRecords, encodeUpdateState, parseUpdateState, stalledInDrain, type ContainerRecord, type UpdateState } from '../state.ts';
+import { backToUpdating, currentRecords, encodeUpdateState, parseUpdateState, stalledBeforeDrain, stalledInDrain, type ContainerRecord, type UpdateState } from '../state.ts';
 import { allow, patch, type Decision } from './decision.ts';
 import type { AdmissionRequest } from './request.ts';
 
@@ -44,8 +44,8 @@ export function admitPodUpdate(
     // names that image, or a client-side apply that now names it). Writes of
     // the pod as stored (a no-op apply of labels, a controller's update)
     // and metadata-only changes leave the request alone.
-    // Stalled in its drain, the images were never written: still a request that can be cancelled.
-    if (current?.phase === 'Pending' || current?.phase === 'Draining' || stalledInDrain(current)) {
+    // Stalled in its drain or its pull, the images were never written: still a request that can be cancelled.
+    if (current?.phase === 'Pending' || current?.phase === 'Draining' || stalledInDrain(current) || stalledBeforeDrain(current)) {
       const reasserted = reassertedImages(req, old, pod, Object.keys(current.images));
       if (reasserted.length === 0) {
         return allow('no-image-change', warnings, 'not a re-assertion of the running images');
@@ -79,7 +79,7 @@ export function admitPodUpdate(
 
   // Latest request wins per container: while Pending or Draining a request
   // keeps the earlier request's images for the containers it does not change.
-  const stillPending = current?.phase === 'Pending' || current?.phase === 'Draining' || stalledInDrain(current) ? current.images : {};
+  const stillPending = current?.phase === 'Pending' || current?.phase === 'Draining' || stalledInDrain(current) || stalledBeforeDrain(current) ? current.images : {};
   const request = {
     images: { ...stillPending, ...changes },
     requestedBy: req.userInfo.username ?? '',
@@ -108,7 +108,8 @@ export function admitPodUpdate(
   // drain already under way goes on; after Updating or Stalled the pod is
   // already out of endpoints and needs no new drain.
   const draining = current?.phase === 'Draining';
-  const drained = current?.phase === 'Updating' || current?.phase === 'Stalled' || (current?.drained ?? false);
+  // A pod whose pull failed was never drained: it still serves.
+  const drained = current?.phase === 'Updating' || (current?.phase === 'Stalled' && !stalledBeforeDrain(current)) || (current?.drained ?? false);
   const before = carriedRecords(current, changes);
   const state: UpdateState = {
     phase: draining ? 'Draining' : 'Pending',

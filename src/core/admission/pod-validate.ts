@@ -8,7 +8,7 @@ import { ENABLED_LABEL, MANAGED_LABEL, UPDATE_ANNOTATION } from '../names.ts';
 import { specImages } from '../containers.ts';
 import { hasReadinessGate, isExcludedNamespace, isManaged, matchesIdentity } from '../scope.ts';
 import { changedPaths, formatPath, type PathSegment } from '../spec-diff.ts';
-import { parseUpdateState, stalledInDrain, type UpdateState } from '../state.ts';
+import { parseUpdateState, stalledBeforeDrain, stalledInDrain, type UpdateState } from '../state.ts';
 import { allow, deny, type Decision } from './decision.ts';
 import type { AdmissionRequest } from './request.ts';
 
@@ -143,8 +143,8 @@ function isWebhookTransition(
   user: string,
   config: AdmissionConfig,
 ): boolean {
-  // Stalled in its drain, the images were never written: it can be cancelled like a Draining.
-  const wasWaiting = previous?.phase === 'Pending' || previous?.phase === 'Draining' || stalledInDrain(previous);
+  // Stalled in its drain or its pull, the images were never written: it can be cancelled like a Draining.
+  const wasWaiting = previous?.phase === 'Pending' || previous?.phase === 'Draining' || stalledInDrain(previous) || stalledBeforeDrain(previous);
   if (next === undefined) return wasWaiting;
   if (next.requestedBy !== user) return false;
   // Only the watcher decides that an update skips the drain.

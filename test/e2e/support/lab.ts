@@ -97,3 +97,20 @@ export function versionsByPod(requests: Request[]): Map<string, string[]> {
   }
   return byPod;
 }
+
+/**
+ * Puts the manifest of `from` under a new tag in the lab registry: an image
+ * reference no node has pulled yet (nodes keep their images between runs).
+ */
+export async function retag(from: string, tag: string): Promise<string> {
+  const { execFile } = await import('node:child_process');
+  const run = (args: string[]) => new Promise<string>((ok, fail) => {
+    execFile('nsenter', [`--net=/run/netns/${lab().netns}`, '--', 'curl', '-sf', ...args], { maxBuffer: 1 << 20 }, (err, stdout) => { if (err) fail(new Error(`curl ${args.at(-1) ?? ''}: ${err.message}`)); else ok(stdout); });
+  });
+  const [, registry, repo, oldTag] = /^([^/]+)\/(.+):([^:]+)$/.exec(from) ?? [];
+  if (!registry || !repo || !oldTag) throw new Error(`not a tagged lab image: ${from}`);
+  const type = 'application/vnd.oci.image.manifest.v1+json';
+  const manifest = await run(['-H', `Accept: ${type}`, `http://${registry}/v2/${repo}/manifests/${oldTag}`]);
+  await run(['-X', 'PUT', '-H', `Content-Type: ${type}`, '--data-binary', manifest, `http://${registry}/v2/${repo}/manifests/${tag}`]);
+  return `${registry}/${repo}:${tag}`;
+}
