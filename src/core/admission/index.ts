@@ -10,6 +10,7 @@ import { admitPodUpdate } from './pod-update.ts';
 import { validatePodUpdate } from './pod-validate.ts';
 import type { AdmissionRequest } from './request.ts';
 import { podShapeProblem } from './shape.ts';
+import { admitStatefulSetStatus } from './statefulset-status.ts';
 import { admitWorkloadUpdate } from './workload.ts';
 import type { Workload } from '../workload-types.ts';
 
@@ -33,10 +34,12 @@ export function validate(req: AdmissionRequest, config: AdmissionConfig): Judgem
 }
 
 function mutateWorkload(req: AdmissionRequest, config: AdmissionConfig, now: Date): Judgement {
-  if (req.operation !== 'UPDATE' || req.subResource) return allow('operation-not-handled');
+  const status = req.subResource === 'status' && req.kind.kind === 'StatefulSet';
+  if (req.operation !== 'UPDATE' || (req.subResource && !status)) return allow('operation-not-handled');
   if (!isWorkloadShaped(req.object) || !isWorkloadShaped(req.oldObject)) {
     return invalid(`request.object and request.oldObject must be ${req.kind.kind}s with spec.template.spec.containers`);
   }
+  if (status) return admitStatefulSetStatus(req as AdmissionRequest<Workload>, req.object, req.oldObject, config, now);
   return admitWorkloadUpdate(req as AdmissionRequest<Workload>, req.object, req.oldObject, config, now);
 }
 
