@@ -288,18 +288,18 @@ export class RolloutReconciler {
       this.finished(s, 'StatefulSet', state, plan.total);
       return {};
     }
-    await this.startPods(s, 'StatefulSet', pods, plan, target, state, revision);
-    await this.noteStalled(s, 'StatefulSet', state, plan);
     const why = stallReason(s, plan);
-    if (why === undefined && (state.stalled !== undefined || state.partitionHeld === true)) {
+    const resumed = why === undefined && (state.stalled !== undefined || state.partitionHeld === true);
+    if (resumed) {
       // Going on after a stall or a partition hold (the pod came back, the annotation was lowered): the
-      // generation is held again, by the webhook from the controller's next write, and here at once.
+      // generation is held again before any pod moves, here at once and by the webhook from then on.
       const { stalled: _stalled, stalledAt: _at, partitionHeld: _held, ...going } = state;
       await this.writeState(s, 'StatefulSet', going);
       await this.reportStatefulSet(s, { kind: 'running' }, false, true);
-    } else {
-      await this.reportStatefulSet(s, why === undefined ? { kind: 'running' } : { kind: 'stalled', why });
     }
+    await this.startPods(s, 'StatefulSet', pods, plan, target, state, revision);
+    await this.noteStalled(s, 'StatefulSet', state, plan);
+    if (!resumed) await this.reportStatefulSet(s, why === undefined ? { kind: 'running' } : { kind: 'stalled', why });
     return { requeueAfterMs: this.nextLook(plan) };
   }
 
