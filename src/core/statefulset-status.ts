@@ -54,6 +54,17 @@ export function rolloutConditions(phase: RolloutPhase): StatusCondition[] {
   }
 }
 
+/**
+ * A StatefulSet with no rollout recorded whose status still says one runs or
+ * is stalled, in the rollout's own words: the controller's status write after
+ * the end can carry the conditions it read before the watcher's last write
+ * (on a conflict it retries with the status it computed), so the end is
+ * written again.
+ */
+export function leftoverConditions(conditions: readonly StatusCondition[] | undefined): boolean {
+  return (conditions ?? []).some((c) => (c.type === 'Reconciling' || c.type === 'Stalled') && c.status === 'True' && (c.message ?? '').startsWith(REPORT_PREFIX));
+}
+
 const same = (a: StatusCondition, b: StatusCondition) => a.type === b.type && a.status === b.status && a.reason === b.reason && a.message === b.message;
 
 /**

@@ -13,7 +13,7 @@ import { encodeRolloutState, parseRolloutState, type RolloutState } from '../cor
 import { currentReplicaSet, historyStep, isSurgeOf, replicaSetView, rewindStep, surgeReplicaSet } from '../core/deployment-rollout.ts';
 import { deploymentWindow, planRollout, restoredPartition, rolloutPod, statefulSetRolloutStep, statefulSetWindow, type PodOrder, type RolloutPlan, type RolloutTiming } from '../core/rollout.ts';
 import { encodeUpdateState, parseUpdateState, type UpdateState } from '../core/state.ts';
-import { REPORT_PREFIX, rolloutConditions, rolloutPhase, templateObserved, type RolloutPhase } from '../core/statefulset-status.ts';
+import { leftoverConditions, REPORT_PREFIX, rolloutConditions, rolloutPhase, templateObserved, type RolloutPhase } from '../core/statefulset-status.ts';
 import type { Workload } from '../core/workload-types.ts';
 import { ApiError, type KubeClient } from '../kube/client.ts';
 import type { Logger } from '../log.ts';
@@ -90,7 +90,10 @@ export class RolloutReconciler {
       this.d.log.warn({ workload: key, err: parsed.error }, 'unreadable rollout state; leaving the workload alone');
       return {};
     }
-    if (!parsed.state) return {};
+    if (!parsed.state) {
+      if (kind === 'StatefulSet' && leftoverConditions((workload.status?.conditions ?? []) as WorkloadCondition[])) await this.reportStatefulSet(workload, { kind: 'ended' }, true);
+      return {};
+    }
     return kind === 'Deployment' ? this.deployment(key, workload, parsed.state) : this.statefulSet(key, workload, parsed.state);
   }
 

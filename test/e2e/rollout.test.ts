@@ -204,7 +204,7 @@ describe('Deployment', () => {
     await eventually('the rollout under way', async () => ((await listPods('pause')).some((p) => p.metadata.annotations?.['inplace-gate.dev/update'] !== undefined) ? true : undefined));
     expect(await kubectlFails(['-n', NS, 'rollout', 'pause', 'deployment/pause'])).toContain('is already paused');
     // kubectl refused before writing: no field of the Deployment is kubectl-rollout's.
-    const d = await kubectlJson<Workload>(['-n', NS, 'get', 'deployment', 'pause', '-o', 'json']);
+    const d = await kubectlJson<Workload>(['-n', NS, 'get', 'deployment', 'pause', '--show-managed-fields']);
     expect(d.spec.paused).toBe(true);
     expect(JSON.stringify((d.metadata as { managedFields?: { manager?: string }[] }).managedFields?.map((f) => f.manager))).not.toContain('kubectl-rollout');
     await kubectl(['-n', NS, 'rollout', 'status', 'deployment/pause', '--timeout=150s']);

@@ -260,12 +260,16 @@ async function setImage(kind: string, name: string, image: string): Promise<numb
 
 /** Plays the kubelet for a pod on the kubelet-less node: container statuses and the Ready condition. */
 async function kubeletWrites(p: Pod, app: { state: 'running'; image: string; id: string; restartCount?: number } | { state: 'waiting'; reason: string; message: string; image: string }): Promise<void> {
-  await writeStatus(p, p.metadata.generation ?? 1, { app: app.state === 'running' ? { ...app, ready: true } : app });
   const now = new Date().toISOString().replace(/\.\d+Z$/, 'Z');
   // Ready as the kubelet computes it: containers ready and every readiness gate True.
   const gates = (p.spec.readinessGates ?? []).every((g) => conditionOf(p, g.conditionType) === 'True');
   const ready = app.state === 'running' && gates ? 'True' : 'False';
-  await kubectl(['-n', NS, 'patch', 'pod', p.metadata.name ?? '', '--subresource=status', '--type=strategic', '-p', JSON.stringify({ status: { conditions: [{ type: 'Ready', status: ready, lastTransitionTime: now }] } })]);
+  const writeReady = () => kubectl(['-n', NS, 'patch', 'pod', p.metadata.name ?? '', '--subresource=status', '--type=strategic', '-p', JSON.stringify({ status: { conditions: [{ type: 'Ready', status: ready, lastTransitionTime: now }] } })]);
+  // A kubelet never shows a failed container in a Ready pod (it recomputes Ready as the gate goes False
+  // in the drain): not Ready first, then the container that does not start.
+  if (ready === 'False') await writeReady();
+  await writeStatus(p, p.metadata.generation ?? 1, { app: app.state === 'running' ? { ...app, ready: true } : app });
+  if (ready === 'True') await writeReady();
 }
 
 // --------------------------------------------------------------- tests ---
