@@ -5,7 +5,7 @@ import type { AdmissionRequest } from '../../src/core/admission/request.ts';
 import { defaultAdmissionConfig } from '../../src/core/config.ts';
 import { DEFAULT_WATCHER_USER, ROLLOUT_STATE_ANNOTATION } from '../../src/core/names.ts';
 import { encodeRolloutState, type RolloutState } from '../../src/core/rollout-state.ts';
-import { heldStatus, mergeConditions, rolloutConditions, rolloutPhase, sameJson, templateObserved, type RevisionView, type StatusCondition } from '../../src/core/statefulset-status.ts';
+import { heldStatus, leftoverConditions, mergeConditions, rolloutConditions, rolloutPhase, sameJson, templateObserved, type RevisionView, type StatusCondition } from '../../src/core/statefulset-status.ts';
 import type { Workload } from '../../src/core/workload-types.ts';
 import { expectDecision, patchOf } from '../support/apply.ts';
 
@@ -57,6 +57,18 @@ describe('heldStatus: a StatefulSet status write while its rollout is recorded',
     for (const phase of [{ kind: 'running' }, { kind: 'stalled', why: 'x' }, { kind: 'partitioned' }, { kind: 'ended' }] as const) {
       expect(rolloutConditions(phase).filter((c) => c.status === 'True').length).toBeLessThanOrEqual(1);
     }
+  });
+});
+
+describe('leftoverConditions: the rollout ended but the status still says it runs', () => {
+  it.each([
+    { name: 'ours, running', conditions: rolloutConditions({ kind: 'running' }), want: true },
+    { name: 'ours, stalled', conditions: rolloutConditions({ kind: 'stalled', why: 'web-1' }), want: true },
+    { name: 'ours, ended', conditions: rolloutConditions({ kind: 'ended' }), want: false },
+    { name: 'another controller\'s Reconciling', conditions: [{ type: 'Reconciling', status: 'True', message: 'operator at work' }], want: false },
+    { name: 'none', conditions: undefined, want: false },
+  ])('$name -> $want', ({ conditions, want }) => {
+    expect(leftoverConditions(conditions)).toBe(want);
   });
 });
 
