@@ -211,7 +211,11 @@ describe('Deployment', () => {
     const after = await allRunning('pause', 4, IMAGE_2);
     expect(after.map((p) => p.metadata.uid).sort()).toEqual(uids);
     expect(maxNotReady('pause', since)).toBeLessThanOrEqual(1);
-    expect((await kubectlJson<Workload>(['-n', NS, 'get', 'deployment', 'pause'])).spec.paused ?? false).toBe(false);
+    // The watcher unpauses in its last write, after the ReplicaSet's marker is gone (when kubectl already reads done).
+    await eventually('the rollout released', async () => {
+      const w = await kubectlJson<Workload>(['-n', NS, 'get', 'deployment', 'pause']);
+      return w.spec.paused !== true && w.metadata.annotations?.['inplace-gate.dev/rollout-state'] === undefined ? true : undefined;
+    }, 30_000);
   });
 
   it('a server-side apply of a manifest with a new image rolls out in place too', async () => {
