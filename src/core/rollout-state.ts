@@ -16,6 +16,8 @@ export interface RolloutState {
   stalled?: string;
   /** RFC 3339: when that Warning was last given (it is repeated while the rollout stays stalled). */
   stalledAt?: string;
+  /** StatefulSet: every pod in scope is done and only `inplace-gate.dev/partition` keeps the rest (the status is not held then). */
+  partitionHeld?: boolean;
 }
 
 export function parseRolloutState(raw: string | undefined): { ok: true; state: RolloutState | undefined } | { ok: false; error: string } {

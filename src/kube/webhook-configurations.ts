@@ -98,6 +98,18 @@ export function webhookConfigurations(opts: RegistrationOptions) {
         ...common,
       },
       {
+        // While a StatefulSet rolls out in place, its status reads "in progress" to kubectl, kstatus and
+        // Argo CD (observedGeneration held below the generation, Reconciling True; core/statefulset-status.ts).
+        name: 'statefulset-status.inplace-gate.dev',
+        clientConfig: opts.clientConfig('/mutate'),
+        rules: [{ apiGroups: ['apps'], apiVersions: ['v1'], scope: 'Namespaced', operations: ['UPDATE'], resources: ['statefulsets/status'] }],
+        namespaceSelector: updateNamespaceSelector,
+        matchConditions: [...notWatcher, { name: 'rollout-in-progress', expression: `${celValue('oldObject', 'annotations', ROLLOUT_STATE_ANNOTATION)} != ''` }],
+        // An outage only lets the tools read the rollout early, as without this webhook.
+        failurePolicy: 'Ignore',
+        ...common,
+      },
+      {
         name: 'pod-image-update.inplace-gate.dev',
         clientConfig: opts.clientConfig('/mutate'),
         rules: [{ ...POD_RULE_BASE, operations: ['UPDATE'], resources: ['pods'] }],

@@ -14,6 +14,7 @@ import { currentReplicaSet, historyStep, isSurgeOf, replicaSetView, rewindStep, 
 import { annotationPartition, handBackPatch, rewindPatch, surgeDeletion } from '../core/hand-back.ts';
 import { deploymentWindow, planRollout, rolloutPod, statefulSetRolloutStep, statefulSetWindow, type PodOrder, type RolloutPlan, type RolloutTiming } from '../core/rollout.ts';
 import { parseUpdateState, type UpdateState } from '../core/state.ts';
+import { leftoverConditions, REPORT_PREFIX, rolloutConditions, rolloutPhase, templateObserved, type RolloutPhase } from '../core/statefulset-status.ts';
 import type { Workload } from '../core/workload-types.ts';
 import { ApiError, type KubeClient } from '../kube/client.ts';
 import type { Logger } from '../log.ts';
@@ -47,8 +48,6 @@ const REVISION_HASH = 'controller-revision-hash';
 const WAIT_MS = 2000;
 /** Pod starts written at once by one rollout pass. */
 const START_CONCURRENCY = 16;
-/** How the rollout's own status conditions begin, to tell them from the controllers'. */
-const REPORT_PREFIX = 'in-place rollout (inplace-gate)';
 /** A rollout that stays stalled is warned about again this often. */
 const REWARN_MS = 10 * 60_000;
 
@@ -68,6 +67,8 @@ function ownedBy(pod: Pod, uid: string | undefined): boolean {
 
 export class RolloutReconciler {
   private readonly d: RolloutDeps;
+  /** Per StatefulSet, the `generation/updateRevision` whose template the controller was proven to have observed. */
+  private readonly observedTemplates = new Map<string, string>();
 
   constructor(deps: RolloutDeps) {
     this.d = deps;
@@ -98,7 +99,10 @@ export class RolloutReconciler {
       this.d.log.warn({ workload: key, err: parsed.error }, 'unreadable rollout state; leaving the workload alone');
       return {};
     }
-    if (!parsed.state) return {};
+    if (!parsed.state) {
+      if (kind === 'StatefulSet' && leftoverConditions((workload.status?.conditions ?? []) as WorkloadCondition[])) await this.reportStatefulSet(workload, { kind: 'ended' }, true);
+      return {};
+    }
     return kind === 'Deployment' ? this.deployment(key, workload, parsed.state) : this.statefulSet(key, workload, parsed.state);
   }
 
@@ -252,10 +256,12 @@ export class RolloutReconciler {
   private async statefulSet(key: string, s: Workload, state: RolloutState): Promise<QueueResult> {
     const ns = s.metadata.namespace ?? '';
     const target = templateImages(s);
-    // Reconciling first, before the controller observes the hold: kstatus would read it Current between.
-    if (!((s.status?.conditions ?? []) as WorkloadCondition[]).some((c) => c.type === 'Reconciling' && c.status === 'True') && statefulSetWindow(s.spec).inPlace) await this.reportStatefulSet(s, undefined);
+    // Reconciling first, before the controller observes the hold: with the status webhook down, kstatus
+    // would read it Current between (with it, the held observedGeneration says InProgress already).
+    if (rolloutPhase(state).kind === 'running' && !((s.status?.conditions ?? []) as WorkloadCondition[]).some((c) => c.type === 'Reconciling' && c.status === 'True') && statefulSetWindow(s.spec).inPlace) await this.reportStatefulSet(s, { kind: 'running' });
     const revision = s.status?.updateRevision;
-    if (!revision || (s.status?.observedGeneration ?? 0) < (s.metadata.generation ?? 0)) return { requeueAfterMs: 500 };
+    // The pods get status.updateRevision's hash: it must name the current template.
+    if (!revision || !(await this.controllerObserved(key, s))) return { requeueAfterMs: 500 };
     const pods = this.managedPods(ns, s.metadata.uid);
 
     const window = statefulSetWindow(s.spec);
@@ -273,22 +279,87 @@ export class RolloutReconciler {
     const step = statefulSetRolloutStep(plan, state.partition ?? 0, this.partition(s));
     // The ordinals below the partition annotation stay on the old images: the StatefulSet stays held
     // (lowering the annotation requeues it and goes on in place), never handed a partition below it.
-    if (step.action === 'hold-partition') return {};
+    if (step.action === 'hold-partition') {
+      // Natively "partitioned roll out complete": recorded, so the status webhook stops holding the generation.
+      if (state.partitionHeld !== true) await this.writeState(s, 'StatefulSet', { ...state, partitionHeld: true });
+      await this.reportStatefulSet(s, { kind: 'partitioned' });
+      return {};
+    }
     if (step.action === 'finish') {
       const rollingUpdate = (s.spec.updateStrategy?.type ?? 'RollingUpdate') === 'RollingUpdate';
-      this.d.statefulSets.upsert(await this.d.client.patch(`/apis/apps/v1/namespaces/${ns}/statefulsets/${s.metadata.name ?? ''}`,
+      const released = await this.d.client.patch<Workload>(`/apis/apps/v1/namespaces/${ns}/statefulsets/${s.metadata.name ?? ''}`,
         {
           metadata: { resourceVersion: s.metadata.resourceVersion, annotations: { [ROLLOUT_STATE_ANNOTATION]: null } },
           ...(rollingUpdate ? { spec: { updateStrategy: { rollingUpdate: { partition: step.partition } } } } : {}),
-        }, 'strategic', WATCHER_FIELD_MANAGER));
-      await this.reportStatefulSet(s, undefined, true);
+        }, 'strategic', WATCHER_FIELD_MANAGER);
+      this.d.statefulSets.upsert(released);
+      this.observedTemplates.delete(key);
+      await this.reportStatefulSet(s, { kind: 'ended' }, true);
+      await this.releaseObservedGeneration(released, s.metadata.generation ?? 0);
       this.finished(s, 'StatefulSet', state, plan.total);
       return {};
     }
+    const why = stallReason(s, plan);
+    const resumed = why === undefined && (state.stalled !== undefined || state.partitionHeld === true);
+    if (resumed) {
+      // Going on after a stall or a partition hold (the pod came back, the annotation was lowered): the
+      // generation is held again before any pod moves, here at once and by the webhook from then on.
+      const { stalled: _stalled, stalledAt: _at, partitionHeld: _held, ...going } = state;
+      await this.writeState(s, 'StatefulSet', going);
+      await this.reportStatefulSet(s, { kind: 'running' }, false, true);
+    }
     await this.startPods(s, 'StatefulSet', pods, plan, target, state, revision);
     await this.noteStalled(s, 'StatefulSet', state, plan);
-    await this.reportStatefulSet(s, plan.stalled.length > 0 ? `in-place rollout (inplace-gate): ${plan.stalled.join(', ')} did not come back` : undefined);
+    if (!resumed) await this.reportStatefulSet(s, why === undefined ? { kind: 'running' } : { kind: 'stalled', why });
     return { requeueAfterMs: this.nextLook(plan) };
+  }
+
+  /**
+   * Whether status.updateRevision names the current template (see templateObserved):
+   * with the status held below the generation, the ControllerRevision of that
+   * name is read and compared, once per generation and revision.
+   */
+  private async controllerObserved(key: string, s: Workload): Promise<boolean> {
+    const input = { uid: s.metadata.uid, generation: s.metadata.generation ?? 0, observedGeneration: s.status?.observedGeneration, updateRevision: s.status?.updateRevision };
+    const proof = `${String(input.generation)}/${input.updateRevision ?? ''}`;
+    if (this.observedTemplates.get(key) === proof) return true;
+    let step = templateObserved(input, undefined);
+    if (step.kind === 'read-revision') {
+      const ns = s.metadata.namespace ?? '';
+      // The cache keeps no whole templates.
+      const full = await this.d.client.get<Workload>(`/apis/apps/v1/namespaces/${ns}/statefulsets/${s.metadata.name ?? ''}`);
+      if (full.metadata.generation !== s.metadata.generation || full.status?.updateRevision !== input.updateRevision) return false;
+      const cr = await this.d.client.get<{ metadata: Workload['metadata']; data?: unknown }>(`/apis/apps/v1/namespaces/${ns}/controllerrevisions/${step.name}`).catch((err: unknown) => {
+        if (err instanceof ApiError && err.status === 404) return undefined;
+        throw err;
+      });
+      step = cr === undefined
+        ? { kind: 'wait', why: `ControllerRevision ${step.name} not found` }
+        : templateObserved(input, full.spec.template, { name: cr.metadata.name ?? '', ownerUid: controllerUid(cr as Workload), data: cr.data });
+    }
+    if (step.kind !== 'observed') {
+      this.d.log.debug({ workload: key, why: step.kind === 'wait' ? step.why : step.name }, 'rollout: waiting for the controller to observe the template');
+      return false;
+    }
+    this.observedTemplates.set(key, proof);
+    return true;
+  }
+
+  /**
+   * After the end: the observedGeneration the webhook held, raised to the
+   * generation whose template the controller was proven to observe, unless
+   * someone (the controller, for the partition write) already wrote it; the
+   * test op makes it so. Else kubectl and Argo CD would wait on a controller
+   * that has no reason to write.
+   */
+  private async releaseObservedGeneration(s: Workload, generation: number): Promise<void> {
+    const current = s.status?.observedGeneration;
+    if (current === undefined || current >= generation) return;
+    await this.d.client.patch(`/apis/apps/v1/namespaces/${s.metadata.namespace ?? ''}/statefulsets/${s.metadata.name ?? ''}/status`,
+      [{ op: 'test', path: '/status/observedGeneration', value: current }, { op: 'replace', path: '/status/observedGeneration', value: generation }], 'json', WATCHER_FIELD_MANAGER).catch((err: unknown) => {
+      // 422: the test failed, someone wrote it since; 409: likewise.
+      if (!(err instanceof ApiError && (err.status === 422 || err.status === 409))) throw err;
+    });
   }
 
   /**
@@ -319,7 +390,8 @@ export class RolloutReconciler {
       await this.removeSurges(w);
       await this.rewind(w);
     } else {
-      await this.reportStatefulSet(w, undefined, true);
+      await this.reportStatefulSet(w, { kind: 'ended' }, true);
+      this.observedTemplates.delete(rolloutKey('StatefulSet', ns, w.metadata.name ?? ''));
     }
     // The same write as `inplace-gate release` (core/hand-back.ts).
     await this.d.client.patch(`/apis/apps/v1/namespaces/${ns}/${kind === 'Deployment' ? 'deployments' : 'statefulsets'}/${w.metadata.name ?? ''}`,
@@ -439,22 +511,21 @@ export class RolloutReconciler {
    * it stays so: one Warning is easy to miss.
    */
   private async noteStalled(w: Workload, kind: string, state: RolloutState, plan: RolloutPlan): Promise<void> {
-    const why = plan.stalled.length > 0
-      ? `${plan.stalled.join(', ')} did not come back (see its events)`
-      : plan.deadlineExceeded
-        ? `no pod reached the new images for ${String(w.spec.progressDeadlineSeconds)}s (progressDeadlineSeconds; ${String(plan.updated)} of ${String(plan.total)} updated)`
-        : undefined;
+    const why = stallReason(w, plan);
     if (why === undefined) return;
     const now = this.d.clock();
     if (state.stalled === why && state.stalledAt !== undefined && now.getTime() - Date.parse(state.stalledAt) < REWARN_MS) return;
-    const ns = w.metadata.namespace ?? '';
-    const next: RolloutState = { ...state, stalled: why, stalledAt: now.toISOString() };
-    await this.d.client.patch(`/apis/apps/v1/namespaces/${ns}/${kind === 'Deployment' ? 'deployments' : 'statefulsets'}/${w.metadata.name ?? ''}`,
-      { metadata: { annotations: { [ROLLOUT_STATE_ANNOTATION]: encodeRolloutState(next) } } }, 'merge', WATCHER_FIELD_MANAGER);
+    const { partitionHeld: _held, ...rest } = state;
+    await this.writeState(w, kind, { ...rest, stalled: why, stalledAt: now.toISOString() });
     const reason = plan.stalled.length > 0 ? 'InPlaceRolloutStalled' : 'ProgressDeadlineExceeded';
     this.event(w, kind, { type: 'Warning', reason, action: 'Rollout', note: `Stopped: ${why}; change the image again (a rollback, say) to go on` });
     if (kind === 'Deployment' && state.stalled === undefined) await this.reportFailed(w, why, now);
     if (state.stalled === undefined) this.d.metrics.rollouts.inc({ kind, result: 'stalled' });
+  }
+
+  private async writeState(w: Workload, kind: string, next: RolloutState): Promise<void> {
+    await this.d.client.patch(`/apis/apps/v1/namespaces/${w.metadata.namespace ?? ''}/${kind === 'Deployment' ? 'deployments' : 'statefulsets'}/${w.metadata.name ?? ''}`,
+      { metadata: { annotations: { [ROLLOUT_STATE_ANNOTATION]: encodeRolloutState(next) } } }, 'merge', WATCHER_FIELD_MANAGER);
   }
 
   /**
@@ -487,30 +558,29 @@ export class RolloutReconciler {
   }
 
   /**
-   * kstatus (Flux) reads a StatefulSet held at replicas as Current before any
-   * pod changed; its generic conditions come first, and the StatefulSet
-   * controller keeps conditions it does not own (verified on v1.37.2). So the
-   * rollout reports Reconciling True while it runs, Stalled True while a pod
-   * is stalled, and both False at the end. kubectl and Argo CD's built-in
-   * health read no conditions there (see integrations/argocd).
+   * The phase's Reconciling and Stalled conditions (core/statefulset-status.ts;
+   * the status webhook writes the same ones into the controller's writes). The
+   * StatefulSet controller keeps conditions it does not own (verified on
+   * v1.37.2). With the webhook down they are what kstatus reads; kubectl and
+   * Argo CD's built-in health read no conditions. `hold`: observedGeneration
+   * lowered below the generation in the same write (the rollout goes on again).
    */
-  private async reportStatefulSet(s: Workload, stalled: string | undefined, ended = false): Promise<void> {
-    const want: WorkloadCondition[] = ended
-      ? [{ type: 'Reconciling', status: 'False', reason: 'InPlaceRolloutFinished', message: `${REPORT_PREFIX}: finished` }, { type: 'Stalled', status: 'False', reason: 'InPlaceRolloutFinished', message: `${REPORT_PREFIX}: finished` }]
-      : [{ type: 'Reconciling', status: 'True', reason: 'InPlaceRollout', message: `${REPORT_PREFIX}: updating pods in place` },
-        stalled === undefined ? { type: 'Stalled', status: 'False', reason: 'InPlaceRollout', message: `${REPORT_PREFIX}: progressing` } : { type: 'Stalled', status: 'True', reason: 'InPlaceRolloutStalled', message: stalled }];
+  private async reportStatefulSet(s: Workload, phase: RolloutPhase, ended = false, hold = false): Promise<void> {
+    const want = rolloutConditions(phase);
     const have = (s.status?.conditions ?? []) as WorkloadCondition[];
     const changed = want.filter((w) => !have.some((h) => h.type === w.type && h.status === w.status && h.reason === w.reason && h.message === w.message));
+    const generation = s.metadata.generation ?? 0;
+    const lower = hold && (s.status?.observedGeneration ?? 0) >= generation ? { observedGeneration: generation - 1 } : {};
     // A StatefulSet that never had these conditions needs no "False" written at its end.
-    if (changed.length === 0 || (ended && !have.some((h) => h.type === 'Reconciling' || h.type === 'Stalled'))) return;
-    await this.setConditions('statefulsets', s, changed);
+    if ((changed.length === 0 && lower.observedGeneration === undefined) || (ended && !have.some((h) => h.type === 'Reconciling' || h.type === 'Stalled'))) return;
+    await this.setConditions('statefulsets', s, changed, lower);
   }
 
-  private async setConditions(resource: 'deployments' | 'statefulsets', w: Workload, conditions: WorkloadCondition[]): Promise<void> {
+  private async setConditions(resource: 'deployments' | 'statefulsets', w: Workload, conditions: WorkloadCondition[], extra: { observedGeneration?: number } = {}): Promise<void> {
     const at = this.d.clock().toISOString().replace(/\.\d{3}Z$/, 'Z');
     const stamped = conditions.map((c) => ({ ...c, lastTransitionTime: at, ...(resource === 'deployments' ? { lastUpdateTime: at } : {}) }));
     const updated = await this.d.client.patch<Workload>(`/apis/apps/v1/namespaces/${w.metadata.namespace ?? ''}/${resource}/${w.metadata.name ?? ''}/status`,
-      { status: { conditions: stamped } }, 'strategic', WATCHER_FIELD_MANAGER);
+      { status: { ...extra, ...(stamped.length > 0 ? { conditions: stamped } : {}) } }, 'strategic', WATCHER_FIELD_MANAGER);
     (resource === 'deployments' ? this.d.deployments : this.d.statefulSets).upsert(updated);
   }
 
@@ -542,6 +612,13 @@ async function settleAll(jobs: (() => Promise<void>)[], limit: number): Promise<
   };
   await Promise.all(Array.from({ length: Math.min(limit, jobs.length) }, lane));
   if (failures.length > 0) throw failures[0];
+}
+
+/** Why a rollout is stopped, if it is: a stalled pod, or no progress within progressDeadlineSeconds. */
+function stallReason(w: Workload, plan: RolloutPlan): string | undefined {
+  if (plan.stalled.length > 0) return `${plan.stalled.join(', ')} did not come back (see its events)`;
+  if (plan.deadlineExceeded) return `no pod reached the new images for ${String(w.spec.progressDeadlineSeconds)}s (progressDeadlineSeconds; ${String(plan.updated)} of ${String(plan.total)} updated)`;
+  return undefined;
 }
 
 function describe(images: ImageMap): string {

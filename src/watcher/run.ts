@@ -23,6 +23,7 @@ import { PULL_LABEL, pullPodActive, type PullPod } from '../core/pre-pull.ts';
 import { trimBudget, trimEndpointSlice, trimNamespace, trimNode, trimPod, trimPullPod, trimService, trimWorkload, type BudgetMeta, type NamespaceMeta, type NodeMeta } from './trim.ts';
 import { EndpointIndex } from './endpoints.ts';
 import type { ServiceView, SliceView } from '../core/endpoints.ts';
+import { leftoverConditions, type StatusCondition } from '../core/statefulset-status.ts';
 
 export interface RunningWatcher {
   stop(): Promise<void>;
@@ -93,7 +94,8 @@ export async function runWatcher(settings: Settings, logTo?: DestinationStream):
   });
   // Workload rollouts: a queue of their own, fed by workload changes and by their pods' changes.
   const onWorkload = (kind: 'Deployment' | 'StatefulSet') => (key: string, obj: Workload | undefined) => {
-    if (leading && obj?.metadata.annotations?.[ROLLOUT_STATE_ANNOTATION] !== undefined) rolloutQueue.add(`${kind}/${key}`);
+    const leftover = kind === 'StatefulSet' && leftoverConditions(obj?.status?.conditions as StatusCondition[] | undefined);
+    if (leading && (obj?.metadata.annotations?.[ROLLOUT_STATE_ANNOTATION] !== undefined || leftover)) rolloutQueue.add(`${kind}/${key}`);
   };
   const deployments: Informer<Workload> = new Informer<Workload>(client, { path: '/apis/apps/v1/deployments', trim: trimWorkload, log, resyncMs: w.resyncSeconds * 1000, onChange: onWorkload('Deployment') });
   const statefulSets: Informer<Workload> = new Informer<Workload>(client, { path: '/apis/apps/v1/statefulsets', trim: trimWorkload, log, resyncMs: w.resyncSeconds * 1000, onChange: onWorkload('StatefulSet') });

@@ -199,6 +199,30 @@ describe('Deployment', () => {
     expect(events).not.toContain('InPlaceRolloutFinished');
   });
 
+  it('kubectl rollout pause mid-rollout is refused by kubectl itself ("already paused": no request reaches the cluster); the rollout goes on in place within maxUnavailable and reads done at its end', async () => {
+    const manifest = deployment('pause', 4, IMAGE, 1);
+    manifest.spec.template.metadata.annotations['inplace-gate.dev/grace-period-seconds'] = '3';
+    await applyManifest(manifest);
+    const uids = (await allRunning('pause', 4, IMAGE)).map((p) => p.metadata.uid).sort();
+    const since = Date.now();
+    await kubectl(['-n', NS, 'set', 'image', 'deployment/pause', `app=${IMAGE_2}`]);
+    await eventually('the rollout under way', async () => ((await listPods('pause')).some((p) => p.metadata.annotations?.['inplace-gate.dev/update'] !== undefined) ? true : undefined));
+    expect(await kubectlFails(['-n', NS, 'rollout', 'pause', 'deployment/pause'])).toContain('is already paused');
+    // kubectl refused before writing: no field of the Deployment is kubectl-rollout's.
+    const d = await kubectlJson<Workload>(['-n', NS, 'get', 'deployment', 'pause', '--show-managed-fields']);
+    expect(d.spec.paused).toBe(true);
+    expect(JSON.stringify((d.metadata as { managedFields?: { manager?: string }[] }).managedFields?.map((f) => f.manager))).not.toContain('kubectl-rollout');
+    await kubectl(['-n', NS, 'rollout', 'status', 'deployment/pause', '--timeout=150s']);
+    const after = await allRunning('pause', 4, IMAGE_2);
+    expect(after.map((p) => p.metadata.uid).sort()).toEqual(uids);
+    expect(maxNotReady('pause', since)).toBeLessThanOrEqual(1);
+    // The watcher unpauses in its last write, after the ReplicaSet's marker is gone (when kubectl already reads done).
+    await eventually('the rollout released', async () => {
+      const w = await kubectlJson<Workload>(['-n', NS, 'get', 'deployment', 'pause']);
+      return w.spec.paused !== true && w.metadata.annotations?.['inplace-gate.dev/rollout-state'] === undefined ? true : undefined;
+    }, 30_000);
+  });
+
   it('a server-side apply of a manifest with a new image rolls out in place too', async () => {
     const manifest = deployment('ssa', 4, IMAGE, '50%');
     await applyManifest(manifest, ['--server-side', '--field-manager=argocd-controller']);
@@ -418,6 +442,21 @@ describe('StatefulSet', () => {
     expect(maxNotReady('db', since)).toBeLessThanOrEqual(1);
   });
 
+  it('kubectl rollout pause of a StatefulSet is refused by kubectl ("pausing is not supported"); the in-place rollout goes on within maxUnavailable and kubectl rollout status follows it to the end', async () => {
+    await applyManifest(statefulSet('spause', 3, IMAGE, { type: 'RollingUpdate' }));
+    const uids = (await allRunning('spause', 3, IMAGE)).map((p) => p.metadata.uid).sort();
+    const since = Date.now();
+    await kubectl(['-n', NS, 'set', 'image', 'statefulset/spause', `app=${IMAGE_2}`]);
+    await eventually('the rollout under way', async () => ((await listPods('spause')).some((p) => p.metadata.annotations?.['inplace-gate.dev/update'] !== undefined) ? true : undefined));
+    expect(await kubectlFails(['-n', NS, 'rollout', 'pause', 'statefulset/spause'])).toContain('pausing is not supported');
+    // kubectl rollout status, started mid-rollout, returns only once every pod runs the new image.
+    await kubectl(['-n', NS, 'rollout', 'status', 'statefulset/spause', '--timeout=150s']);
+    const now = await listPods('spause');
+    expect(now.filter((p) => !running(p, IMAGE_2)).map((p) => p.metadata.name)).toEqual([]);
+    expect(now.map((p) => p.metadata.uid).sort()).toEqual(uids);
+    expect(maxNotReady('spause', since)).toBeLessThanOrEqual(1);
+  });
+
   it('a held partition keeps the low ordinals on the old image', async () => {
     await applyManifest(statefulSet('part', 4, IMAGE, { type: 'RollingUpdate', rollingUpdate: { partition: 2 } }));
     await allRunning('part', 4, IMAGE);
@@ -469,6 +508,8 @@ describe('StatefulSet', () => {
     expect(held.filter((p) => ['ann-0', 'ann-1'].includes(p.metadata.name ?? '')).every((p) => running(p, IMAGE))).toBe(true);
     const sts = await kubectlJson<Workload>(['-n', NS, 'get', 'statefulset', 'ann']);
     expect(sts.spec.updateStrategy?.rollingUpdate?.partition ?? 0).toBeGreaterThanOrEqual(2);
+    // The pods above the partition are done: kubectl reads it as a native partitioned rollout, complete.
+    expect(await kubectl(['-n', NS, 'rollout', 'status', 'statefulset/ann', '--timeout=20s'])).toContain('partitioned roll out complete');
 
     await kubectl(['-n', NS, 'annotate', '--overwrite', 'statefulset/ann', 'inplace-gate.dev/partition=0']);
     const after = await allRunning('ann', 4, IMAGE_2);

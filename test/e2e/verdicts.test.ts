@@ -218,16 +218,14 @@ async function keepFixtures(scenario: string, lines: Line[], truths: Truth[]): P
 const probe = { exec: { command: ['true'] }, periodSeconds: 1 };
 const TOOLS: Tool[] = ['kubectl', 'kstatus', 'argocd', 'argocdLua'];
 
-// The tools held to the truth here. The others misread the mechanism (docs/DESIGN.md, "What the users'
-// tools read"): Argo CD's built-in check calls the paused Deployment Suspended; kubectl and Argo CD's
-// built-in check read a StatefulSet whose partition is held at replicas as done whenever its pods are
-// Ready (they read no conditions). kubectl and kstatus see a Deployment's stall through the Progressing
-// condition the watcher sets. kstatus on a StatefulSet is not held yet: with the watcher's Reconciling
-// and Stalled conditions it still read Current once before the first write landed, and once in the stall
-// case (docs/DESIGN.md).
+// The tools held to the truth here. Argo CD's built-in check calls the paused Deployment Suspended
+// (docs/DESIGN.md, "What the users' tools read"). kubectl and kstatus see a Deployment's stall through the
+// Progressing condition the watcher sets. For a StatefulSet all of them read the observedGeneration the
+// status webhook holds below the generation while the rollout runs (and not while it is stalled, so that
+// kstatus reaches the Stalled condition).
 const HELD: Record<'rollout' | 'stall', Record<'Deployment' | 'StatefulSet', Tool[]>> = {
-  rollout: { Deployment: ['kubectl', 'kstatus', 'argocdLua'], StatefulSet: ['argocdLua'] },
-  stall: { Deployment: ['kubectl', 'kstatus', 'argocdLua'], StatefulSet: ['argocdLua'] },
+  rollout: { Deployment: ['kubectl', 'kstatus', 'argocdLua'], StatefulSet: ['kubectl', 'kstatus', 'argocd', 'argocdLua'] },
+  stall: { Deployment: ['kubectl', 'kstatus', 'argocdLua'], StatefulSet: ['kubectl', 'kstatus', 'argocd', 'argocdLua'] },
 };
 
 function template(app: string, image: string, fake = false) {
@@ -262,12 +260,16 @@ async function setImage(kind: string, name: string, image: string): Promise<numb
 
 /** Plays the kubelet for a pod on the kubelet-less node: container statuses and the Ready condition. */
 async function kubeletWrites(p: Pod, app: { state: 'running'; image: string; id: string; restartCount?: number } | { state: 'waiting'; reason: string; message: string; image: string }): Promise<void> {
-  await writeStatus(p, p.metadata.generation ?? 1, { app: app.state === 'running' ? { ...app, ready: true } : app });
   const now = new Date().toISOString().replace(/\.\d+Z$/, 'Z');
   // Ready as the kubelet computes it: containers ready and every readiness gate True.
   const gates = (p.spec.readinessGates ?? []).every((g) => conditionOf(p, g.conditionType) === 'True');
   const ready = app.state === 'running' && gates ? 'True' : 'False';
-  await kubectl(['-n', NS, 'patch', 'pod', p.metadata.name ?? '', '--subresource=status', '--type=strategic', '-p', JSON.stringify({ status: { conditions: [{ type: 'Ready', status: ready, lastTransitionTime: now }] } })]);
+  const writeReady = () => kubectl(['-n', NS, 'patch', 'pod', p.metadata.name ?? '', '--subresource=status', '--type=strategic', '-p', JSON.stringify({ status: { conditions: [{ type: 'Ready', status: ready, lastTransitionTime: now }] } })]);
+  // A kubelet never shows a failed container in a Ready pod (it recomputes Ready as the gate goes False
+  // in the drain): not Ready first, then the container that does not start.
+  if (ready === 'False') await writeReady();
+  await writeStatus(p, p.metadata.generation ?? 1, { app: app.state === 'running' ? { ...app, ready: true } : app });
+  if (ready === 'True') await writeReady();
 }
 
 // --------------------------------------------------------------- tests ---
@@ -308,6 +310,18 @@ describe.each([
     expect(lines.length).toBeGreaterThan(0);
     expect(judge(lines, tool, truth!)).toBe('ok');
   });
+
+  if (kind === 'StatefulSet') {
+    it('the controller\'s status writes for the new template are stored with observedGeneration below the generation until the end', () => {
+      // updateRevision changes only in a controller write of the new generation's status.
+      const start = lines[0]?.object.status?.updateRevision;
+      const observed = lines.filter((l) => rv(l.object) < truth!.rv && l.object.status?.updateRevision !== start);
+      expect(observed.length).toBeGreaterThan(0);
+      expect(observed.filter((l) => (l.object.status?.observedGeneration ?? 0) >= (l.object.metadata.generation ?? 0)).map((l) => describeStatus(l.object))).toEqual([]);
+      const last = lines.at(-1)!.object;
+      expect(last.status?.observedGeneration).toBe(last.metadata.generation);
+    });
+  }
 });
 
 describe.each([

@@ -56,6 +56,7 @@ describe('manifests', () => {
     expect(policy).toEqual({
       'pod-create.inplace-gate.dev': 'Ignore',
       'workload-image-update.inplace-gate.dev': 'Ignore',
+      'statefulset-status.inplace-gate.dev': 'Ignore',
       'pod-image-update.inplace-gate.dev': 'Fail',
       'pod-update.inplace-gate.dev': 'Fail',
       'pod-subresources.inplace-gate.dev': 'Fail',

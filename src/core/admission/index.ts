@@ -10,6 +10,7 @@ import { admitPodUpdate } from './pod-update.ts';
 import { validatePodUpdate } from './pod-validate.ts';
 import type { AdmissionRequest } from './request.ts';
 import { podShapeProblem, workloadShapeProblem } from './shape.ts';
+import { admitStatefulSetStatus } from './statefulset-status.ts';
 import { admitWorkloadUpdate } from './workload.ts';
 import type { Workload } from '../workload-types.ts';
 
@@ -33,12 +34,14 @@ export function validate(req: AdmissionRequest, config: AdmissionConfig): Judgem
 }
 
 function mutateWorkload(req: AdmissionRequest, config: AdmissionConfig, now: Date): Judgement {
-  if (req.operation !== 'UPDATE' || req.subResource) return allow('operation-not-handled');
+  const status = req.subResource === 'status' && req.kind.kind === 'StatefulSet';
+  if (req.operation !== 'UPDATE' || (req.subResource && !status)) return allow('operation-not-handled');
   // Checked field by field as pods are: a template container that is not an object was a 500 (found by fuzzing).
   for (const [value, path] of [[req.object, 'request.object'], [req.oldObject, 'request.oldObject']] as const) {
     const problem = workloadShapeProblem(value, path);
     if (problem !== undefined) return invalid(`${path} is not a ${req.kind.kind}: ${problem}`);
   }
+  if (status) return admitStatefulSetStatus(req as AdmissionRequest<Workload>, req.object as Workload, req.oldObject as Workload, config, now);
   return admitWorkloadUpdate(req as AdmissionRequest<Workload>, req.object as Workload, req.oldObject as Workload, config, now);
 }
 
