@@ -34,6 +34,18 @@ function request(old: ReturnType<typeof buildPod>, images: Record<string, string
 
 describe('UPDATE pods, mutating: image changes are deferred', () => {
   it.each([
+    ['a trailing space', { app: `${WEB}:1.5.0 ` }, 'must not have leading or trailing whitespace'],
+    ['a leading tab', { app: `\t${WEB}:1.5.0` }, 'must not have leading or trailing whitespace'],
+    ['only spaces', { app: '   ' }, 'is required'],
+    ['one of two containers', { app: `${WEB}:1.5.0`, 'istio-proxy': 'docker.io/istio/proxyv2:1.25.1 ' }, 'container istio-proxy'],
+  ])('an image the apiserver would refuse after the drain (%s) is refused now with 422, nothing recorded', (_what, images, words) => {
+    const old = buildPod(twoContainers);
+    const decision = expectDecision(mutate(updateRequest(old, withSpecImages(old, images), {}), config, now));
+    expect(decision).toMatchObject({ type: 'deny', reason: 'invalid-image', code: 422 });
+    expect(decision.type === 'deny' ? decision.message : '').toContain(words);
+  });
+
+  it.each([
     ['the only container', {}, { app: `${WEB}:1.5.0` }],
     ['only the injected proxy sidecar', twoContainers, { 'istio-proxy': 'docker.io/istio/proxyv2:1.25.1' }],
     ['a native sidecar', twoContainers, { 'log-shipper': 'fluent/fluent-bit:3.3' }],

@@ -11,7 +11,7 @@ import { hasReadinessGate, isExcludedNamespace, isManaged, matchesIdentity } fro
 
 const LAST_APPLIED = 'kubectl.kubernetes.io/last-applied-configuration';
 import { backToUpdating, currentRecords, encodeUpdateState, parseUpdateState, stalledBeforeDrain, stalledInDrain, type ContainerRecord, type UpdateState } from '../state.ts';
-import { allow, patch, type Decision } from './decision.ts';
+import { allow, deny, patch, type Decision } from './decision.ts';
 import type { AdmissionRequest } from './request.ts';
 
 export function admitPodUpdate(
@@ -75,6 +75,15 @@ export function admitPodUpdate(
       ]);
     }
     return allow('no-image-change', warnings);
+  }
+
+  // What the apiserver's validation would refuse in the watcher's image write after the drain, refused
+  // now, while the requester is there to read it and before the pod leaves its endpoints (the spec
+  // the apiserver validates here keeps the running images, so it cannot see these itself).
+  const invalid = Object.entries(changes).filter(([, image]) => image === '' || image.trim() !== image);
+  if (invalid.length > 0) {
+    const fields = invalid.map(([name, image]) => `container ${name}: image ${JSON.stringify(image)} ${image.trim() === '' ? 'is required' : 'must not have leading or trailing whitespace'}`);
+    return deny('invalid-image', `inplace-gate: ${fields.join('; ')} (the apiserver would refuse it when written after the drain); send the image without surrounding spaces`, 422);
   }
 
   // Latest request wins per container: while Pending or Draining a request
