@@ -59,6 +59,11 @@ export function webhookConfigurations(opts: RegistrationOptions) {
   const heldResumed =
     `request.kind.kind == 'Deployment' && has(oldObject.spec.paused) && oldObject.spec.paused && !(has(object.spec.paused) && object.spec.paused) && ` +
     `${celValue('oldObject', 'annotations', ROLLOUT_STATE_ANNOTATION)} != ''`;
+  // A held StatefulSet's own partition changed by its user: the webhook keeps it held and records the value.
+  const celPartition = (obj: string) =>
+    `(has(${obj}.spec.updateStrategy) && has(${obj}.spec.updateStrategy.rollingUpdate) && has(${obj}.spec.updateStrategy.rollingUpdate.partition) ? ${obj}.spec.updateStrategy.rollingUpdate.partition : 0)`;
+  const heldPartitionChanged =
+    `request.kind.kind == 'StatefulSet' && ${celValue('oldObject', 'annotations', ROLLOUT_STATE_ANNOTATION)} != '' && ${celPartition('object')} != ${celPartition('oldObject')}`;
   const pendingState = `${celValue('oldObject', 'annotations', UPDATE_ANNOTATION)}.matches('"phase":"(Pending|Draining)"')`;
   const lifecycleKeysChanged =
     `${celValue('object', 'labels', MANAGED_LABEL)} != ${celValue('oldObject', 'labels', MANAGED_LABEL)} || ` +
@@ -92,7 +97,7 @@ export function webhookConfigurations(opts: RegistrationOptions) {
         clientConfig: opts.clientConfig('/mutate'),
         rules: [{ apiGroups: ['apps'], apiVersions: ['v1'], scope: 'Namespaced', operations: ['UPDATE'], resources: ['deployments', 'statefulsets'] }],
         namespaceSelector: createNamespaceSelector,
-        matchConditions: [...notWatcher, { name: 'template-images-changed-or-held-resumed', expression: `${templateImagesChanged} || (${heldResumed})` }],
+        matchConditions: [...notWatcher, { name: 'template-images-changed-or-held-resumed-or-repartitioned', expression: `${templateImagesChanged} || (${heldResumed}) || (${heldPartitionChanged})` }],
         // An outage falls back to the native rollout, which is safe, and never blocks a deploy.
         failurePolicy: 'Ignore',
         ...common,

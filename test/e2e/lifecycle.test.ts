@@ -4,7 +4,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Pod } from '../../src/core/kube-types.ts';
 import { READINESS_GATE } from '../../src/core/names.ts';
-import { applyManifest, createNamespace, eventually, kubectl, kubectlJson } from './support/kube.ts';
+import { applyManifest, createNamespace, eventually, kubectl, kubectlFails, kubectlJson } from './support/kube.ts';
 import { IMAGE, IMAGE_2, IMAGE_3, conditionOf, getPod, phaseIs, podManifest, settled, stateOf, statusOf } from './support/pods.ts';
 import { record, type Recorder } from './support/recorder.ts';
 import { startLeadingWatcher, type WatcherProcess } from './support/watcher.ts';
@@ -129,29 +129,65 @@ describe('variations', () => {
     expect(statusOf(after, 'app')!.containerID).toBe(statusOf(before, 'app')!.containerID);
   });
 
-  it('an image the apiserver refuses at the write (trailing whitespace): Stalled with its message, back in service on the old image', async () => {
-    await applyManifest(podManifest('refused', NS));
-    const before = await settled(NS, 'refused');
-    // The webhook keeps the running image in the spec, so only the watcher's write meets the apiserver's validation.
-    await kubectl(['-n', NS, 'patch', 'pod', 'refused', '--type=json', '-p', JSON.stringify([{ op: 'replace', path: '/spec/containers/0/image', value: `${IMAGE_2} ` }])]);
-    const stalled = await phaseIs(NS, 'refused', 'Stalled');
-    expect(stateOf(stalled)).toMatchObject({ images: { app: `${IMAGE_2} ` }, stalled: { reason: 'ImageWriteRefused', message: expect.stringContaining('whitespace') as unknown } });
-    const back = await eventually('back in service', async () => {
-      const p = await getPod(NS, 'refused');
-      return conditionOf(p, READINESS_GATE) === 'True' && conditionOf(p, 'Ready') === 'True' ? p : undefined;
+  it('an image the apiserver would refuse at the write (trailing whitespace) is refused at request time, with a 422 naming the container; nothing drains', async () => {
+    await applyManifest(podManifest('spaced', NS));
+    const before = await settled(NS, 'spaced');
+    const said = await kubectlFails(['-n', NS, 'patch', 'pod', 'spaced', '--type=json', '-p', JSON.stringify([{ op: 'replace', path: '/spec/containers/0/image', value: `${IMAGE_2} ` }])]);
+    expect(said).toContain('container app');
+    expect(said).toContain('must not have leading or trailing whitespace');
+    const after = await getPod(NS, 'spaced');
+    expect(after.metadata.annotations?.['inplace-gate.dev/update']).toBeUndefined();
+    expect(conditionOf(after, READINESS_GATE)).toBe('True');
+    expect(statusOf(after, 'app')!.containerID).toBe(statusOf(before, 'app')!.containerID);
+  });
+
+  it("an image a policy refuses at the watcher's write (a ValidatingAdmissionPolicy, as Gatekeeper or Kyverno would): Stalled with its message, back in service on the old image", async () => {
+    // The policy sees the requested image only in the watcher's write: the request itself keeps the running image in the spec.
+    const policy = `e2e-no-blocked-${NS}`;
+    await applyManifest({
+      apiVersion: 'admissionregistration.k8s.io/v1', kind: 'ValidatingAdmissionPolicy', metadata: { name: policy },
+      spec: {
+        failurePolicy: 'Fail',
+        matchConstraints: { resourceRules: [{ apiGroups: [''], apiVersions: ['v1'], operations: ['UPDATE'], resources: ['pods'] }] },
+        validations: [{ expression: "object.spec.containers.all(c, !c.image.endsWith('-blocked'))", message: 'images tagged -blocked are not allowed here' }],
+      },
     });
-    expect(back.spec.containers[0]!.image).toBe(IMAGE);
-    expect(statusOf(back, 'app')!.containerID).toBe(statusOf(before, 'app')!.containerID);
-    const events = await eventually('the Warning event', async () => {
-      const list = await kubectlJson<{ items: { reason: string; type: string; note: string }[] }>(
-        ['-n', NS, 'get', 'events.events.k8s.io', '--field-selector', 'regarding.name=refused,reason=InPlaceUpdateRefused']);
-      return list.items.length > 0 ? list.items : undefined;
+    await applyManifest({
+      apiVersion: 'admissionregistration.k8s.io/v1', kind: 'ValidatingAdmissionPolicyBinding', metadata: { name: policy },
+      spec: { policyName: policy, validationActions: ['Deny'], matchResources: { namespaceSelector: { matchLabels: { 'kubernetes.io/metadata.name': NS } } } },
     });
-    expect(events).toEqual([expect.objectContaining({ type: 'Warning', note: expect.stringContaining('whitespace') as unknown })]);
-    // The next image change starts over, with a drain.
-    await kubectl(['-n', NS, 'set', 'image', 'pod/refused', `app=${IMAGE_2}`]);
-    await phaseIs(NS, 'refused', 'Draining');
-    expect(statusOf(await settled(NS, 'refused'), 'app')!.image).toBe(IMAGE_2);
+    try {
+      await applyManifest(podManifest('refused', NS));
+      const before = await settled(NS, 'refused');
+      const blocked = `${IMAGE_2}-blocked`;
+      // The policy is in force once a plain write of the image is refused (its bindings are read asynchronously).
+      await eventually('the policy in force', async () => {
+        await applyManifest(podManifest('probe', NS, { labels: { 'inplace-gate.dev/enabled': 'false' } })).catch(() => undefined);
+        const out = await kubectlFails(['-n', NS, 'set', 'image', 'pod/probe', `app=${blocked}`]).catch(() => '');
+        return out.includes('not allowed here') ? true : undefined;
+      });
+      await kubectl(['-n', NS, 'set', 'image', 'pod/refused', `app=${blocked}`]);
+      const stalled = await phaseIs(NS, 'refused', 'Stalled');
+      expect(stateOf(stalled)).toMatchObject({ images: { app: blocked }, stalled: { reason: 'ImageWriteRefused', message: expect.stringContaining('not allowed here') as unknown } });
+      const back = await eventually('back in service', async () => {
+        const p = await getPod(NS, 'refused');
+        return conditionOf(p, READINESS_GATE) === 'True' && conditionOf(p, 'Ready') === 'True' ? p : undefined;
+      });
+      expect(back.spec.containers[0]!.image).toBe(IMAGE);
+      expect(statusOf(back, 'app')!.containerID).toBe(statusOf(before, 'app')!.containerID);
+      const events = await eventually('the Warning event', async () => {
+        const list = await kubectlJson<{ items: { reason: string; type: string; note: string }[] }>(
+          ['-n', NS, 'get', 'events.events.k8s.io', '--field-selector', 'regarding.name=refused,reason=InPlaceUpdateRefused']);
+        return list.items.length > 0 ? list.items : undefined;
+      });
+      expect(events).toEqual([expect.objectContaining({ type: 'Warning', note: expect.stringContaining('not allowed here') as unknown })]);
+      // The next image change starts over, with a drain.
+      await kubectl(['-n', NS, 'set', 'image', 'pod/refused', `app=${IMAGE_2}`]);
+      await phaseIs(NS, 'refused', 'Draining');
+      expect(statusOf(await settled(NS, 'refused'), 'app')!.image).toBe(IMAGE_2);
+    } finally {
+      await kubectl(['delete', 'validatingadmissionpolicybinding,validatingadmissionpolicy', policy, '--ignore-not-found']);
+    }
   });
 
   it('a container declared not serving: updated in place with no drain, the gate True throughout, still proven', async () => {

@@ -520,6 +520,31 @@ describe('StatefulSet', () => {
     });
     expect(end.spec.updateStrategy?.rollingUpdate?.partition ?? 0).toBe(0);
   });
+
+  it("its own partition changed mid-rollout stays held and is honoured: no pod recreated, the ordinals below it keep the old image, and it is handed back at the end", async () => {
+    // Held by the annotation first, so the rollout is surely under way when the partition changes.
+    await applyManifest({ ...statefulSet('own', 3, IMAGE, { type: 'RollingUpdate' }), metadata: { name: 'own', namespace: NS, annotations: { 'inplace-gate.dev/partition': '3' } } });
+    const uids = (await allRunning('own', 3, IMAGE)).map((p) => p.metadata.uid).sort();
+    await kubectl(['-n', NS, 'set', 'image', 'statefulset/own', `app=${IMAGE_2}`]);
+    await eventually('the rollout recorded', async () => {
+      const s = await kubectlJson<Workload>(['-n', NS, 'get', 'statefulset', 'own']);
+      return s.metadata.annotations?.['inplace-gate.dev/rollout-state'] !== undefined ? true : undefined;
+    });
+    // Stored as sent, partition 1 would let the controller recreate ordinals 1 and 2 on top of the rollout.
+    const patched = await kubectlJson<Workload>(['-n', NS, 'patch', 'statefulset/own', '--type=merge', '-p', '{"spec":{"updateStrategy":{"rollingUpdate":{"partition":1}}}}']);
+    expect(patched.spec.updateStrategy?.rollingUpdate?.partition).toBe(3);
+    await kubectl(['-n', NS, 'annotate', '--overwrite', 'statefulset/own', 'inplace-gate.dev/partition=0']);
+    const end = await eventually('rollout ended', async () => {
+      const s = await kubectlJson<Workload>(['-n', NS, 'get', 'statefulset', 'own']);
+      return s.metadata.annotations?.['inplace-gate.dev/rollout-state'] === undefined ? s : undefined;
+    }, 120_000);
+    expect(end.spec.updateStrategy?.rollingUpdate?.partition).toBe(1);
+    const pods = await listPods('own');
+    expect(pods.map((p) => p.metadata.uid).sort()).toEqual(uids);
+    const byName = (n: number) => pods.find((p) => p.metadata.name === `own-${String(n)}`);
+    expect(running(byName(0)!, IMAGE)).toBe(true);
+    expect([1, 2].every((n) => running(byName(n)!, IMAGE_2))).toBe(true);
+  });
 });
 
 describe('crash', () => {

@@ -86,6 +86,34 @@ describe('Deployments and StatefulSets: an image-only template change rolls out 
     expect(after.spec.updateStrategy?.rollingUpdate?.partition).toBe(5);
   });
 
+  it.each<[string, number, number]>([
+    ['lowered', 0, 0],
+    ['raised', 3, 5],
+    ['raised past replicas', 7, 7],
+  ])("the user's own partition %s mid-rollout stays held and is recorded as theirs (stored, the controller would recreate the pods not reached yet)", (_what, wanted, heldAt) => {
+    const first = stored(workload('StatefulSet'), workload('StatefulSet', 'web:2')).after;
+    const next = { ...first, spec: { ...first.spec, updateStrategy: { type: 'RollingUpdate', rollingUpdate: { partition: wanted } } } };
+    const { decision, after } = stored(first, next);
+    expect(decision.reason).toBe('partition-recorded');
+    expect(after.spec.updateStrategy?.rollingUpdate?.partition).toBe(Math.max(5, heldAt));
+    expect(parseRolloutState(after.metadata.annotations?.[ROLLOUT_STATE_ANNOTATION])).toMatchObject({ ok: true, state: { images: { app: 'web:2' }, partition: wanted, startedAt: now.toISOString() } });
+    expect(decision.warnings[0]).toContain(`partition ${String(wanted)} is recorded`);
+  });
+
+  it('a partition set in the same write as the image bump is the one recorded', () => {
+    const next = workload('StatefulSet', 'web:2', { updateStrategy: { type: 'RollingUpdate', rollingUpdate: { partition: 3 } } });
+    const { after } = stored(workload('StatefulSet'), next);
+    expect(parseRolloutState(after.metadata.annotations?.[ROLLOUT_STATE_ANNOTATION])).toMatchObject({ ok: true, state: { partition: 3 } });
+    expect(after.spec.updateStrategy?.rollingUpdate?.partition).toBe(5);
+  });
+
+  it('a partition change with the rollout state dropped in the same write (a release) is let through', () => {
+    const first = stored(workload('StatefulSet'), workload('StatefulSet', 'web:2')).after;
+    const { [ROLLOUT_STATE_ANNOTATION]: _state, ...annotations } = first.metadata.annotations ?? {};
+    const next = { ...first, metadata: { ...first.metadata, annotations }, spec: { ...first.spec, updateStrategy: { type: 'RollingUpdate', rollingUpdate: { partition: 1 } } } };
+    expect(stored(first, next).decision.reason).not.toBe('partition-recorded');
+  });
+
   it('answers a dry run the same', () => {
     const real = stored(workload('Deployment'), workload('Deployment', 'web:2')).after;
     const dry = stored(workload('Deployment'), workload('Deployment', 'web:2'), { dryRun: true }).after;

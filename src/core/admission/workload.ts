@@ -27,6 +27,8 @@ export function admitWorkloadUpdate(req: AdmissionRequest<Workload>, workload: W
   if (isExcludedNamespace(req.namespace, config)) return allow('excluded-namespace');
   const resumed = refuseResume(kind, workload, old);
   if (resumed) return resumed;
+  const repartitioned = keepHeldPartition(kind, workload, old);
+  if (repartitioned) return repartitioned;
   if (workload.metadata.annotations?.[ROLLOUT_ANNOTATION] === 'recreate') return allow('rollout-recreate');
   if (workload.spec.template.metadata?.labels?.[ENABLED_LABEL] === 'false') return allow('opted-out');
 
@@ -70,7 +72,8 @@ export function admitWorkloadUpdate(req: AdmissionRequest<Workload>, workload: W
     const strategy = workload.spec.updateStrategy;
     if ((strategy?.type ?? 'RollingUpdate') === 'RollingUpdate') {
       const replicas = workload.spec.replicas ?? 1;
-      const userPartition = current?.partition ?? old.spec.updateStrategy?.rollingUpdate?.partition ?? 0;
+      // The user's partition: one this request sets, else the one recorded at the rollout's start, else the stored one.
+      const userPartition = partitionOf(workload) !== partitionOf(old) ? partitionOf(workload) : (current?.partition ?? partitionOf(old));
       state.partition = userPartition;
       annotations[ROLLOUT_STATE_ANNOTATION] = encodeRolloutState(state);
       mutated.spec = {
@@ -88,6 +91,39 @@ export function admitWorkloadUpdate(req: AdmissionRequest<Workload>, workload: W
     `inplace-gate: ${kind} rolls out in place (${what}): same pods, drained and restarted a few at a time; ` +
       (kind === 'Deployment' ? `it shows paused until the rollout ends${surge}` : 'its partition is held until the rollout ends'),
   ]);
+}
+
+const partitionOf = (w: Workload): number => w.spec.updateStrategy?.rollingUpdate?.partition ?? 0;
+
+/**
+ * A StatefulSet's own partition changed (and nothing in its template) while
+ * inplace-gate holds it at replicas. Stored as sent, it would let the native
+ * controller recreate the pods the in-place rollout has not reached, on top of
+ * it, and the rollout's end would hand back the partition recorded at its
+ * start. So it stays held, and the value is recorded as the user's partition:
+ * the rollout leaves the ordinals below it on their old images and hands it
+ * back at the end.
+ */
+function keepHeldPartition(kind: string, workload: Workload, old: Workload): Decision | undefined {
+  if (kind !== 'StatefulSet' || partitionOf(workload) === partitionOf(old)) return undefined;
+  if (!isEmpty(imageChanges(old.spec.template.spec, workload.spec.template.spec))) return undefined;
+  const held = parseRolloutState(old.metadata.annotations?.[ROLLOUT_STATE_ANNOTATION]);
+  // Not held, or the rollout state dropped in this very write (the watcher's release, or a user knowingly).
+  if (!held.ok || held.state === undefined || workload.metadata.annotations?.[ROLLOUT_STATE_ANNOTATION] === undefined) return undefined;
+  const strategy = workload.spec.updateStrategy;
+  if ((strategy?.type ?? 'RollingUpdate') !== 'RollingUpdate') return undefined;
+  const wanted = partitionOf(workload);
+  const replicas = workload.spec.replicas ?? 1;
+  const annotations = { ...workload.metadata.annotations, [ROLLOUT_STATE_ANNOTATION]: encodeRolloutState({ ...held.state, partition: wanted }) };
+  return patch(
+    {
+      ...workload,
+      metadata: { ...workload.metadata, annotations },
+      spec: { ...workload.spec, updateStrategy: { ...strategy, type: 'RollingUpdate', rollingUpdate: { ...strategy?.rollingUpdate, partition: Math.max(replicas, wanted) } } },
+    },
+    'partition-recorded',
+    [`inplace-gate: statefulset/${old.metadata.name ?? ''} is held while it updates its pods in place; partition ${String(wanted)} is recorded, the in-place rollout leaves the ordinals below it on their old images and hands it back when it ends`],
+  );
 }
 
 /**
