@@ -2,7 +2,7 @@
 # The images of bench/realistic.ts, pushed to the lab registry of CLUSTER_DIR
 # (a running cluster with real nodes), built with lab.sh's own functions:
 #
-#   lab/bench-app:v1..v4   base layer (busybox and BENCH_BASE_MB of incompressible data,
+#   lab/bench-app:vN-RUN   (N 1..4, RUN = BENCH_IMAGE_RUN) base layer (busybox and BENCH_BASE_MB of incompressible data,
 #                          the same in every version) + a top layer of BENCH_TOP_MB
 #                          incompressible bytes, /www/index.html with the version, that
 #                          changes with each version; serves HTTP on :8080 after
@@ -10,20 +10,27 @@
 #   lab/bench-sidecar:1    the same base + a small layer: a log/metrics sidecar that
 #                          serves /metrics on :9090 after START_SECONDS and follows /logs
 #
-# Deterministic: the data come from AES-CTR over zeros keyed by a fixed word, the
-# layers from make_layer; the base layer is kept in the cache. Prints "<ref> <digest>" per image.
+# Deterministic: the data come from AES-CTR over zeros keyed by a fixed word (and RUN for
+# the top layers, so that no node of a kept cluster has them), the layers from make_layer;
+# the base layer is kept in the cache. Prints "<ref> <digest>" per image.
+# `--prepare` only builds the cached base layer (no cluster needed).
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
 repo=$(dirname "$here")
 log() { echo "realistic-images: $*" >&2; }
 die() { log "error: $*"; exit 1; }
-: "${CLUSTER_DIR:?CLUSTER_DIR of a running cluster with real nodes}"
-CLUSTER_DIR=$(cd "$CLUSTER_DIR" && pwd)
+prepare=false
+[ "${1:-}" != --prepare ] || prepare=true
 # shellcheck source=../test/cluster/lab.sh
 . "$repo/test/cluster/lab.sh"
-lab_paths
-[ -e "$netns_path" ] || die "no lab network namespace for $CLUSTER_DIR (CLUSTER_REAL_NODES=2 cluster.sh up first)"
+if ! $prepare; then
+  : "${CLUSTER_DIR:?CLUSTER_DIR of a running cluster with real nodes}"
+  CLUSTER_DIR=$(cd "$CLUSTER_DIR" && pwd)
+  lab_paths
+  [ -e "$netns_path" ] || die "no lab network namespace for $CLUSTER_DIR (CLUSTER_REAL_NODES=2 cluster.sh up first)"
+fi
+run=${BENCH_IMAGE_RUN:-$(date +%s)}
 
 base_mb=${BENCH_BASE_MB:-150}
 top_mb=${BENCH_TOP_MB:-16}
@@ -33,7 +40,8 @@ mkdir -p "$cache"
 export LAB_GZIP_LEVEL=1
 
 # data <key> <MiB> <file>
-data() { openssl enc -aes-128-ctr -nosalt -pbkdf2 -pass "pass:inplace-gate-$1" </dev/zero 2>/dev/null | head -c "$(($2 * 1024 * 1024))" >"$3"; }
+# (openssl ends on SIGPIPE once head has enough: not a failure)
+data() { { openssl enc -aes-128-ctr -nosalt -pbkdf2 -pass "pass:inplace-gate-$1" </dev/zero 2>/dev/null || true; } | head -c "$(($2 * 1024 * 1024))" >"$3"; }
 
 w=$(mktemp -d)
 trap 'rm -rf "$w"' EXIT
@@ -53,6 +61,7 @@ if [ ! -s "$base" ] || [ ! -s "$base.diff_id" ]; then
   log "base layer built in $((SECONDS - t))s: $(du -m "$base" | cut -f1) MiB"
 fi
 base_id=$(cat "$base.diff_id")
+! $prepare || exit 0
 
 # `sleep & wait`: SIGTERM during the start-up ends it at once, as during serving.
 app='["/bin/sh","-c","trap '"'"'exit 0'"'"' TERM; sleep ${START_SECONDS:-3} & wait; echo \"$(date) serving $(cat /www/index.html)\" >>/logs/app.log; /bin/busybox httpd -f -p 8080 -h /www & wait"]'
@@ -61,11 +70,11 @@ sidecar='["/bin/sh","-c","trap '"'"'exit 0'"'"' TERM; sleep ${START_SECONDS:-1} 
 for v in v1 v2 v3 v4; do
   mkdir -p "$w/$v/www" "$w/$v/app"
   echo "$v" >"$w/$v/www/index.html"
-  data "top-$v" "$top_mb" "$w/$v/app/app.bin"
+  data "top-$v-$run" "$top_mb" "$w/$v/app/app.bin"
   chmod 0755 "$w/$v" "$w/$v/www" "$w/$v/app"
   chmod 0644 "$w/$v/www/index.html" "$w/$v/app/app.bin"
   id=$(make_layer "$w/$v" "$w/$v.tar.gz")
-  push_layers lab/bench-app "$v" "$app" "$base" "$base_id" "$w/$v.tar.gz" "$id"
+  push_layers lab/bench-app "$v-$run" "$app" "$base" "$base_id" "$w/$v.tar.gz" "$id"
   rm -rf "$w/$v" "$w/$v.tar.gz"
 done
 mkdir -p "$w/sidecar/metrics"

@@ -46,7 +46,8 @@ type Mode = 'native' | 'in place, no pre-pull' | 'in place, pre-pull';
 /** The lab's registry (127.0.0.1:5000 in the netns) answers at `mbit`; everything else on lo unlimited. */
 async function limitRegistry(netns: string): Promise<void> {
   const tc = (args: string) => run('ip', ['netns', 'exec', netns, 'tc', ...args.split(' ')]);
-  await tc('qdisc replace dev lo root handle 1: htb default 10');
+  await tc('qdisc del dev lo root').catch(() => undefined); // a kept cluster's from before
+  await tc('qdisc add dev lo root handle 1: htb default 10');
   await tc('class add dev lo parent 1: classid 1:10 htb rate 10gbit quantum 65536');
   await tc(`class add dev lo parent 1: classid 1:20 htb rate ${String(mbit)}mbit ceil ${String(mbit)}mbit burst 256k cburst 256k quantum 65536`);
   await tc('filter add dev lo parent 1: protocol ip prio 1 u32 match ip sport 5000 0xffff flowid 1:20');
@@ -54,7 +55,7 @@ async function limitRegistry(netns: string): Promise<void> {
 
 function deployment(ns: string, image: string, sidecar: string) {
   const labels = { app: APP };
-  const probe = (port: number) => ({ httpGet: { path: '/', port }, periodSeconds: 1, failureThreshold: 1 });
+  const probe = (port: number) => ({ httpGet: { path: '/', port }, periodSeconds: 1 });
   const resources = { requests: { cpu: '10m', memory: '16Mi' } };
   const mounts = [{ name: 'logs', mountPath: '/logs' }];
   return {
@@ -168,7 +169,7 @@ async function watchEndpoints(b: BenchCluster, ns: string) {
 async function watchPods(b: BenchCluster, ns: string, image: string) {
   const path = `/api/v1/namespaces/${ns}/pods?labelSelector=app%3D${APP}`;
   const list = await b.client.get<{ metadata: { resourceVersion: string } }>(path);
-  const at = { falseAt: new Map<string, number>(), writeAt: new Map<string, number>(), appReadyAt: new Map<string, number>(), trueAt: new Map<string, number>(), createdAt: new Map<string, number>(), readyAt: new Map<string, number>() };
+  const at = { askedAt: new Map<string, number>(), falseAt: new Map<string, number>(), writeAt: new Map<string, number>(), appReadyAt: new Map<string, number>(), trueAt: new Map<string, number>(), createdAt: new Map<string, number>(), readyAt: new Map<string, number>() };
   const abort = new AbortController();
   const mark = (m: Map<string, number>, name: string, now: number) => { if (!m.has(name)) m.set(name, now); };
   const watching = b.client.watch<Pod>(`${path}&watch=true&resourceVersion=${list.metadata.resourceVersion}`, ({ type, object: p }) => {
@@ -177,6 +178,7 @@ async function watchPods(b: BenchCluster, ns: string, image: string) {
     const app = p.status?.containerStatuses?.find((c) => c.name === 'app');
     if (type === 'ADDED' && p.spec.containers[0]?.image === image) mark(at.createdAt, name, now);
     if (at.createdAt.has(name) && ready(p)) mark(at.readyAt, name, now);
+    if (p.metadata.annotations?.[UPDATE_ANNOTATION] !== undefined && p.spec.containers[0]?.image !== image) mark(at.askedAt, name, now);
     if (gate(p) === 'False' && p.spec.containers[0]?.image !== image) mark(at.falseAt, name, now);
     if (at.falseAt.has(name) && p.spec.containers[0]?.image === image) mark(at.writeAt, name, now);
     if (at.writeAt.has(name) && app?.ready === true && app.image === image) mark(at.appReadyAt, name, now);
@@ -189,7 +191,7 @@ async function watchPods(b: BenchCluster, ns: string, image: string) {
       abort.abort();
       await watching;
       if (!inPlace) return `pod created -> Ready ${both(span(at.createdAt, at.readyAt))} s`;
-      return `False -> image write ${both(span(at.falseAt, at.writeAt))} s, write -> app ready ${both(span(at.writeAt, at.appReadyAt))} s, app ready -> True ${both(span(at.appReadyAt, at.trueAt))} s`;
+      return `asked -> False (the pull, with pre-pull) ${both(span(at.askedAt, at.falseAt))} s, False -> image write ${both(span(at.falseAt, at.writeAt))} s, write -> app ready ${both(span(at.writeAt, at.appReadyAt))} s, app ready -> True ${both(span(at.appReadyAt, at.trueAt))} s`;
     },
   };
 }
@@ -245,14 +247,14 @@ async function main() {
     const netns = b.env.CLUSTER_NETNS ?? '';
     await limitRegistry(netns);
     const t = Date.now();
-    const { stdout } = await run('bash', [join(repo, 'bench/realistic-images.sh')], { env: { ...process.env, CLUSTER_DIR: b.env.CLUSTER_DIR ?? dir }, maxBuffer: 1 << 20 });
+    const id = Date.now().toString(36);
+    const { stdout } = await run('bash', [join(repo, 'bench/realistic-images.sh')], { env: { ...process.env, CLUSTER_DIR: b.env.CLUSTER_DIR ?? dir, BENCH_IMAGE_RUN: id }, maxBuffer: 1 << 20 });
     const images = new Map(stdout.trim().split('\n').map((l) => l.split(' ') as [string, string]));
     console.error(`bench: images pushed in ${String((Date.now() - t) / 1000)} s: ${[...images.keys()].join(', ')}`);
     const ref = (repoTag: string) => [...images.keys()].find((k) => k.endsWith(`/${repoTag}`)) ?? '';
-    const [v1, v2, v3, v4, sidecar] = ['bench-app:v1', 'bench-app:v2', 'bench-app:v3', 'bench-app:v4', 'bench-sidecar:1'].map(ref) as [string, string, string, string, string];
+    const [v1, v2, v3, v4, sidecar] = [`bench-app:v1-${id}`, `bench-app:v2-${id}`, `bench-app:v3-${id}`, `bench-app:v4-${id}`, 'bench-sidecar:1'].map(ref) as [string, string, string, string, string];
 
     // Natively first: its first deploy puts the base layer and the sidecar on both nodes.
-    const id = Date.now().toString(36);
     const nativeNs = `realistic-native-${id}`;
     await createNamespace(b, nativeNs, {});
     await b.kubectl(['apply', '-f', '-'], JSON.stringify({ apiVersion: 'v1', kind: 'Service', metadata: { name: APP, namespace: nativeNs }, spec: { selector: { app: APP }, ports: [{ port: 8080 }] } }));
@@ -273,6 +275,8 @@ async function main() {
     rows.push(await rollout(b, 'in place, no pre-pull', ns, v1, v3));
     console.error(rows.at(-1));
     await b.restartWatcher([]);
+    // Leading is not yet watching: give its caches a moment to fill before the rollout is timed.
+    await sleep(5000);
     rows.push(await rollout(b, 'in place, pre-pull', ns, v3, v4));
     console.error(rows.at(-1));
   } finally {
