@@ -279,6 +279,7 @@ async function main() {
     await sleep(5000);
     rows.push(await rollout(b, 'in place, pre-pull', ns, v3, v4));
     console.error(rows.at(-1));
+    await b.kubectl(['delete', 'namespace', ns, '--wait=false']);
   } finally {
     await b.stop();
   }
