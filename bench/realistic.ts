@@ -298,4 +298,6 @@ async function main() {
   console.log(`ratio in-place/native: ${(prePull.wallS / native.wallS).toFixed(2)}`);
 }
 
+// A timeout's SIGTERM: exit, so that the webhook, watcher and traffic client end with this process.
+process.once('SIGTERM', () => process.exit(143));
 await main();
