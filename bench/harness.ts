@@ -25,7 +25,21 @@ export interface BenchCluster {
   writes: () => Promise<number>;
   /** Every write the apiserver audited between two instants (ms): who wrote what (empty if the cluster runs without the audit log). */
   audited: (fromMs: number, toMs: number) => Promise<AuditedWrite[]>;
+  /** Stops the watcher (SIGTERM: it releases its Lease) and starts it again with these extra flags. */
+  restartWatcher: (extra: string[]) => Promise<void>;
+  /** The cluster's state dir and its env file's values (CLUSTER_NETNS, ...). */
+  dir: string;
+  env: Record<string, string>;
   stop: () => Promise<void>;
+}
+
+export interface BenchClusterOptions {
+  /** Real nodes (test/cluster/lab.sh); default: none. */
+  realNodes?: number;
+  /** The cluster's state dir; default BENCH_CLUSTER_DIR, else .cluster-bench. */
+  dir?: string;
+  /** Extra flags of the first watcher. */
+  watcherArgs?: string[];
 }
 
 /** One write as the apiserver's audit log records it. */
@@ -54,11 +68,11 @@ export function clientOf(username: string): string {
   return username.replace(/^system:serviceaccount:kube-system:/, '');
 }
 
-export async function startBenchCluster(nodes: number, maxPodsPerNode: number): Promise<BenchCluster> {
-  const clusterDir = process.env.BENCH_CLUSTER_DIR ?? join(repo, '.cluster-bench');
+export async function startBenchCluster(nodes: number, maxPodsPerNode: number, options: BenchClusterOptions = {}): Promise<BenchCluster> {
+  const clusterDir = options.dir ?? process.env.BENCH_CLUSTER_DIR ?? join(repo, '.cluster-bench');
   // Every write audited (user, verb, resource), so that writes are counted by client, not only in total.
   const auditLog = join(clusterDir, 'logs', 'audit.log');
-  const env = { ...process.env, CLUSTER_DIR: clusterDir, CLUSTER_NODES: String(nodes), CLUSTER_MAX_PODS: String(maxPodsPerNode), CLUSTER_AUDIT_LOG: auditLog };
+  const env = { ...process.env, CLUSTER_DIR: clusterDir, CLUSTER_NODES: String(nodes), CLUSTER_MAX_PODS: String(maxPodsPerNode), CLUSTER_AUDIT_LOG: auditLog, CLUSTER_REAL_NODES: String(options.realNodes ?? 0) };
   const sh = (args: string[]) => run('bash', [join(repo, 'test/cluster/cluster.sh'), ...args], { env, maxBuffer: 1 << 24 });
   const kubeconfig = join(clusterDir, 'kubeconfig');
   const kubectl = (args: string[], input?: string) => {
@@ -66,7 +80,7 @@ export async function startBenchCluster(nodes: number, maxPodsPerNode: number): 
     if (input !== undefined) child.child.stdin?.end(input);
     return child;
   };
-  console.error(`bench: cluster in ${clusterDir} with ${nodes} hollow nodes`);
+  console.error(`bench: cluster in ${clusterDir} with ${nodes} hollow nodes, ${options.realNodes ?? 0} real`);
   await sh(['up']);
   const client = await KubeClient.create(loadKubeConfig(kubeconfig), 'inplace-gate-bench');
   await kubectl(['apply', '--server-side', '--force-conflicts', '-f', join(repo, 'manifests/base/namespace.yaml'), '-f', join(repo, 'manifests/base/watcher-rbac.yaml')]);
@@ -77,9 +91,11 @@ export async function startBenchCluster(nodes: number, maxPodsPerNode: number): 
     for (const c of children) c.kill('SIGKILL');
   });
   const spawnLogged = (name: string, args: string[]) => {
-    const fd = openSync(join(clusterDir, 'logs', `${name}.log`), 'w');
-    children.push(spawn(process.execPath, args, { stdio: ['ignore', fd, fd] }));
+    const fd = openSync(join(clusterDir, 'logs', `${name}.log`), 'a');
+    const child = spawn(process.execPath, args, { stdio: ['ignore', fd, fd] });
+    children.push(child);
     closeSync(fd); // the child has its own copy
+    return child;
   };
   const certDir = join(clusterDir, 'bench-certs');
   spawnLogged('bench-webhook', [join(repo, 'src/cli.ts'), 'webhook', '--port', String(WEBHOOK_PORT), '--host', '127.0.0.1', '--cert-dir', certDir, '--log-level', 'warn']);
@@ -89,7 +105,23 @@ export async function startBenchCluster(nodes: number, maxPodsPerNode: number): 
     clientConfig: (p) => ({ url: `https://127.0.0.1:${WEBHOOK_PORT}${p}`, caBundle }), scope: 'opt-in', watcherUsers: [DEFAULT_WATCHER_USER],
   });
   await kubectl(['apply', '--server-side', '--force-conflicts', '-f', '-'], JSON.stringify({ apiVersion: 'v1', kind: 'List', items: [mutating, validating] }));
-  spawnLogged('bench-watcher', [join(repo, 'src/cli.ts'), 'watcher', '--kubeconfig', join(clusterDir, 'kubeconfigs/watcher.kubeconfig'), '--health-port', '0', '--log-level', 'warn', '--concurrency', '32']);
+  const startWatcher = (extra: string[]) => spawnLogged('bench-watcher', [join(repo, 'src/cli.ts'), 'watcher', '--kubeconfig', join(clusterDir, 'kubeconfigs/watcher.kubeconfig'), '--health-port', '0', '--log-level', 'warn', '--concurrency', '32', ...extra]);
+  let watcher = startWatcher(options.watcherArgs ?? []);
+  const restartWatcher = async (extra: string[]) => {
+    if (watcher.exitCode === null && watcher.signalCode === null) {
+      const exited = new Promise((ok) => watcher.once('exit', ok));
+      watcher.kill('SIGTERM');
+      await exited;
+    }
+    watcher = startWatcher(extra);
+    // Its identity is hostname_pid: wait until it holds the Lease.
+    const pid = `_${String(watcher.pid)}`;
+    await waitFor('the new watcher to lead', () => client.get<{ spec?: { holderIdentity?: string } }>('/apis/coordination.k8s.io/v1/namespaces/inplace-gate/leases/inplace-gate-watcher')
+      .then((l) => l.spec?.holderIdentity?.endsWith(pid) === true, () => false), 60_000);
+  };
+  const envText = await readFile(join(clusterDir, 'env'), 'utf8');
+  // printf %q's output; the values read here never need unquoting
+  const envValues = Object.fromEntries([...envText.matchAll(/^export (\w+)=(.*)$/gm)].map((m) => [m[1] ?? '', m[2] ?? '']));
 
   let last = new Map<string, number>();
   const writes = async () => {
@@ -132,12 +164,22 @@ export async function startBenchCluster(nodes: number, maxPodsPerNode: number): 
     kubectl,
     writes,
     audited,
+    restartWatcher,
+    dir: clusterDir,
+    env: envValues,
     async stop() {
       for (const c of children) c.kill('SIGTERM');
       client.close();
       if (process.env.BENCH_KEEP_CLUSTER !== '1') await sh(['down']);
     },
   };
+}
+
+/** How many of `items` fall under each key, most first. */
+export function countBy<T>(items: readonly T[], key: (item: T) => string): [string, number][] {
+  const m = new Map<string, number>();
+  for (const item of items) m.set(key(item), (m.get(key(item)) ?? 0) + 1);
+  return [...m].sort((a, b) => b[1] - a[1]);
 }
 
 export const pct = (xs: number[], p: number) => {

@@ -15,7 +15,7 @@
 import type { Pod } from '../src/core/kube-types.ts';
 import { ROLLOUT_STATE_ANNOTATION, UPDATE_ANNOTATION } from '../src/core/names.ts';
 import type { Workload } from '../src/core/workload-types.ts';
-import { IMAGES, type AuditedWrite, createNamespace, gate, pct, podsOf, ready, serviceFor, startBenchCluster, waitFor, watchDrains, type BenchCluster } from './harness.ts';
+import { IMAGES, type AuditedWrite, countBy, createNamespace, gate, pct, podsOf, ready, serviceFor, startBenchCluster, waitFor, watchDrains, type BenchCluster } from './harness.ts';
 
 const replicas = Number(process.env.BENCH_REPLICAS ?? 50);
 const windows = (process.env.BENCH_MAX_UNAVAILABLE ?? '20%,100%').split(',');
@@ -29,11 +29,7 @@ const OWN_WRITES_PER_POD = 3;
 function writeBreakdown(writes: readonly AuditedWrite[], ns: string, app: string, pods: number) {
   const mine = writes.filter((w) => w.namespace === ns);
   const per = (n: number) => (n / pods).toFixed(2);
-  const count = (ws: readonly AuditedWrite[], key: (w: AuditedWrite) => string) => {
-    const m = new Map<string, number>();
-    for (const w of ws) m.set(key(w), (m.get(key(w)) ?? 0) + 1);
-    return [...m].sort((a, b) => b[1] - a[1]);
-  };
+  const count = countBy;
   // An Event's name is its object's name and a suffix: the workload's own, or one of its pods'.
   const onPods = (w: AuditedWrite) => w.resource === 'pods' || w.resource === 'pods/status' || (w.resource === 'events' && (w.name ?? '').split('.')[0] !== app);
   const own = mine.filter((w) => w.client === 'inplace-gate');

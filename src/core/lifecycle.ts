@@ -60,7 +60,7 @@ export type Step =
   /** One pods/status patch: the condition only. */
   | { kind: 'setCondition'; condition: GateCondition; event?: PodEvent }
   /** One pods/status patch, guarded by resourceVersion: condition (for gated pods) and state together. */
-  | { kind: 'transition'; condition?: GateCondition; state: UpdateState | undefined; event?: PodEvent; requeueAfterMs?: number; outcome?: Outcome }
+  | { kind: 'transition'; condition?: GateCondition; state: UpdateState | undefined; event?: PodEvent; requeueAfterMs?: number; outcome?: Outcome; prePull?: PrePullOutcome }
   /** One pods patch, guarded, under the requester's field manager: images and Updating together. */
   | { kind: 'writeImages'; images: ImageMap; fieldManager: string | undefined; state: UpdateState; event?: PodEvent; requeueAfterMs: number; drain?: DrainTiming }
   /** One pods create: the pull pod, before the drain (core/pre-pull.ts). */
@@ -80,6 +80,14 @@ export interface Outcome {
   durationSeconds: number;
   /** Condition False to image write, seconds (absent when the update needed no drain). */
   drainSeconds?: number;
+}
+
+/** How the pull before a drain ended (the drain starts, or the update stalls), for metrics. */
+export interface PrePullOutcome {
+  /** pulled; failed (Stalled, nothing drained); lost (no answer: drained without it); refused (the pull pod was not created). */
+  result: 'pulled' | 'failed' | 'lost' | 'refused';
+  /** The pull pod's creation (whole seconds, as the apiserver stamps it) to the answer; absent when refused. */
+  seconds?: number;
 }
 
 export const WATCHER_FIELD_MANAGER = 'inplace-gate';
@@ -240,7 +248,7 @@ function decide(pod: Pod, ctx: PodContext, config: LifecycleConfig): Step {
       const pull = beforeDrain(pod, state, condition?.status, ctx, config);
       if (pull.kind !== 'proceed') return pull;
       if (ctx.disruption && state.drained !== true) return waitForBudget(condition, ctx.disruption, state);
-      return startDrain(pod, state, ctx, config, pull.note);
+      return startDrain(pod, state, ctx, config, pull.note, pull.prePull);
     }
     case 'Draining': {
       if (condition?.status !== 'False') {
@@ -314,7 +322,7 @@ export function pullsBeforeDrain(pod: Pod, images: ImageMap, ctx: PodContext, co
 }
 
 /** Pending and serving: pull, wait for the pull, or stall on a failed one; `proceed` when the drain may start. */
-function beforeDrain(pod: Pod, state: UpdateState, condition: string | undefined, ctx: PodContext, config: LifecycleConfig): Step | { kind: 'proceed'; note?: string } {
+function beforeDrain(pod: Pod, state: UpdateState, condition: string | undefined, ctx: PodContext, config: LifecycleConfig): Step | { kind: 'proceed'; note?: string; prePull?: PrePullOutcome } {
   const wanted = pullFor(pod, state, condition, ctx, config);
   if (wanted === undefined || config.prePull === undefined) return { kind: 'proceed' };
   const node = pod.spec.nodeName ?? '';
@@ -326,16 +334,18 @@ function beforeDrain(pod: Pod, state: UpdateState, condition: string | undefined
     return { kind: 'createPullPod', pullPod: pullPodManifest(pod, wanted.images, config.prePull), images: wanted.images, requeueAfterMs: (config.prePull.deadlineSeconds + PULL_DEADLINE_SLACK_SECONDS) * 1000 };
   }
   const verdict = pullVerdict(pullPod, ctx.now, config.prePull);
+  const created = ms(pullPod.metadata.creationTimestamp);
+  const seconds = Number.isNaN(created) ? {} : { seconds: Math.max(0, (ctx.now.getTime() - created) / 1000) };
   switch (verdict.kind) {
     case 'waiting':
       return { kind: 'none', why: verdict.why, requeueAfterMs: Math.max(1000, verdict.giveUpInMs) };
     case 'pulled':
-      return { kind: 'proceed', note: `Pulled ${wanted.images.join(', ')} on ${node}` };
+      return { kind: 'proceed', note: `Pulled ${wanted.images.join(', ')} on ${node}`, prePull: { result: 'pulled', ...seconds } };
     case 'lost':
-      return { kind: 'proceed', note: `Pre-pull gave no answer (${verdict.message}); the kubelet pulls after the drain` };
+      return { kind: 'proceed', note: `Pre-pull gave no answer (${verdict.message}); the kubelet pulls after the drain`, prePull: { result: 'lost', ...seconds } };
     case 'failed': {
       const message = `${verdict.image} cannot be pulled on ${node}: ${verdict.reason}: ${verdict.message}`;
-      return pullFailed(state, message, ctx);
+      return { ...pullFailed(state, message, ctx), prePull: { result: 'failed', ...seconds } };
     }
   }
 }
@@ -344,7 +354,7 @@ function beforeDrain(pod: Pod, state: UpdateState, condition: string | undefined
 export const PULL_SLOT_RETRY_MS = 2000;
 
 /** Stalled before anything was drained: the pod keeps serving on its running images, the condition stays True. */
-function pullFailed(state: UpdateState, message: string, ctx: PodContext): Step {
+function pullFailed(state: UpdateState, message: string, ctx: PodContext): Extract<Step, { kind: 'transition' }> {
   return {
     kind: 'transition',
     condition: { status: 'True', reason: 'InPlaceUpdatePullFailed', message: `kept the running images: ${message}` },
@@ -370,11 +380,11 @@ function whilePullFailed(state: UpdateState, condition: string | undefined): Ste
 export function pullPodRefused(pod: Pod, ctx: PodContext, config: LifecycleConfig, message: string): Step {
   const parsed = parseUpdateState(pod.metadata.annotations?.[UPDATE_ANNOTATION]);
   if (!parsed.ok || parsed.state?.phase !== 'Pending') return { kind: 'none', why: 'no longer Pending' };
-  return startDrain(pod, parsed.state, ctx, config, `The pull pod was refused (${message}); the kubelet pulls after the drain`);
+  return startDrain(pod, parsed.state, ctx, config, `The pull pod was refused (${message}); the kubelet pulls after the drain`, { result: 'refused' });
 }
 
 /** One status patch: the condition False and Draining with its deadline, the grace period from now. */
-function startDrain(pod: Pod, state: UpdateState, ctx: PodContext, config: LifecycleConfig, pullNote?: string): Step {
+function startDrain(pod: Pod, state: UpdateState, ctx: PodContext, config: LifecycleConfig, pullNote?: string, prePull?: PrePullOutcome): Step {
   const grace = graceSeconds(pod, ctx, config);
   const { drainDeadline: _old, ...rest } = state;
   return {
@@ -383,6 +393,7 @@ function startDrain(pod: Pod, state: UpdateState, ctx: PodContext, config: Lifec
     state: { ...rest, phase: 'Draining', drainStartedAt: ctx.now.toISOString(), drainDeadline: new Date(ctx.now.getTime() + grace * 1000).toISOString() },
     event: { type: 'Normal', reason: 'InPlaceUpdateStarted', action: 'Drain', note: `${pullNote === undefined ? '' : `${pullNote}. `}Draining for ${grace}s, then updating ${describe(state.images)} in place` },
     requeueAfterMs: grace * 1000,
+    ...(prePull ? { prePull } : {}),
   };
 }
 

@@ -50,6 +50,18 @@ export function createWatcherMetrics(podCounts: () => PodCounts, queueDepths: ()
       buckets: DRAIN_BUCKETS,
       registers: [registry],
     }),
+    prePulls: new Counter({
+      name: 'inplace_gate_pre_pulls_total',
+      help: 'Pulls before a drain, by result: pulled, failed (Stalled, nothing drained), lost (no answer: drained without it), refused (no pull pod created)',
+      labelNames: ['result'],
+      registers: [registry],
+    }),
+    prePullDuration: new Histogram({
+      name: 'inplace_gate_pre_pull_duration_seconds',
+      help: "From the pull pod's creation to its answer (pulled, failed or lost), as the drain starts or the update stalls",
+      buckets: DURATION_BUCKETS,
+      registers: [registry],
+    }),
     pods: new Gauge({
       name: 'inplace_gate_pods',
       help: 'Managed pods by lifecycle phase (Ready means no update in progress)',

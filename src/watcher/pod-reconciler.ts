@@ -240,6 +240,10 @@ export class PodReconciler {
         pods.upsert(await client.patch(podPath(pod, '/status'), body, 'strategic', WATCHER_FIELD_MANAGER));
         this.logTransition(pod, step.state, step.condition);
         if (step.event) this.d.events.record(pod, step.event, now);
+        if (step.prePull) {
+          this.d.metrics.prePulls.inc({ result: step.prePull.result });
+          if (step.prePull.seconds !== undefined) this.d.metrics.prePullDuration.observe(step.prePull.seconds);
+        }
         if (step.outcome) {
           this.d.metrics.updates.inc({ result: step.outcome.result });
           if (step.outcome.result === 'succeeded') {

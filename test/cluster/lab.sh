@@ -78,28 +78,50 @@ push_blob() {
   echo "$digest"
 }
 
-# push_image <repo> <tag> <rootfs dir> <entrypoint JSON array>: a one-layer
-# OCI image whose bytes depend on nothing but the inputs (sorted entries,
-# zero times and owners, gzip without a timestamp): the same busybox-static
-# gives the same digests on every machine.
-push_image() {
-  local repo=$1 tag=$2 root=$3 entrypoint=$4 w layer diff_id layer_digest config config_digest manifest
+# make_layer <rootfs dir> <out file>: a layer whose bytes depend on nothing but
+# the files (sorted entries, zero times and owners, gzip without a timestamp);
+# prints its diff_id (the digest of the uncompressed tar).
+make_layer() {
+  local root=$1 out=$2
+  tar --sort=name --mtime=@0 --owner=0 --group=0 --numeric-owner --format=gnu -C "$root" -cf "$out.tar" .
+  echo "sha256:$(sha256sum "$out.tar" | cut -d' ' -f1)"
+  gzip -n -"${LAB_GZIP_LEVEL:-9}" <"$out.tar" >"$out"
+  rm -f "$out.tar"
+}
+
+# push_layers <repo> <tag> <entrypoint JSON array> <layer.tar.gz> <diff_id> [<layer> <diff_id>...]:
+# an OCI image of those layers, bottom first; prints "<ref> <manifest digest>".
+push_layers() {
+  local repo=$1 tag=$2 entrypoint=$3 w diff_ids="" layers="" digest config config_digest manifest
+  shift 3
   w=$(mktemp -d)
-  tar --sort=name --mtime=@0 --owner=0 --group=0 --numeric-owner --format=gnu -C "$root" -cf "$w/layer.tar" .
-  diff_id=sha256:$(sha256sum "$w/layer.tar" | cut -d' ' -f1)
-  gzip -n -9 <"$w/layer.tar" >"$w/layer.tar.gz"
-  layer=$w/layer.tar.gz
-  layer_digest=$(push_blob "$repo" "$layer")
+  while [ $# -ge 2 ]; do
+    digest=$(push_blob "$repo" "$1")
+    diff_ids+="${diff_ids:+,}\"$2\""
+    layers+="${layers:+,}{\"mediaType\":\"application/vnd.oci.image.layer.v1.tar+gzip\",\"digest\":\"$digest\",\"size\":$(stat -c %s "$1")}"
+    shift 2
+  done
   config=$w/config.json
-  printf '{"architecture":"amd64","os":"linux","config":{"Entrypoint":%s,"WorkingDir":"/"},"rootfs":{"type":"layers","diff_ids":["%s"]}}' \
-    "$entrypoint" "$diff_id" >"$config"
+  printf '{"architecture":"amd64","os":"linux","config":{"Entrypoint":%s,"WorkingDir":"/"},"rootfs":{"type":"layers","diff_ids":[%s]}}' \
+    "$entrypoint" "$diff_ids" >"$config"
   config_digest=$(push_blob "$repo" "$config")
   manifest=$w/manifest.json
-  printf '{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"%s","size":%d},"layers":[{"mediaType":"application/vnd.oci.image.layer.v1.tar+gzip","digest":"%s","size":%d}]}' \
-    "$config_digest" "$(stat -c %s "$config")" "$layer_digest" "$(stat -c %s "$layer")" >"$manifest"
+  printf '{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"%s","size":%d},"layers":[%s]}' \
+    "$config_digest" "$(stat -c %s "$config")" "$layers" >"$manifest"
   lab_enter curl -sf -X PUT -H 'Content-Type: application/vnd.oci.image.manifest.v1+json' \
     --data-binary "@$manifest" "http://$lab_registry/v2/$repo/manifests/$tag" >/dev/null || die "pushing $repo:$tag failed"
   echo "$lab_registry/$repo:$tag sha256:$(sha256sum "$manifest" | cut -d' ' -f1)"
+  rm -rf "$w"
+}
+
+# push_image <repo> <tag> <rootfs dir> <entrypoint JSON array>: a one-layer
+# image of the directory: the same busybox-static gives the same digests on
+# every machine.
+push_image() {
+  local w diff_id
+  w=$(mktemp -d)
+  diff_id=$(make_layer "$3" "$w/layer.tar.gz")
+  push_layers "$1" "$2" "$4" "$w/layer.tar.gz" "$diff_id"
   rm -rf "$w"
 }
 

@@ -1050,7 +1050,7 @@ describe('Pending with pre-pull: the images are pulled on the node before the co
     ['running (a hollow kubelet runs anything)', { running: true, phase: 'Running' }],
   ])('pulled, shown by %s: the drain starts', (_what, shape) => {
     const step = nextStep(serving, withPull([pullPod(shape)]), pulling);
-    expect(step).toMatchObject({ ...drains, event: { note: expect.stringContaining(`Pulled ${APP_NEW} on node-a`) as unknown } });
+    expect(step).toMatchObject({ ...drains, event: { note: expect.stringContaining(`Pulled ${APP_NEW} on node-a`) as unknown }, prePull: { result: 'pulled', seconds: 20 } });
   });
 
   it.each<[string, string]>([
@@ -1066,6 +1066,7 @@ describe('Pending with pre-pull: the images are pulled on the node before the co
       state: { ...pending, phase: 'Stalled', stalled: { reason: 'PrePullFailed', message: `${APP_NEW} cannot be pulled on node-a: ${reason}: ${message}`, since: now.toISOString() } },
       event: { type: 'Warning', reason: 'InPlaceUpdateStalled', action: 'PrePull', note: expect.stringContaining(message) as unknown },
       outcome: { result: 'stalled', durationSeconds: 120 },
+      prePull: { result: 'failed', seconds: 20 },
     });
     // Nothing more to do: it stays serving, on record as Stalled.
     const stalled = applyStep(serving, step);
@@ -1085,7 +1086,7 @@ describe('Pending with pre-pull: the images are pulled on the node before the co
     ['refused by the kubelet (no room)', { phase: 'Failed', reason: 'OutOfcpu' }],
     ['silent past its deadline (a node with no kubelet)', { createdAt: at(-331) }],
   ])('a pull pod %s does not block the update: the drain starts, the kubelet pulls after it', (_what, shape) => {
-    expect(nextStep(serving, withPull([pullPod(shape)]), pulling)).toMatchObject({ ...drains, event: { note: expect.stringContaining('Pre-pull gave no answer') as unknown } });
+    expect(nextStep(serving, withPull([pullPod(shape)]), pulling)).toMatchObject({ ...drains, event: { note: expect.stringContaining('Pre-pull gave no answer') as unknown }, prePull: { result: 'lost' } });
   });
 
   it('a silent pull pod is looked at again when the watcher gives up on it', () => {

@@ -10,7 +10,7 @@ import { Informer } from '../../src/watcher/informer.ts';
 import { createWatcherMetrics } from '../../src/watcher/metrics.ts';
 import { PodReconciler } from '../../src/watcher/pod-reconciler.ts';
 import { trimNamespace, trimNode, trimPod, trimPullPod, type NamespaceMeta, type NodeMeta } from '../../src/watcher/trim.ts';
-import { PULL_FOR_LABEL, type PullPod } from '../../src/core/pre-pull.ts';
+import { PULL_FOR_LABEL, pullPodName, type PullPod } from '../../src/core/pre-pull.ts';
 import { buildPod } from '../support/pods.ts';
 import { fakeApiserver, testReconciler } from '../support/reconciler.ts';
 
@@ -141,8 +141,23 @@ describe('PodReconciler: pre-pull', () => {
       clock: () => now,
     });
     await reconciler.reconcile(`${pod.metadata.namespace ?? ''}/${pod.metadata.name ?? ''}`);
-    return { calls, stored: () => stored, pulls };
+    return { calls, stored: () => stored, pulls, metrics };
   }
+
+  /** inplace_gate_pre_pulls_total by result, and the duration histogram's count and sum. */
+  async function prePullMetrics(metrics: ReturnType<typeof createWatcherMetrics>) {
+    const counts = Object.fromEntries((await metrics.prePulls.get()).values.map((v) => [String(v.labels.result), v.value]));
+    const histogram = (await metrics.prePullDuration.get()).values;
+    const of = (name: string): number | undefined => histogram.find((v) => v.metricName === name)?.value;
+    return { counts, count: of('inplace_gate_pre_pull_duration_seconds_count'), sum: of('inplace_gate_pre_pull_duration_seconds_sum') };
+  }
+
+  /** The pod's pull pod (the name its images give), created 12 s before now, with the kubelet's answer for its container. */
+  const pullPodOf = (pod: Pod, state: NonNullable<PullPod['status']>['containerStatuses']) => ({
+    metadata: { name: pullPodName(pod.metadata.name ?? '', [NEW]), namespace: 'shop', uid: 'pull-uid', resourceVersion: '5', creationTimestamp: '2026-11-28T11:59:48Z', labels: { [PULL_FOR_LABEL]: pod.metadata.uid ?? '' } },
+    spec: { nodeName: 'node-a', containers: [{ name: 'pull-0', image: NEW }] },
+    status: { phase: 'Pending', containerStatuses: state },
+  });
 
   it('a serving Pending pod: the pull pod is created on its node, nothing else written', async () => {
     const { calls, pulls } = await reconcileWithPulls(pendingPod(), {});
@@ -151,12 +166,38 @@ describe('PodReconciler: pre-pull', () => {
     expect(pulls.store.size).toBe(1);
   });
 
+  it('a pull pod that shows the image pulled: the drain starts, counted as pulled with the time since its creation', async () => {
+    const pod = pendingPod();
+    const pulled = pullPodOf(pod, [{ name: 'pull-0', image: NEW, state: { waiting: { reason: 'CreateContainerError', message: 'no such file' } } }]);
+    const { stored, metrics } = await reconcileWithPulls(pod, {}, [pulled]);
+    expect(stateOf(stored())).toMatchObject({ phase: 'Draining' });
+    expect(await prePullMetrics(metrics)).toEqual({ counts: { pulled: 1 }, count: 1, sum: 12 });
+  });
+
+  it('a pull pod that cannot pull: Stalled before any drain, counted as failed', async () => {
+    const pod = pendingPod();
+    const failed = pullPodOf(pod, [{ name: 'pull-0', image: NEW, state: { waiting: { reason: 'ErrImagePull', message: 'not found' } } }]);
+    const { stored, metrics } = await reconcileWithPulls(pod, {}, [failed]);
+    expect(stateOf(stored())).toMatchObject({ phase: 'Stalled', stalled: { reason: 'PrePullFailed' } });
+    expect(await prePullMetrics(metrics)).toEqual({ counts: { failed: 1 }, count: 1, sum: 12 });
+  });
+
+  it('a pull pod still pulling: nothing counted yet', async () => {
+    const pod = pendingPod();
+    const pulling = pullPodOf(pod, [{ name: 'pull-0', image: NEW, state: { waiting: { reason: 'ContainerCreating' } } }]);
+    const { calls, metrics } = await reconcileWithPulls(pod, {}, [pulling]);
+    expect(calls).toEqual([]);
+    expect(await prePullMetrics(metrics)).toEqual({ counts: {}, count: 0, sum: 0 });
+  });
+
   it('the pull pod refused (a ResourceQuota): the drain goes on without it', async () => {
     const quota = 'pods "web-pull-1" is forbidden: exceeded quota: pods, requested: pods=1, used: pods=10, limited: pods=10';
-    const { calls, stored } = await reconcileWithPulls(pendingPod(), { create: new ApiError(403, 'Forbidden', quota, quota) });
+    const { calls, stored, metrics } = await reconcileWithPulls(pendingPod(), { create: new ApiError(403, 'Forbidden', quota, quota) });
     expect(calls.map((c) => c.method)).toEqual(['POST', 'PATCH', 'POST']); // the create, the drain, its Event
     expect(stateOf(stored())).toMatchObject({ phase: 'Draining' });
     expect(gateOf(stored())?.status).toBe('False');
+    // counted, with no duration: no pull pod existed
+    expect(await prePullMetrics(metrics)).toEqual({ counts: { refused: 1 }, count: 0, sum: 0 });
   });
 
   it('a Draining pod whose pull pod is left (a crash after the drain started): the pull pod is deleted, by uid', async () => {

@@ -1,13 +1,10 @@
 // The real nodes of the test cluster (test/cluster/lab.sh): what `cluster.sh up`
 // wrote about them, their images, and live traffic from inside the lab.
 
-import { spawn, type ChildProcess } from 'node:child_process';
 import { readFileSync } from 'node:fs';
-import { join, resolve } from 'node:path';
-import { createInterface } from 'node:readline';
+import { join } from 'node:path';
 import { context } from './kube.ts';
-
-const repo = resolve(import.meta.dirname, '../../..');
+import { spawnTraffic, type Request, type Traffic } from './traffic.ts';
 
 export interface Lab {
   netns: string;
@@ -48,42 +45,11 @@ export const onRealNodes = {
   tolerations: [{ key: 'inplace-gate.dev/test-node', operator: 'Equal', value: 'real', effect: 'NoSchedule' }],
 };
 
-export type Request =
-  | { t: number; pod: string; ip: string; ok: true; version: string; ms: number }
-  | { t: number; pod: string; ip: string; ok: false; error: string; ms: number };
-
-export interface Traffic {
-  requests: Request[];
-  /** Each change of the client's ready set, in order. */
-  endpoints: { t: number; endpoints: string[] }[];
-  stop(): Promise<void>;
-}
-
-const alive = new Set<ChildProcess>();
-process.once('exit', () => {
-  for (const child of alive) child.kill('SIGKILL');
-});
+export type { Request, Traffic } from './traffic.ts';
 
 /** Starts the lab's client (support/traffic-client.ts) against a Service's ready endpoints. */
 export function startTraffic(namespace: string, service: string, port = 8080, maxSeconds = 300): Traffic {
-  const { kubeconfig } = context();
-  const child = spawn('nsenter', [`--net=/run/netns/${lab().netns}`, '--', process.execPath,
-    join(repo, 'test/e2e/support/traffic-client.ts'), kubeconfig, namespace, service, String(port), String(maxSeconds)],
-  { stdio: ['pipe', 'pipe', 'inherit'] });
-  alive.add(child);
-  const traffic: Traffic = { requests: [], endpoints: [], stop: () => Promise.resolve() };
-  const lines = createInterface({ input: child.stdout });
-  lines.on('line', (line) => {
-    const parsed = JSON.parse(line) as Request | { t: number; endpoints: string[] } | { done: true };
-    if ('endpoints' in parsed) traffic.endpoints.push(parsed);
-    else if ('ok' in parsed) traffic.requests.push(parsed);
-  });
-  const exited = new Promise<void>((ok) => child.once('exit', () => { alive.delete(child); ok(); }));
-  traffic.stop = async () => {
-    child.stdin.end();
-    await exited;
-  };
-  return traffic;
+  return spawnTraffic(lab().netns, context().kubeconfig, namespace, service, port, maxSeconds);
 }
 
 /** Each pod's versions in the order its responses came, runs collapsed: ['v1', 'v2'] for a clean switch. */
