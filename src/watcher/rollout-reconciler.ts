@@ -1,20 +1,21 @@
-// The rollout controller: moves the pods of a held Deployment or StatefulSet
+// The rollout controller's I/O shell (its decisions: core/rollout-step.ts): moves the pods of a held Deployment or StatefulSet
 // through the pod lifecycle, a sliding window of maxUnavailable at a time,
 // then lets the native controller take over again. Everything follows from
 // the workload's rollout-state annotation, its ReplicaSet or revision, and
 // the pods' own lifecycle states, so a restarted watcher resumes the rollout.
 
-import { imageChanges, specImages, type ImageMap } from '../core/containers.ts';
+import type { ImageMap } from '../core/containers.ts';
 import type { Pod } from '../core/kube-types.ts';
 import { parsePriority, PRIORITY_ANNOTATION, SCATTER_ANNOTATION } from '../core/rollout-order.ts';
 import { WATCHER_FIELD_MANAGER, type PodEvent } from '../core/lifecycle.ts';
-import { MANAGED_LABEL, ROLLOUT_ANNOTATION, READINESS_GATE, ROLLOUT_IN_PROGRESS, ROLLOUT_STATE_ANNOTATION, UPDATE_ANNOTATION } from '../core/names.ts';
+import { MANAGED_LABEL, READINESS_GATE, ROLLOUT_IN_PROGRESS, ROLLOUT_STATE_ANNOTATION } from '../core/names.ts';
 import { encodeRolloutState, parseRolloutState, type RolloutState } from '../core/rollout-state.ts';
 import { currentReplicaSet, historyStep, isSurgeOf, replicaSetView, rewindStep, surgeReplicaSet } from '../core/deployment-rollout.ts';
-import { annotationPartition, handBackPatch, rewindPatch, surgeDeletion } from '../core/hand-back.ts';
-import { deploymentWindow, planRollout, rolloutPod, statefulSetRolloutStep, statefulSetWindow, type PodOrder, type RolloutPlan, type RolloutTiming } from '../core/rollout.ts';
-import { parseUpdateState, type UpdateState } from '../core/state.ts';
-import { leftoverConditions, REPORT_PREFIX, rolloutConditions, rolloutPhase, templateObserved, type RolloutPhase } from '../core/statefulset-status.ts';
+import { handBackPatch, rewindPatch, surgeDeletion } from '../core/hand-back.ts';
+import type { PodOrder, RolloutPlan } from '../core/rollout.ts';
+import { controllerUid, describe, OBSERVE_WAIT_MS, ownedBy, podRequest, progressNote, rolloutStep, type RolloutAction, type WorkloadKind } from '../core/rollout-step.ts';
+import type { UpdateState } from '../core/state.ts';
+import { REPORT_PREFIX, rolloutConditions, templateObserved, type RolloutPhase } from '../core/statefulset-status.ts';
 import type { Workload } from '../core/workload-types.ts';
 import { ApiError, type KubeClient } from '../kube/client.ts';
 import type { Logger } from '../log.ts';
@@ -45,25 +46,10 @@ export interface RolloutDeps {
 }
 
 const REVISION_HASH = 'controller-revision-hash';
-const WAIT_MS = 2000;
 /** Pod starts written at once by one rollout pass. */
 const START_CONCURRENCY = 16;
-/** A rollout that stays stalled is warned about again this often. */
-const REWARN_MS = 10 * 60_000;
 
 export const rolloutKey = (kind: 'Deployment' | 'StatefulSet', ns: string, name: string) => `${kind}/${ns}/${name}`;
-
-function templateImages(w: Workload): ImageMap {
-  return specImages(w.spec.template.spec);
-}
-
-function controllerUid(w: Workload): string | undefined {
-  return w.metadata.ownerReferences?.find((o) => o.controller === true)?.uid;
-}
-
-function ownedBy(pod: Pod, uid: string | undefined): boolean {
-  return uid !== undefined && (pod.metadata.ownerReferences?.some((o) => o.uid === uid && o.controller === true) ?? false);
-}
 
 export class RolloutReconciler {
   private readonly d: RolloutDeps;
@@ -90,7 +76,7 @@ export class RolloutReconciler {
   }
 
   async reconcile(key: string): Promise<QueueResult> {
-    const [kind, ns, name] = key.split('/') as ['Deployment' | 'StatefulSet', string, string];
+    const [kind, ns, name] = key.split('/') as [WorkloadKind, string, string];
     const store = kind === 'Deployment' ? this.d.deployments : this.d.statefulSets;
     const workload = store.store.get(`${ns}/${name}`);
     if (!workload) return {};
@@ -99,106 +85,86 @@ export class RolloutReconciler {
       this.d.log.warn({ workload: key, err: parsed.error }, 'unreadable rollout state; leaving the workload alone');
       return {};
     }
-    if (!parsed.state) {
-      if (kind === 'StatefulSet' && leftoverConditions((workload.status?.conditions ?? []) as WorkloadCondition[])) await this.reportStatefulSet(workload, { kind: 'ended' }, true);
-      return {};
+    const state = parsed.state;
+    const step = rolloutStep({
+      kind,
+      workload,
+      state,
+      replicaSets: state ? [...this.d.replicaSets.store.values()].filter((r) => r.metadata.namespace === ns) : [],
+      pods: state ? [...this.d.pods.store.values()].filter((p) => p.metadata.namespace === ns) : [],
+      order: this.order(workload, key, state !== undefined),
+      now: this.d.clock().getTime(),
+    });
+    for (const action of step.actions) {
+      const ended = await this.apply(key, kind, workload, state, action);
+      if (ended) return ended;
     }
-    return kind === 'Deployment' ? this.deployment(key, workload, parsed.state) : this.statefulSet(key, workload, parsed.state);
+    return step.requeueAfterMs === undefined ? {} : { requeueAfterMs: step.requeueAfterMs };
   }
 
-  private managedPods(ns: string, ownerUid: string | undefined): Pod[] {
-    const out: Pod[] = [];
-    for (const pod of this.d.pods.store.values()) if (pod.metadata.namespace === ns && ownedBy(pod, ownerUid)) out.push(pod);
-    return out;
-  }
-
-  private partition(w: Workload): number {
-    return annotationPartition(w);
-  }
-
-  private async deployment(key: string, d: Workload, state: RolloutState): Promise<QueueResult> {
-    const ns = d.metadata.namespace ?? '';
-    const target = templateImages(d);
-    if (d.metadata.annotations?.[ROLLOUT_ANNOTATION] === 'recreate') {
-      await this.fallBack('Deployment', d, 'inplace-gate.dev/rollout: recreate set during the in-place rollout: the controller replaces the remaining pods');
-      return {};
-    }
-    const owned = [...this.d.replicaSets.store.values()].filter((r) => r.metadata.namespace === ns && controllerUid(r) === d.metadata.uid);
-    // The ReplicaSet that runs the pods, as the controller sees it: never picked by name or revision.
-    const current = currentReplicaSet(owned.map(replicaSetView));
-    if (current.kind === 'several') {
-      await this.fallBack('Deployment', d, `ReplicaSets ${current.names.join(', ')} all run pods (a native rollout under way): it goes on natively`);
-      return {};
-    }
-    if (current.kind === 'none') {
-      // Nothing runs (scaled to 0, or the first ReplicaSet not created yet): nothing to update in place.
-      if (owned.length === 0 && (d.spec.replicas ?? 1) > 0) return { requeueAfterMs: WAIT_MS };
-      await this.release(d);
-      this.finished(d, 'Deployment', state, 0);
-      return {};
-    }
-    const rs = owned.find((r) => r.metadata.uid === current.rs.uid);
-    if (!rs) return { requeueAfterMs: WAIT_MS };
-    const pods = this.managedPods(ns, rs.metadata.uid);
-
-    const rsImages = templateImages(rs);
-    const window = deploymentWindow(d.spec);
-    if (Object.entries(target).some(([n, i]) => rsImages[n] !== i)) {
-      // The ReplicaSet's template differs from the target (not begun, or retargeted): unpaused, the
-      // native controller would roll every pod to the target, so it may still go native here.
-      if (!window.inPlace) {
-        await this.fallBack('Deployment', d, window.message);
+  /** Applies one action of the step; a result ends the pass (the action said so). */
+  private async apply(key: string, kind: WorkloadKind, w: Workload, state: RolloutState | undefined, a: RolloutAction): Promise<QueueResult | undefined> {
+    const ns = w.metadata.namespace ?? '';
+    switch (a.do) {
+      case 'fall-back':
+        await this.fallBack(kind, w, a.note);
+        return {};
+      case 'check-managed':
+        return (await this.fellBack(key, w, a.owner)) ? {} : undefined;
+      case 'history':
+        return (await this.prepareHistory(w, a.replicaSet, a.scope)) ? { requeueAfterMs: 0 } : undefined;
+      case 'retarget':
+        this.d.replicaSets.upsert(await this.d.client.patch(`/apis/apps/v1/namespaces/${ns}/replicasets/${a.replicaSet.metadata.name ?? ''}`, a.patch, 'strategic', a.fieldManager ?? WATCHER_FIELD_MANAGER));
+        this.event(w, kind, { type: 'Normal', reason: 'InPlaceRolloutStarted', action: 'Rollout', note: a.note });
+        return undefined;
+      case 'create-surge':
+        await this.createSurge(w, a.replicaSet, a.size);
+        return undefined;
+      case 'remove-surges':
+        await this.removeSurges(w);
+        return undefined;
+      case 'unmark':
+        this.d.replicaSets.upsert(await this.d.client.patch(`/apis/apps/v1/namespaces/${ns}/replicasets/${a.replicaSet.metadata.name ?? ''}`,
+          { spec: { template: { metadata: { annotations: { [ROLLOUT_IN_PROGRESS]: null } } } } }, 'strategic', WATCHER_FIELD_MANAGER));
+        return undefined;
+      case 'release':
+        await this.release(w);
+        if (state) this.finished(w, kind, state, a.pods);
+        return {};
+      case 'finish-statefulset': {
+        const released = await this.d.client.patch<Workload>(`/apis/apps/v1/namespaces/${ns}/statefulsets/${w.metadata.name ?? ''}`,
+          {
+            metadata: { resourceVersion: w.metadata.resourceVersion, annotations: { [ROLLOUT_STATE_ANNOTATION]: null } },
+            ...(a.rollingUpdate ? { spec: { updateStrategy: { rollingUpdate: { partition: a.partition } } } } : {}),
+          }, 'strategic', WATCHER_FIELD_MANAGER);
+        this.d.statefulSets.upsert(released);
+        this.observedTemplates.delete(key);
+        await this.reportStatefulSet(w, { kind: 'ended' }, true);
+        await this.releaseObservedGeneration(released, w.metadata.generation ?? 0);
+        if (state) this.finished(w, kind, state, a.pods);
         return {};
       }
-      if (await this.fellBack(key, d, rs)) return {};
-      if (await this.prepareHistory(d, rs, 'history')) return { requeueAfterMs: 0 };
-      // Pods the ReplicaSet creates from now on (a replacement, a scale-up) start on the new images.
-      const containers = rs.spec.template.spec.containers.filter((c) => target[c.name] !== undefined).map((c) => ({ name: c.name, image: target[c.name] }));
-      const initContainers = (rs.spec.template.spec.initContainers ?? []).filter((c) => target[c.name] !== undefined).map((c) => ({ name: c.name, image: target[c.name] }));
-      this.d.replicaSets.upsert(await this.d.client.patch(`/apis/apps/v1/namespaces/${ns}/replicasets/${rs.metadata.name ?? ''}`,
-        { spec: { template: { metadata: { annotations: { [ROLLOUT_IN_PROGRESS]: 'true' } }, spec: { containers, ...(initContainers.length > 0 ? { initContainers } : {}) } } } }, 'strategic', state.fieldManager ?? WATCHER_FIELD_MANAGER));
-      this.event(d, 'Deployment', { type: 'Normal', reason: 'InPlaceRolloutStarted', action: 'Rollout', note: `Rolling out ${describe(imageChanges(rs.spec.template.spec, d.spec.template.spec))} in place to ${pods.length} pods, ReplicaSet ${rs.metadata.name ?? ''} kept` });
+      case 'check-observed':
+        return (await this.controllerObserved(key, w)) ? undefined : { requeueAfterMs: OBSERVE_WAIT_MS };
+      case 'write-state':
+        await this.writeState(w, kind, a.state);
+        return undefined;
+      case 'report':
+        await this.reportStatefulSet(w, a.phase, a.ended ?? false, a.hold ?? false);
+        return undefined;
+      case 'start':
+        if (state) await this.startPods(w, kind, a.plan, a.target, state, a.revision);
+        return undefined;
+      case 'stalled':
+        await this.writeState(w, kind, a.state);
+        this.event(w, kind, { type: 'Warning', reason: a.reason, action: 'Rollout', note: `Stopped: ${a.why}; change the image again (a rollback, say) to go on` });
+        if (a.first && kind === 'Deployment') await this.reportFailed(w, a.why, this.d.clock());
+        if (a.first) this.d.metrics.rollouts.inc({ kind, result: 'stalled' });
+        return undefined;
+      case 'progressing':
+        await this.reportProgressing(w);
+        return undefined;
     }
-
-    // Begun: the ReplicaSet already has the new template, so there is no native way back without a
-    // mixed state; a Deployment scaled down mid-rollout below its window goes on one pod at a time.
-    const opts = { order: 'name' as const, partition: this.partition(d), timing: this.timing(d, state) };
-    const surgeSize = window.inPlace ? (window.surge ?? 0) : 0;
-    const surges = [...this.d.replicaSets.store.values()].filter((r) => r.metadata.namespace === ns && isSurgeOf(r, d.metadata.uid));
-    const order = this.order(d, key);
-    let plan = planRollout(pods.map((p) => rolloutPod(p, order)), target, window.inPlace ? window.maxUnavailable : 1, opts);
-    if (surgeSize > 0 && !plan.done) {
-      // maxUnavailable 0: surge pods first; each one available lets one pod out for its update.
-      if (surges.length === 0) {
-        await this.createSurge(d, rs, surgeSize);
-        return { requeueAfterMs: WAIT_MS };
-      }
-      const surgePods = surges.flatMap((r) => this.managedPods(ns, r.metadata.uid)).filter((p) => p.metadata.deletionTimestamp === undefined).map((p) => rolloutPod(p));
-      const minReadyMs = (opts.timing.minReadySeconds ?? 0) * 1000;
-      const availableSurge = surgePods.filter((p) => p.ready && (p.readySince ?? 0) + minReadyMs <= opts.timing.now).length;
-      plan = planRollout(pods.map((p) => rolloutPod(p, order)), target, Math.min(surgeSize, availableSurge), opts);
-    }
-    // Done only for the pods the ReplicaSet is meant to have: pods it has yet to create are not done.
-    const live = pods.filter((p) => p.metadata.deletionTimestamp === undefined).length;
-    if (plan.done && live >= (rs.spec.replicas ?? 0) && this.partition(d) === 0) {
-      // A ReplicaSet with no pods and the target's template would be the controller's pick on unpause.
-      if (await this.prepareHistory(d, rs, 'duplicates-only')) return { requeueAfterMs: 0 };
-      // The Deployment's own pods all run the target and are available: the surge pods go.
-      await this.removeSurges(d);
-      if (rs.spec.template.metadata?.annotations?.[ROLLOUT_IN_PROGRESS] !== undefined) {
-        // The ReplicaSet's template becomes the Deployment's again...
-        this.d.replicaSets.upsert(await this.d.client.patch(`/apis/apps/v1/namespaces/${ns}/replicasets/${rs.metadata.name ?? ''}`,
-          { spec: { template: { metadata: { annotations: { [ROLLOUT_IN_PROGRESS]: null } } } } }, 'strategic', WATCHER_FIELD_MANAGER));
-      }
-      // ...and one patch releases the Deployment: the controller adopts that ReplicaSet.
-      await this.release(d);
-      this.finished(d, 'Deployment', state, plan.total);
-      return {};
-    }
-    await this.startPods(d, 'Deployment', pods, plan, target, state, undefined);
-    await this.noteStalled(d, 'Deployment', state, plan);
-    if (plan.stalled.length === 0 && plan.deadlineExceeded === undefined) await this.reportProgressing(d);
-    return { requeueAfterMs: this.nextLook(plan) };
   }
 
   /** The surge ReplicaSet, from the current ReplicaSet's whole template (the cache keeps none). */
@@ -253,67 +219,6 @@ export class RolloutReconciler {
     return true;
   }
 
-  private async statefulSet(key: string, s: Workload, state: RolloutState): Promise<QueueResult> {
-    const ns = s.metadata.namespace ?? '';
-    const target = templateImages(s);
-    // Reconciling first, before the controller observes the hold: with the status webhook down, kstatus
-    // would read it Current between (with it, the held observedGeneration says InProgress already).
-    if (rolloutPhase(state).kind === 'running' && !((s.status?.conditions ?? []) as WorkloadCondition[]).some((c) => c.type === 'Reconciling' && c.status === 'True') && statefulSetWindow(s.spec).inPlace) await this.reportStatefulSet(s, { kind: 'running' });
-    const revision = s.status?.updateRevision;
-    // The pods get status.updateRevision's hash: it must name the current template.
-    if (!revision || !(await this.controllerObserved(key, s))) return { requeueAfterMs: 500 };
-    const pods = this.managedPods(ns, s.metadata.uid);
-
-    const window = statefulSetWindow(s.spec);
-    if (!window.inPlace) {
-      // OnDelete (say, switched to mid-rollout): left to whoever deletes the pods; pods in flight finish.
-      await this.fallBack('StatefulSet', s, window.message);
-      return {};
-    }
-    const maxUnavailable = window.maxUnavailable;
-    const partition = Math.max(state.partition ?? 0, this.partition(s));
-    const order = this.order(s, key);
-    const plan = planRollout(pods.map((p) => rolloutPod(p, order)), target, maxUnavailable, { order: 'ordinal-desc', partition, timing: this.timing(s, state) });
-    // Before the first pod is touched, make sure the lifecycle can drive them all.
-    if (plan.updated === 0 && plan.start.length > 0 && pods.every((p) => rolloutPod(p).update === undefined) && (await this.fellBack(key, s, s))) return {};
-    const step = statefulSetRolloutStep(plan, state.partition ?? 0, this.partition(s));
-    // The ordinals below the partition annotation stay on the old images: the StatefulSet stays held
-    // (lowering the annotation requeues it and goes on in place), never handed a partition below it.
-    if (step.action === 'hold-partition') {
-      // Natively "partitioned roll out complete": recorded, so the status webhook stops holding the generation.
-      if (state.partitionHeld !== true) await this.writeState(s, 'StatefulSet', { ...state, partitionHeld: true });
-      await this.reportStatefulSet(s, { kind: 'partitioned' });
-      return {};
-    }
-    if (step.action === 'finish') {
-      const rollingUpdate = (s.spec.updateStrategy?.type ?? 'RollingUpdate') === 'RollingUpdate';
-      const released = await this.d.client.patch<Workload>(`/apis/apps/v1/namespaces/${ns}/statefulsets/${s.metadata.name ?? ''}`,
-        {
-          metadata: { resourceVersion: s.metadata.resourceVersion, annotations: { [ROLLOUT_STATE_ANNOTATION]: null } },
-          ...(rollingUpdate ? { spec: { updateStrategy: { rollingUpdate: { partition: step.partition } } } } : {}),
-        }, 'strategic', WATCHER_FIELD_MANAGER);
-      this.d.statefulSets.upsert(released);
-      this.observedTemplates.delete(key);
-      await this.reportStatefulSet(s, { kind: 'ended' }, true);
-      await this.releaseObservedGeneration(released, s.metadata.generation ?? 0);
-      this.finished(s, 'StatefulSet', state, plan.total);
-      return {};
-    }
-    const why = stallReason(s, plan);
-    const resumed = why === undefined && (state.stalled !== undefined || state.partitionHeld === true);
-    if (resumed) {
-      // Going on after a stall or a partition hold (the pod came back, the annotation was lowered): the
-      // generation is held again before any pod moves, here at once and by the webhook from then on.
-      const { stalled: _stalled, stalledAt: _at, partitionHeld: _held, ...going } = state;
-      await this.writeState(s, 'StatefulSet', going);
-      await this.reportStatefulSet(s, { kind: 'running' }, false, true);
-    }
-    await this.startPods(s, 'StatefulSet', pods, plan, target, state, revision);
-    await this.noteStalled(s, 'StatefulSet', state, plan);
-    if (!resumed) await this.reportStatefulSet(s, why === undefined ? { kind: 'running' } : { kind: 'stalled', why });
-    return { requeueAfterMs: this.nextLook(plan) };
-  }
-
   /**
    * Whether status.updateRevision names the current template (see templateObserved):
    * with the status held below the generation, the ControllerRevision of that
@@ -335,7 +240,7 @@ export class RolloutReconciler {
       });
       step = cr === undefined
         ? { kind: 'wait', why: `ControllerRevision ${step.name} not found` }
-        : templateObserved(input, full.spec.template, { name: cr.metadata.name ?? '', ownerUid: controllerUid(cr as Workload), data: cr.data });
+        : templateObserved(input, full.spec.template, { name: cr.metadata.name ?? '', ownerUid: controllerUid(cr), data: cr.data });
     }
     if (step.kind !== 'observed') {
       this.d.log.debug({ workload: key, why: step.kind === 'wait' ? step.why : step.name }, 'rollout: waiting for the controller to observe the template');
@@ -433,94 +338,37 @@ export class RolloutReconciler {
    * pod costs inplace-gate three writes in all (drain, images, done); else the
    * request as Pending. A StatefulSet pod's revision label goes in that write.
    */
-  private async startPods(w: Workload, kind: 'Deployment' | 'StatefulSet', pods: Pod[], plan: RolloutPlan, target: ImageMap, state: RolloutState, revision: string | undefined): Promise<void> {
+  private async startPods(w: Workload, kind: WorkloadKind, plan: RolloutPlan, target: ImageMap, state: RolloutState, revision: string | undefined): Promise<void> {
     const names = plan.start;
     if (names.length === 0) return;
+    const ns = w.metadata.namespace ?? '';
     const now = this.d.clock().toISOString();
     const held: string[] = [];
     const startOne = async (name: string) => {
-      const pod = pods.find((p) => p.metadata.name === name);
+      const pod = this.d.pods.store.get(`${ns}/${name}`);
       if (!pod) return;
-      const current = parseUpdateState(pod.metadata.annotations?.[UPDATE_ANNOTATION]);
-      const drained = current.ok && (current.state?.phase === 'Updating' || current.state?.phase === 'Stalled' || current.state?.drained === true);
-      const images: ImageMap = {};
-      const running = rolloutPod(pod).specImages;
-      for (const [c, image] of Object.entries(target)) if (c in running && running[c] !== image) images[c] = image;
-      // What the webhook records for a client's image request, marked as this rollout's.
-      const request: UpdateState = {
-        phase: 'Pending',
-        images,
-        requestedBy: state.requestedBy,
-        ...(state.fieldManager ? { fieldManager: state.fieldManager } : {}),
-        requestedAt: now,
-        rollout: `${kind}/${w.metadata.name ?? ''}`,
-        ...(drained ? { drained: true } : {}),
-      };
+      const request = podRequest(pod, target, state, `${kind}/${w.metadata.name ?? ''}`, now);
       const wrote = await this.d.startUpdate(pod, request, revision ? { [REVISION_HASH]: revision } : undefined);
-      if (wrote === 'request' && !drained) held.push(name);
+      if (wrote === 'request' && request.drained !== true) held.push(name);
       this.d.metrics.rolloutPods.inc({ kind });
     };
     // A window freed at once (the first batch, a retarget) is written a few pods at a time, not one
     // after the other; each start is decided (budgets included) before its write goes out.
     await settleAll(names.map((name) => () => startOne(name)), START_CONCURRENCY);
-    this.d.log.info({ workload: `${kind}/${w.metadata.namespace ?? ''}/${w.metadata.name ?? ''}`, pods: names, updated: plan.updated, total: plan.total }, 'rollout: pods started');
-    // Progress as Events at each tenth of the pods, not for every slot freed: every Event is an API
-    // write. They stand for the pods' own Normal Events, which a rollout's pods do not get.
-    const tenth = (n: number) => Math.floor((n * 10) / Math.max(1, plan.total));
-    if (plan.updated === 0 || tenth(plan.updated + names.length) > tenth(plan.updated)) {
-      const waiting = held.length === 0 ? '' : `; not draining yet (a PodDisruptionBudget, see their ${READINESS_GATE} condition): ${held.join(', ')}`;
-      this.event(w, kind, { type: 'Normal', reason: 'InPlaceRolloutProgress', action: 'Rollout', note: `${plan.updated} of ${plan.total} pods updated; now updating ${names.join(', ')}${waiting}` });
-    }
+    this.d.log.info({ workload: `${kind}/${ns}/${w.metadata.name ?? ''}`, pods: names, updated: plan.updated, total: plan.total }, 'rollout: pods started');
+    const note = progressNote(plan, names, held);
+    if (note !== undefined) this.event(w, kind, { type: 'Normal', reason: 'InPlaceRolloutProgress', action: 'Rollout', note });
   }
 
-  /** The workload's update order: priority and scatter annotations. */
-  private order(w: Workload, key: string): PodOrder {
+  /** The workload's update order: priority and scatter annotations (`warn`: say so if the priority is unreadable). */
+  private order(w: Workload, key: string, warn: boolean): PodOrder {
     const parsed = parsePriority(w.metadata.annotations?.[PRIORITY_ANNOTATION]);
-    if (!parsed.ok) this.d.log.warn({ workload: key, err: parsed.error }, 'update priority ignored');
+    if (!parsed.ok && warn) this.d.log.warn({ workload: key, err: parsed.error }, 'update priority ignored');
     return {
       priority: parsed.ok ? parsed.priority : undefined,
       scatterKey: w.metadata.annotations?.[SCATTER_ANNOTATION],
       nodeLabels: (node) => this.d.nodes?.store.get(node)?.metadata.labels,
     };
-  }
-
-  /** The workload's availability rules and the clock, for the plan (minReadySeconds, progressDeadlineSeconds). */
-  private timing(w: Workload, state: RolloutState): RolloutTiming {
-    const minReady = w.spec.minReadySeconds;
-    const deadline = w.spec.progressDeadlineSeconds;
-    return {
-      now: this.d.clock().getTime(),
-      ...(typeof minReady === 'number' ? { minReadySeconds: minReady } : {}),
-      ...(typeof deadline === 'number' ? { progressDeadlineSeconds: deadline } : {}),
-      startedAt: Date.parse(state.startedAt),
-    };
-  }
-
-  /** When to look again: as a pod becomes available (minReadySeconds) or the progress deadline passes, else on the slow resync. */
-  private nextLook(plan: RolloutPlan): number {
-    const now = this.d.clock().getTime();
-    const at = [plan.nextAvailableAt, plan.deadlineExceeded ? undefined : plan.deadlineAt].filter((t): t is number => t !== undefined);
-    const soon = at.length === 0 ? 30_000 : Math.min(...at) - now + 50;
-    return Math.max(100, Math.min(30_000, soon));
-  }
-
-  /**
-   * A stalled pod, or no progress within the progress deadline: the rollout
-   * is failed (recorded in its state, which the shipped Argo CD health and
-   * `kubectl inplace` read) and a Warning says so, again every REWARN_MS while
-   * it stays so: one Warning is easy to miss.
-   */
-  private async noteStalled(w: Workload, kind: string, state: RolloutState, plan: RolloutPlan): Promise<void> {
-    const why = stallReason(w, plan);
-    if (why === undefined) return;
-    const now = this.d.clock();
-    if (state.stalled === why && state.stalledAt !== undefined && now.getTime() - Date.parse(state.stalledAt) < REWARN_MS) return;
-    const { partitionHeld: _held, ...rest } = state;
-    await this.writeState(w, kind, { ...rest, stalled: why, stalledAt: now.toISOString() });
-    const reason = plan.stalled.length > 0 ? 'InPlaceRolloutStalled' : 'ProgressDeadlineExceeded';
-    this.event(w, kind, { type: 'Warning', reason, action: 'Rollout', note: `Stopped: ${why}; change the image again (a rollback, say) to go on` });
-    if (kind === 'Deployment' && state.stalled === undefined) await this.reportFailed(w, why, now);
-    if (state.stalled === undefined) this.d.metrics.rollouts.inc({ kind, result: 'stalled' });
   }
 
   private async writeState(w: Workload, kind: string, next: RolloutState): Promise<void> {
@@ -612,15 +460,4 @@ async function settleAll(jobs: (() => Promise<void>)[], limit: number): Promise<
   };
   await Promise.all(Array.from({ length: Math.min(limit, jobs.length) }, lane));
   if (failures.length > 0) throw failures[0];
-}
-
-/** Why a rollout is stopped, if it is: a stalled pod, or no progress within progressDeadlineSeconds. */
-function stallReason(w: Workload, plan: RolloutPlan): string | undefined {
-  if (plan.stalled.length > 0) return `${plan.stalled.join(', ')} did not come back (see its events)`;
-  if (plan.deadlineExceeded) return `no pod reached the new images for ${String(w.spec.progressDeadlineSeconds)}s (progressDeadlineSeconds; ${String(plan.updated)} of ${String(plan.total)} updated)`;
-  return undefined;
-}
-
-function describe(images: ImageMap): string {
-  return Object.entries(images).map(([n, i]) => `${n}=${i}`).join(', ');
 }
