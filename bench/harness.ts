@@ -25,7 +25,17 @@ export interface BenchCluster {
   writes: () => Promise<number>;
   /** Every write the apiserver audited between two instants (ms): who wrote what (empty if the cluster runs without the audit log). */
   audited: (fromMs: number, toMs: number) => Promise<AuditedWrite[]>;
+  /** Starts another watcher process (logs to logs/<name>.log); the bench stops it, or it ends with the bench. */
+  startWatcher: (name: string, args: string[]) => ChildProcess;
+  clusterDir: string;
   stop: () => Promise<void>;
+}
+
+export interface BenchClusterOptions {
+  /** Start the shipped watcher at once (default true); false: the bench starts its own with startWatcher. */
+  watcher?: boolean;
+  /** Audit every write (default true); off for benches that only count, since it costs the apiserver. */
+  audit?: boolean;
 }
 
 /** One write as the apiserver's audit log records it. */
@@ -54,11 +64,11 @@ export function clientOf(username: string): string {
   return username.replace(/^system:serviceaccount:kube-system:/, '');
 }
 
-export async function startBenchCluster(nodes: number, maxPodsPerNode: number): Promise<BenchCluster> {
+export async function startBenchCluster(nodes: number, maxPodsPerNode: number, opts: BenchClusterOptions = {}): Promise<BenchCluster> {
   const clusterDir = process.env.BENCH_CLUSTER_DIR ?? join(repo, '.cluster-bench');
   // Every write audited (user, verb, resource), so that writes are counted by client, not only in total.
   const auditLog = join(clusterDir, 'logs', 'audit.log');
-  const env = { ...process.env, CLUSTER_DIR: clusterDir, CLUSTER_NODES: String(nodes), CLUSTER_MAX_PODS: String(maxPodsPerNode), CLUSTER_AUDIT_LOG: auditLog };
+  const env = { ...process.env, CLUSTER_DIR: clusterDir, CLUSTER_NODES: String(nodes), CLUSTER_MAX_PODS: String(maxPodsPerNode), ...(opts.audit === false ? {} : { CLUSTER_AUDIT_LOG: auditLog }) };
   const sh = (args: string[]) => run('bash', [join(repo, 'test/cluster/cluster.sh'), ...args], { env, maxBuffer: 1 << 24 });
   const kubeconfig = join(clusterDir, 'kubeconfig');
   const kubectl = (args: string[], input?: string) => {
@@ -78,8 +88,10 @@ export async function startBenchCluster(nodes: number, maxPodsPerNode: number): 
   });
   const spawnLogged = (name: string, args: string[]) => {
     const fd = openSync(join(clusterDir, 'logs', `${name}.log`), 'w');
-    children.push(spawn(process.execPath, args, { stdio: ['ignore', fd, fd] }));
+    const child = spawn(process.execPath, args, { stdio: ['ignore', fd, fd] });
+    children.push(child);
     closeSync(fd); // the child has its own copy
+    return child;
   };
   const certDir = join(clusterDir, 'bench-certs');
   spawnLogged('bench-webhook', [join(repo, 'src/cli.ts'), 'webhook', '--port', String(WEBHOOK_PORT), '--host', '127.0.0.1', '--cert-dir', certDir, '--log-level', 'warn']);
@@ -89,7 +101,8 @@ export async function startBenchCluster(nodes: number, maxPodsPerNode: number): 
     clientConfig: (p) => ({ url: `https://127.0.0.1:${WEBHOOK_PORT}${p}`, caBundle }), scope: 'opt-in', watcherUsers: [DEFAULT_WATCHER_USER],
   });
   await kubectl(['apply', '--server-side', '--force-conflicts', '-f', '-'], JSON.stringify({ apiVersion: 'v1', kind: 'List', items: [mutating, validating] }));
-  spawnLogged('bench-watcher', [join(repo, 'src/cli.ts'), 'watcher', '--kubeconfig', join(clusterDir, 'kubeconfigs/watcher.kubeconfig'), '--health-port', '0', '--log-level', 'warn', '--concurrency', '32']);
+  const watcherArgs = [join(repo, 'src/cli.ts'), 'watcher', '--kubeconfig', join(clusterDir, 'kubeconfigs/watcher.kubeconfig')];
+  if (opts.watcher !== false) spawnLogged('bench-watcher', [...watcherArgs, '--health-port', '0', '--log-level', 'warn', '--concurrency', '32']);
 
   let last = new Map<string, number>();
   const writes = async () => {
@@ -132,6 +145,8 @@ export async function startBenchCluster(nodes: number, maxPodsPerNode: number): 
     kubectl,
     writes,
     audited,
+    clusterDir,
+    startWatcher: (name, args) => spawnLogged(name, [...watcherArgs, ...args]),
     async stop() {
       for (const c of children) c.kill('SIGTERM');
       client.close();
