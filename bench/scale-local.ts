@@ -52,7 +52,9 @@ function fakeApiserver(template: string, pods: number) {
     const url = new URL(req.url ?? '/', 'http://x');
     res.setHeader('content-type', 'application/json');
     if (url.searchParams.get('watch') === 'true') {
+      // Headers at once, as the apiserver sends them: a client may wait for them before it calls itself synced.
       res.writeHead(200);
+      res.flushHeaders();
       watches.add(res);
       res.on('close', () => watches.delete(res));
       return;
