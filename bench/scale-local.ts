@@ -3,7 +3,8 @@
 // watcher's lists (pages of `limit`, as the apiserver does) with N copies of a pod captured from
 // kube-apiserver v1.37.2 (test/fixtures/update-pod-image.json: two containers, managedFields of
 // three managers, 6.5 KiB), settled (gate True, Ready), and holds its watches open without events.
-// The watcher runs as shipped (`inplace-gate watcher`, own process, --leader-elect=false); measured:
+// The watcher runs as shipped (`inplace-gate watcher`, own process, the literal env of its container in
+// manifests/base/watcher.yaml unless BENCH_UNSHIPPED_ENV=1, --leader-elect=false); measured:
 // start -> caches synced (its log), -> the startup pass done (/metrics), RSS (/proc) after 10 s, the
 // heap split (/metrics), CPU over BENCH_REST_SECONDS (30). Baseline in the same run: a bare
 // @kubernetes/client-node informer (bench/scale-informer.ts) over the same pods from the same server.
@@ -15,6 +16,7 @@ import { createServer, type ServerResponse } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
+import { loadAll } from 'js-yaml';
 import type { Pod } from '../src/core/kube-types.ts';
 import { MANAGED_LABEL, READINESS_GATE, UPDATE_ANNOTATION } from '../src/core/names.ts';
 import { freePort } from '../test/support/ports.ts';
@@ -74,6 +76,15 @@ function fakeApiserver(template: string, pods: number) {
   };
 }
 
+/** The watcher container's literal environment in manifests/base/watcher.yaml (NODE_OPTIONS); BENCH_UNSHIPPED_ENV=1: none. */
+async function shippedEnv(): Promise<Record<string, string>> {
+  if (process.env.BENCH_UNSHIPPED_ENV === '1') return {};
+  interface Doc { kind: string; spec?: { template: { spec: { containers: { name: string; env?: { name: string; value?: string }[] }[] } } } }
+  const docs = loadAll(await readFile(join(repo, 'manifests/base/watcher.yaml'), 'utf8')) as Doc[];
+  const c = docs.find((d) => d.kind === 'Deployment')?.spec?.template.spec.containers.find((x) => x.name === 'watcher');
+  return Object.fromEntries((c?.env ?? []).flatMap((e) => (e.value === undefined ? [] : [[e.name, e.value]])));
+}
+
 async function procStatus(pid: number) {
   const status = await readFile(`/proc/${pid}/status`, 'utf8');
   return Number(/^VmRSS:\s+(\d+) kB/m.exec(status)?.[1] ?? 0) / 1024;
@@ -99,11 +110,11 @@ async function stop(child: ChildProcess) {
   await exited;
 }
 
-async function watcherAt(kubeconfig: string, dir: string, pods: number) {
+async function watcherAt(kubeconfig: string, dir: string, pods: number, env: Record<string, string>) {
   const port = await freePort();
   const logFile = join(dir, `watcher-${pods}.log`);
   const t0 = Date.now();
-  const child = spawn('sh', ['-c', `exec "${process.execPath}" "${join(repo, 'src/cli.ts')}" watcher --kubeconfig "${kubeconfig}" --leader-elect=false --health-port ${port} --log-level info >"${logFile}" 2>&1`]);
+  const child = spawn('sh', ['-c', `exec "${process.execPath}" "${join(repo, 'src/cli.ts')}" watcher --kubeconfig "${kubeconfig}" --leader-elect=false --health-port ${port} --log-level info >"${logFile}" 2>&1`], { env: { ...process.env, ...env } });
   try {
     let syncedAt = 0;
     await waitFor('caches synced', async () => {
@@ -148,6 +159,7 @@ async function informerAt(kubeconfig: string) {
 }
 
 const template = await podTemplate();
+const env = await shippedEnv();
 const dir = await mkdtemp(join(tmpdir(), 'inplace-gate-scale-'));
 const rows: string[] = [];
 try {
@@ -157,7 +169,7 @@ try {
     const kubeconfig = join(dir, 'kubeconfig');
     await writeFile(kubeconfig, JSON.stringify({ apiVersion: 'v1', kind: 'Config', clusters: [{ name: 'fake', cluster: { server: `http://127.0.0.1:${port}`, 'insecure-skip-tls-verify': true } }], users: [{ name: 'u', user: { token: 'fake' } }], contexts: [{ name: 'c', context: { cluster: 'fake', user: 'u' } }], 'current-context': 'c' }));
     try {
-      const w = await watcherAt(kubeconfig, dir, n);
+      const w = await watcherAt(kubeconfig, dir, n, env);
       const b = await informerAt(kubeconfig);
       const f = (x: number, d = 0) => x.toFixed(d);
       rows.push(`| ${n} | ${f(w.rss)} (${f(w.rssAfterRest)}) | ${f(w.heapUsed)} / ${f(w.heapTotal)} / ${f(w.external)} | ${f(w.syncS, 1)} | ${f(w.passS, 1)} | ${f(w.cpuPct, 2)} | ${f(b.rss)} | ${f(b.syncS, 1)} | ${f(w.rss / b.rss, 2)}x |`);
@@ -169,7 +181,7 @@ try {
 } finally {
   await rm(dir, { recursive: true, force: true });
 }
-console.log(`bench:scale:local, ${new Date().toISOString()}, Node ${process.version}, pods of ${template.length} bytes, rest ${REST_S}s`);
+console.log(`bench:scale:local, ${new Date().toISOString()}, Node ${process.version}, pods of ${template.length} bytes, rest ${REST_S}s, watcher env ${JSON.stringify(env)}`);
 console.log('| pods | watcher RSS MiB (after the rest) | heap used / total / external MiB | start -> synced s | start -> startup pass done s | CPU at rest % of a core | bare client-node informer RSS MiB | its list s | RSS ratio |');
 console.log('| --- | --- | --- | --- | --- | --- | --- | --- | --- |');
 for (const r of rows) console.log(r);

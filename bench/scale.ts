@@ -272,7 +272,8 @@ async function bareInformer(b: BenchCluster): Promise<{ syncS: number; rssMiB: n
 }
 
 async function main() {
-  const b = await startBenchCluster(0, 110, { watcher: false, audit: false });
+  // cluster.sh wants one hollow node at least; the pods are all on the bench's kubelet-less Nodes.
+  const b = await startBenchCluster(1, 110, { watcher: false, audit: false });
   const abort = new AbortController();
   const adminKc = join(b.clusterDir, 'kubeconfig');
   const clients = await Promise.all([0, 1].map(() => KubeClient.create(loadKubeConfig(adminKc), 'bench-scale')));
