@@ -27,8 +27,11 @@ export interface BenchCluster {
   audited: (fromMs: number, toMs: number) => Promise<AuditedWrite[]>;
   /** Stops the watcher (SIGTERM: it releases its Lease) and starts it again with these extra flags. */
   restartWatcher: (extra: string[]) => Promise<void>;
+  /** Starts another watcher process (logs to logs/<name>.log); the bench stops it, or it ends with the bench. */
+  startWatcher: (name: string, args: string[]) => ChildProcess;
   /** The cluster's state dir and its env file's values (CLUSTER_NETNS, ...). */
   dir: string;
+  clusterDir: string;
   env: Record<string, string>;
   stop: () => Promise<void>;
 }
@@ -40,6 +43,10 @@ export interface BenchClusterOptions {
   dir?: string;
   /** Extra flags of the first watcher. */
   watcherArgs?: string[];
+  /** Start the shipped watcher at once (default true); false: the bench starts its own with startWatcher. */
+  watcher?: boolean;
+  /** Audit every write (default true); off for benches that only count, since it costs the apiserver. */
+  audit?: boolean;
 }
 
 /** One write as the apiserver's audit log records it. */
@@ -72,7 +79,10 @@ export async function startBenchCluster(nodes: number, maxPodsPerNode: number, o
   const clusterDir = options.dir ?? process.env.BENCH_CLUSTER_DIR ?? join(repo, '.cluster-bench');
   // Every write audited (user, verb, resource), so that writes are counted by client, not only in total.
   const auditLog = join(clusterDir, 'logs', 'audit.log');
-  const env = { ...process.env, CLUSTER_DIR: clusterDir, CLUSTER_NODES: String(nodes), CLUSTER_MAX_PODS: String(maxPodsPerNode), CLUSTER_AUDIT_LOG: auditLog, CLUSTER_REAL_NODES: String(options.realNodes ?? 0) };
+  const env = {
+    ...process.env, CLUSTER_DIR: clusterDir, CLUSTER_NODES: String(nodes), CLUSTER_MAX_PODS: String(maxPodsPerNode), CLUSTER_REAL_NODES: String(options.realNodes ?? 0),
+    ...(options.audit === false ? {} : { CLUSTER_AUDIT_LOG: auditLog }),
+  };
   const sh = (args: string[]) => run('bash', [join(repo, 'test/cluster/cluster.sh'), ...args], { env, maxBuffer: 1 << 24 });
   const kubeconfig = join(clusterDir, 'kubeconfig');
   const kubectl = (args: string[], input?: string) => {
@@ -105,17 +115,19 @@ export async function startBenchCluster(nodes: number, maxPodsPerNode: number, o
     clientConfig: (p) => ({ url: `https://127.0.0.1:${WEBHOOK_PORT}${p}`, caBundle }), scope: 'opt-in', watcherUsers: [DEFAULT_WATCHER_USER],
   });
   await kubectl(['apply', '--server-side', '--force-conflicts', '-f', '-'], JSON.stringify({ apiVersion: 'v1', kind: 'List', items: [mutating, validating] }));
-  const startWatcher = (extra: string[]) => spawnLogged('bench-watcher', [join(repo, 'src/cli.ts'), 'watcher', '--kubeconfig', join(clusterDir, 'kubeconfigs/watcher.kubeconfig'), '--health-port', '0', '--log-level', 'warn', '--concurrency', '32', ...extra]);
-  let watcher = startWatcher(options.watcherArgs ?? []);
+  const watcherArgs = [join(repo, 'src/cli.ts'), 'watcher', '--kubeconfig', join(clusterDir, 'kubeconfigs/watcher.kubeconfig')];
+  const startShippedWatcher = (extra: string[]) => spawnLogged('bench-watcher', [...watcherArgs, '--health-port', '0', '--log-level', 'warn', '--concurrency', '32', ...extra]);
+  let watcher = options.watcher === false ? undefined : startShippedWatcher(options.watcherArgs ?? []);
   const restartWatcher = async (extra: string[]) => {
-    if (watcher.exitCode === null && watcher.signalCode === null) {
-      const exited = new Promise((ok) => watcher.once('exit', ok));
+    if (watcher && watcher.exitCode === null && watcher.signalCode === null) {
+      const exited = new Promise((ok) => watcher?.once('exit', ok));
       watcher.kill('SIGTERM');
       await exited;
     }
-    watcher = startWatcher(extra);
+    const started = startShippedWatcher(extra);
+    watcher = started;
     // Its identity is hostname_pid: wait until it holds the Lease.
-    const pid = `_${String(watcher.pid)}`;
+    const pid = `_${String(started.pid)}`;
     await waitFor('the new watcher to lead', () => client.get<{ spec?: { holderIdentity?: string } }>('/apis/coordination.k8s.io/v1/namespaces/inplace-gate/leases/inplace-gate-watcher')
       .then((l) => l.spec?.holderIdentity?.endsWith(pid) === true, () => false), 60_000);
   };
@@ -165,7 +177,9 @@ export async function startBenchCluster(nodes: number, maxPodsPerNode: number, o
     writes,
     audited,
     restartWatcher,
+    startWatcher: (name, args) => spawnLogged(name, [...watcherArgs, ...args]),
     dir: clusterDir,
+    clusterDir,
     env: envValues,
     async stop() {
       for (const c of children) c.kill('SIGTERM');

@@ -6,6 +6,9 @@
 import { SettingsError, loadSettings, settingsHelp } from './settings.ts';
 import { ClusterTargetError, startTarget } from './core/cluster-target.ts';
 import { StartupError } from './startup-error.ts';
+import { slimClientNode } from './kube/slim-client-node.ts';
+
+slimClientNode();
 
 const USAGE = `Usage: inplace-gate <command> [flags]
 

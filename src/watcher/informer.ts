@@ -19,6 +19,7 @@ export interface InformerOptions<T extends Meta> {
   onChange: (key: string, object: T | undefined) => void;
   log: Logger;
   resyncMs?: number;
+  /** Objects per list page (default 100): each page's body and its parsed objects are held at once. */
   pageSize?: number;
 }
 
@@ -115,7 +116,7 @@ export class Informer<T extends Meta> {
     let cont: string | undefined;
     let rv: string;
     do {
-      const page = await this.client.get<List>(this.query({ limit: String(this.opts.pageSize ?? 500), ...(cont ? { continue: cont } : {}) }));
+      const page = await this.client.get<List>(this.query({ limit: String(this.opts.pageSize ?? 100), ...(cont ? { continue: cont } : {}) }));
       rv = page.metadata.resourceVersion;
       for (const raw of page.items) {
         const obj = this.opts.trim(raw);

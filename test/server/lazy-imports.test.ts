@@ -3,7 +3,8 @@
 // in the pod whose memory limit the manifests set.
 
 import { spawn } from 'node:child_process';
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { createServer } from 'node:http';
 import { get } from 'node:https';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
@@ -58,5 +59,38 @@ describe('inplace-gate webhook', () => {
     expect(served).toBe(true);
     expect(loaded.some((s) => s.includes('webhook/run'))).toBe(true);
     expect(loaded.filter((s) => s.includes('@kubernetes/client-node') || s.includes('watcher/'))).toEqual([]);
+  }, 30_000);
+});
+
+describe('inplace-gate watcher', () => {
+  it('loads @kubernetes/client-node\'s KubeConfig without the library\'s generated API (its models and API classes)', async () => {
+    // A loopback apiserver enough for the watcher to sync: every list empty, every watch held open.
+    const api = createServer((req, res) => {
+      res.setHeader('content-type', 'application/json');
+      if (req.url?.includes('watch=true')) { res.writeHead(200); res.flushHeaders(); return; }
+      res.end('{"kind":"List","apiVersion":"v1","metadata":{"resourceVersion":"1"},"items":[]}');
+    });
+    await new Promise<void>((ok) => { api.listen(0, '127.0.0.1', ok); });
+    const address = api.address();
+    const kubeconfig = join(dir, 'kubeconfig');
+    await writeFile(kubeconfig, JSON.stringify({
+      apiVersion: 'v1', kind: 'Config', 'current-context': 'c',
+      clusters: [{ name: 'fake', cluster: { server: `http://127.0.0.1:${typeof address === 'object' && address ? address.port : 0}`, 'insecure-skip-tls-verify': true } }],
+      users: [{ name: 'u', user: { token: 'fake' } }], contexts: [{ name: 'c', context: { cluster: 'fake', user: 'u' } }],
+    }));
+    const port = await freePort();
+    let synced = false;
+    try {
+      const loaded = await resolvedBy([cli, 'watcher', '--kubeconfig', kubeconfig, '--leader-elect=false', '--health-port', String(port), '--log-level', 'silent'], async () => {
+        synced = await fetch(`http://127.0.0.1:${port}/readyz`).then((r) => r.ok, () => false);
+        return synced;
+      });
+      expect(synced).toBe(true);
+      expect(loaded).toContain('@kubernetes/client-node/dist/config.js');
+      expect(loaded.filter((s) => /gen\/index\.js|models\/all\.js|^\.\/apis\//.test(s))).toEqual([]);
+    } finally {
+      api.closeAllConnections();
+      api.close();
+    }
   }, 30_000);
 });

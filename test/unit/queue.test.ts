@@ -1,5 +1,5 @@
 import { describe, expect, it, vi } from 'vitest';
-import { WorkQueue } from '../../src/watcher/queue.ts';
+import { KeyFifo, WorkQueue } from '../../src/watcher/queue.ts';
 import { createWatcherMetrics, queueObserver } from '../../src/watcher/metrics.ts';
 
 const tick = (ms = 5) => new Promise((r) => setTimeout(r, ms));
@@ -137,5 +137,44 @@ describe('WorkQueue metrics, as client-go\'s workqueue_*{name}', () => {
     expect(of(await value('workqueue_queue_duration_seconds'), '_count')).toBe(3);
     // b waited behind a's 20 ms, on top of the 15 ms before the queue started.
     expect(of(await value('workqueue_queue_duration_seconds'), '_sum')).toBeGreaterThanOrEqual(0.03);
+  });
+});
+
+describe('KeyFifo: the queue\'s order kept across deletes and compaction', () => {
+  it('gives keys back in the order pushed, without the deleted ones, past many compactions and with pushes in between', () => {
+    const fifo = new KeyFifo();
+    const expected: string[] = [];
+    const out: string[] = [];
+    let n = 0;
+    const push = () => { const k = `k${n++}`; fifo.push(k); expected.push(k); };
+    for (let i = 0; i < 5000; i++) push();
+    for (let round = 0; round < 20; round++) {
+      // Every seventh key still held is taken out (a key moved to the urgent lane).
+      for (const k of expected.slice(out.length).filter((_, i) => i % 7 === round % 7).slice(0, 50)) {
+        expect(fifo.delete(k)).toBe(true);
+        expected.splice(expected.indexOf(k), 1);
+      }
+      for (let i = 0; i < 300 && fifo.length > 0; i++) out.push(fifo.shift()!);
+      for (let i = 0; i < 100; i++) push();
+      expect(fifo.length).toBe(expected.length - out.length);
+    }
+    while (fifo.length > 0) out.push(fifo.shift()!);
+    expect(out).toEqual(expected);
+    expect(fifo.shift()).toBeUndefined();
+    expect(fifo.delete('k0')).toBe(false);
+  });
+
+  it('WorkQueue: a queued key made urgent runs before the others, once, also deep in a long queue', async () => {
+    const seen: string[] = [];
+    const q = new WorkQueue({ concurrency: 1, handler: (key) => { seen.push(key); return Promise.resolve({}); }, onError: () => undefined });
+    for (let i = 0; i < 3000; i++) q.add(`p${i}`);
+    q.add('p2500', true);
+    q.add('p2500', true);
+    q.start();
+    await q.idle();
+    expect(seen).toHaveLength(3000);
+    expect(new Set(seen).size).toBe(3000);
+    expect(seen[0]).toBe('p2500');
+    expect(seen.slice(1, 4)).toEqual(['p0', 'p1', 'p2']);
   });
 });
