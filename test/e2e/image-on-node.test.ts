@@ -39,9 +39,9 @@ describe('the image as the webhook pod on a real node', () => {
   let memoryCgroup: string;
 
   beforeAll(async () => {
-    // The shipped webhook container as it is, but for its certificates: the
-    // certs sidecar needs the API, which pods in the lab do not reach, so the
-    // webhook makes its own into the (then writable) memory volume.
+    // The shipped webhook container alone, as it is but for its certificates:
+    // it makes its own into the (then writable) memory volume, without the
+    // certs sidecar (installed.test.ts runs the whole install).
     const template = webhookTemplate();
     const webhook = template.spec.containers.find((c) => c.name === 'webhook');
     if (!webhook) throw new Error('no webhook container in manifests/base/webhook.yaml');
