@@ -330,9 +330,9 @@ start_apiserver() {
   # Service, which endpoint validation rejects (loopback), forever retrying.
   # --shutdown-send-retry-after: on SIGTERM, close open watches after 2 s
   # instead of waiting up to 60 s for clients (the product's watcher) to go.
-  # --enable-aggregator-routing: webhooks behind a Service are called at its
-  # endpoints' IPs, looked up in the API, not at its DNS name (no DNS here; a
-  # lookup would leave the machine); lab.sh routes real nodes' pod IPs.
+  # --enable-aggregator-routing: a webhook behind a Service is called at its
+  # endpoints' IPs (looked up in the API), not at its ClusterIP, which nothing
+  # routes here (no kube-proxy); lab.sh routes real nodes' pod IPs.
   # No --kubelet-client-certificate: nothing may reach kubelets (logs, exec,
   # port-forward would leave loopback: nodes report the host's eth0 address).
   # Writes only, at Metadata level (user, verb, resource): the benchmarks count writes by client.
