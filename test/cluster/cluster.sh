@@ -14,7 +14,8 @@
 # (hollow nodes, default 2), CLUSTER_REAL_NODES (real nodes, default 2 as root,
 # else 0), KUBEBUILDER_ASSETS (a folder with the six binaries, instead of building them),
 # CLUSTER_MAX_PODS (pods per hollow node, default 110), CLUSTER_TIMEOUT (seconds per readiness wait, default 120),
-# CLUSTER_AUDIT_LOG (a file: the apiserver logs every write there, who and what, for the benchmarks).
+# CLUSTER_AUDIT_LOG (a file: the apiserver logs every write there, who and what, for the benchmarks),
+# CLUSTER_LAB_ROUTED (1, the default: the host routes the lab's pod and node IPs; 0: not).
 # `up` prints the env file on stdout (so `eval "$(cluster.sh up)"` works);
 # every message goes to stderr.
 #
@@ -329,6 +330,9 @@ start_apiserver() {
   # Service, which endpoint validation rejects (loopback), forever retrying.
   # --shutdown-send-retry-after: on SIGTERM, close open watches after 2 s
   # instead of waiting up to 60 s for clients (the product's watcher) to go.
+  # --enable-aggregator-routing: a webhook behind a Service is called at its
+  # endpoints' IPs (looked up in the API), not at its ClusterIP, which nothing
+  # routes here (no kube-proxy); lab.sh routes real nodes' pod IPs.
   # No --kubelet-client-certificate: nothing may reach kubelets (logs, exec,
   # port-forward would leave loopback: nodes report the host's eth0 address).
   # Writes only, at Metadata level (user, verb, resource): the benchmarks count writes by client.
@@ -359,7 +363,8 @@ start_apiserver() {
     --requestheader-extra-headers-prefix=X-Remote-Extra- \
     --proxy-client-cert-file="$pki/front-proxy-client.crt" \
     --proxy-client-key-file="$pki/front-proxy-client.key" \
-    --shutdown-send-retry-after=true
+    --shutdown-send-retry-after=true \
+    --enable-aggregator-routing=true
 }
 
 start_controller_manager() {
@@ -486,6 +491,7 @@ write_env() {
       CLUSTER_REAL_NODES "$real_nodes" \
       CLUSTER_NETNS "$([ "$real_nodes" -eq 0 ] || echo "$netns")" \
       CLUSTER_LAB_REGISTRY "$([ "$real_nodes" -eq 0 ] || echo "$lab_registry")" \
+      CLUSTER_LAB_ROUTED "$lab_routed" \
       KUBECONFIG "$admin_kc" \
       APISERVER "$apiserver" \
       APISERVER_PORT "$apiserver_port" \

@@ -12,6 +12,13 @@
 #
 #   lab              ip netns <name>: lo up, node IPs 10.87.0.<n+1>/32 on lo,
 #                    a registry of locally built images on 127.0.0.1:5000
+#   routes           (CLUSTER_LAB_ROUTED, default 1) a veth pair igh-<id> (host,
+#                    10.86.0.1/30) to uplink (lab, 10.86.0.2/30) and host routes
+#                    for 10.87.0.0/24 and 10.88.0.0/16 through it, so the
+#                    apiserver reaches pods (a webhook Service's endpoints)
+#   10.0.0.1:443     the `kubernetes` Service's ClusterIP, an address of the
+#                    lab's loopback where a forwarder to the apiserver listens:
+#                    pods in the lab reach the API the in-cluster way
 #   real-node-<n>    its own mount namespace (lab-node-ns.sh), containerd,
 #                    the kubelet; pods on the CNI bridge igbr<n>, 10.88.<n>.0/24,
 #                    cgroups under /<cgroup prefix>-<n> in every hierarchy
@@ -29,7 +36,9 @@ lab_paths() {
   netns=inplace-gate-$(lab_id)
   netns_path=/run/netns/$netns
   cgroup_prefix=inplace-gate-$(lab_id)-node
+  veth_host=igh-$(lab_id)
 }
+lab_routed=0
 lab_enter() { nsenter --net="$netns_path" -- "$@"; }
 node_name() { echo "real-node-$1"; }
 node_ip() { echo "10.87.0.$(($1 + 1))"; }
@@ -261,6 +270,35 @@ lab_prepare() {
   node_bin=$(bash "$here/build-node.sh") # builds on first use; progress on stderr
 }
 
+# The product installed as pods needs two paths across the lab's edge.
+# apiserver -> webhook pods: with --enable-aggregator-routing the apiserver
+# dials the Service's endpoints (pod IPs) itself, from the host, so the host
+# routes the lab's pod and node ranges into it over a veth pair (nothing else:
+# the lab still has no default route, and nothing listens on the host's end).
+# pods -> apiserver: the in-cluster config dials the `kubernetes` Service,
+# 10.0.0.1:443. There is no iptables or nft on this machine for kube-proxy, and
+# the product needs no other ClusterIP: the lab holds 10.0.0.1 itself, where a
+# forwarder listens (the apiserver's certificate names that IP).
+lab_links_up() {
+  ip -n "$netns" addr add 10.0.0.1/32 dev lo
+  start lab-apiserver-pods nsenter --net="$netns_path" -- "$bin/socat" \
+    "TCP-LISTEN:443,bind=10.0.0.1,fork,reuseaddr" "UNIX-CONNECT:$lab_dir/apiserver.sock"
+  [ "${CLUSTER_LAB_ROUTED:-1}" = 1 ] || return 0
+  # another lab on this machine routes these already: run without (the tests that need it say so)
+  if [ -n "$(ip route show 10.88.0.0/16)$(ip route show 10.87.0.0/24)" ]; then
+    log "warning: the host routes 10.88.0.0/16 or 10.87.0.0/24 already (another lab?); this one runs unrouted"
+    return 0
+  fi
+  ip link add "$veth_host" type veth peer name uplink netns "$netns"
+  ip addr add 10.86.0.1/30 dev "$veth_host"
+  ip link set "$veth_host" up
+  ip -n "$netns" addr add 10.86.0.2/30 dev uplink
+  ip -n "$netns" link set uplink up
+  ip route add 10.87.0.0/24 via 10.86.0.2 dev "$veth_host"
+  ip route add 10.88.0.0/16 via 10.86.0.2 dev "$veth_host"
+  lab_routed=1
+}
+
 lab_up() {
   local i b
   for b in kubelet containerd ctr containerd-shim-runc-v2 cni; do
@@ -284,6 +322,7 @@ lab_up() {
   start lab-apiserver-host "$bin/socat" "UNIX-LISTEN:$lab_dir/apiserver.sock,fork,unlink-early" "TCP:127.0.0.1:$apiserver_port"
   start lab-apiserver nsenter --net="$netns_path" -- "$bin/socat" \
     "TCP-LISTEN:$apiserver_port,bind=127.0.0.1,fork,reuseaddr" "UNIX-CONNECT:$lab_dir/apiserver.sock"
+  lab_links_up
 
   cat >"$lab_dir/registry.yml" <<EOF
 version: 0.1
@@ -343,7 +382,9 @@ lab_down() {
     stop "$name-containerd" "$name-ns"
   done
   # whatever else runs in the lab (the registry, forwarders, test clients)
-  stop lab-registry lab-apiserver lab-apiserver-host
+  stop lab-registry lab-apiserver lab-apiserver-pods lab-apiserver-host
+  # the veth (its routes go with it; the lab's end goes with the namespace)
+  if ip link show "$veth_host" >/dev/null 2>&1; then ip link del "$veth_host"; fi
   if [ -e "$netns_path" ]; then
     mapfile -t victims < <(procs_in_ns net "$netns_path")
     kill_all "${victims[@]}"

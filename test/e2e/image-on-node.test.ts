@@ -11,45 +11,25 @@ import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Pod } from '../../src/core/kube-types.ts';
 import { applyManifest, createNamespace, eventually, kubectl, kubectlJson } from './support/kube.ts';
-import { buildImage, coreAnswer, ensureCommands, fixture, mebibytes, webhookTemplate, type Built } from './support/image.ts';
-import { lab, onRealNodes, type Lab } from './support/lab.ts';
+import { coreAnswer, fixture, mebibytes, webhookTemplate, type Built } from './support/image.ts';
+import { containerProcess, lab, onRealNodes, pushProductImage, type Lab } from './support/lab.ts';
 
 const run = promisify(execFile);
 const repo = resolve(import.meta.dirname, '../..');
 const NS = `e2e-image-${Date.now().toString(36)}`;
-const REGISTRY = '127.0.0.1:5000';
 let L: Lab;
 let image: Built;
 let pushed: string;
 
 beforeAll(async () => {
   L = lab();
-  // As README.md says: `npm run image` (the layout in .image), then its skopeo copy line,
-  // to the lab's registry (plain HTTP, inside the lab's network namespace).
-  image = await buildImage(join(repo, '.image'));
-  await ensureCommands({ skopeo: 'skopeo' });
-  const readme = await readFile(join(repo, 'README.md'), 'utf8');
-  const line = /^skopeo copy (oci:\S+) docker:\/\/registry\.example\.com\/(\S+)$/m.exec(readme);
-  if (!line) throw new Error('README.md has no `skopeo copy oci:... docker://registry.example.com/...` line');
-  pushed = `${REGISTRY}/${line[2]!}`;
-  await run('nsenter', [`--net=/run/netns/${L.netns}`, '--', 'skopeo', 'copy', '--dest-tls-verify=false', line[1]!, `docker://${pushed}`], { cwd: repo });
+  ({ image, pushed } = await pushProductImage(L));
   await createNamespace(NS);
 }, 900_000);
 
 afterAll(async () => {
   await kubectl(['delete', 'namespace', NS, '--wait=false', '--ignore-not-found']);
 });
-
-/** The process of a container and its memory cgroup (v1 here), found by the container's ID. */
-async function processOf(containerId: string): Promise<{ pid: string; memoryCgroup: string }> {
-  const { stdout } = await run('find', ['/sys/fs/cgroup/memory', '-type', 'd', '-name', containerId]);
-  const memoryCgroup = stdout.split('\n')[0] ?? '';
-  if (memoryCgroup === '') throw new Error(`no memory cgroup of container ${containerId} (cgroup v1 expected)`);
-  // the entrypoint is the container's only process
-  const pid = (await readFile(join(memoryCgroup, 'cgroup.procs'), 'utf8')).split('\n')[0] ?? '';
-  if (pid === '') throw new Error(`no process in ${memoryCgroup}`);
-  return { pid, memoryCgroup };
-}
 
 type Placed = Pod & { spec: { nodeName?: string }; status?: { podIP?: string } };
 
@@ -59,9 +39,9 @@ describe('the image as the webhook pod on a real node', () => {
   let memoryCgroup: string;
 
   beforeAll(async () => {
-    // The shipped webhook container as it is, but for its certificates: the
-    // certs sidecar needs the API, which pods in the lab do not reach, so the
-    // webhook makes its own into the (then writable) memory volume.
+    // The shipped webhook container alone, as it is but for its certificates:
+    // it makes its own into the (then writable) memory volume, without the
+    // certs sidecar (installed.test.ts runs the whole install).
     const template = webhookTemplate();
     const webhook = template.spec.containers.find((c) => c.name === 'webhook');
     if (!webhook) throw new Error('no webhook container in manifests/base/webhook.yaml');
@@ -86,7 +66,7 @@ describe('the image as the webhook pod on a real node', () => {
       return p.status?.conditions?.find((c) => c.type === 'Ready')?.status === 'True' ? p : undefined;
     }, 120_000, 500);
     const containerId = pod.status?.containerStatuses?.[0]?.containerID?.replace(/^containerd:\/\//, '') ?? '';
-    ({ pid, memoryCgroup } = await processOf(containerId));
+    ({ pid, memoryCgroup } = await containerProcess(containerId));
   }, 180_000);
 
   it('runs the pushed digest, pulled by containerd', () => {

@@ -191,6 +191,30 @@ describe('the lifecycle on a real runtime', () => {
     expect(after.spec.containers[0]?.image).toBe(L.image('v1-same'));
   }, 180_000);
 
+  it('restarts a native sidecar in place on its new image, proven by its digest, the app container untouched', async () => {
+    // The sidecar serves the lab image's files on :8081 (the app holds :8080), ready by its own probe.
+    const sidecar = { name: 'side', image: L.image('v1'), restartPolicy: 'Always', command: ['/bin/busybox', 'httpd', '-f', '-p', '8081', '-h', '/www'],
+      readinessProbe: { httpGet: { path: '/', port: 8081 }, periodSeconds: 1 } };
+    const manifest = pod('sidecar');
+    await applyManifest({ ...manifest, spec: { ...manifest.spec, initContainers: [sidecar] } });
+    const before = await settled(OPTED_IN, 'sidecar', 90_000);
+    await kubectl(['-n', OPTED_IN, 'set', 'image', 'pod/sidecar', `side=${L.image('v2')}`]);
+    const after = await eventually('the sidecar on v2 and the pod settled', async () => {
+      const p = await settled(OPTED_IN, 'sidecar', 90_000);
+      return statusOf(p, 'side')?.ready === true && statusOf(p, 'side')?.imageID.endsWith(L.digests.get(L.image('v2'))!) ? p : undefined;
+    }, 90_000, 250);
+    const [was, now] = [statusOf(before, 'side')!, statusOf(after, 'side')!];
+    expect(was.imageID).toBe(`${L.image('v1').replace(/:v1$/, '')}@${L.digests.get(L.image('v1'))!}`);
+    expect(now.imageID).toBe(`${L.image('v2').replace(/:v2$/, '')}@${L.digests.get(L.image('v2'))!}`);
+    expect(now.containerID).not.toBe(was.containerID);
+    expect(now.restartCount).toBe(was.restartCount + 1);
+    expect(after.spec.initContainers?.[0]?.image).toBe(L.image('v2'));
+    // the app container kept running: same container, no restart; the same sandbox
+    expect(statusOf(after, 'app')).toMatchObject({ containerID: statusOf(before, 'app')!.containerID, restartCount: statusOf(before, 'app')!.restartCount, imageID: statusOf(before, 'app')!.imageID });
+    expect(after.metadata.uid).toBe(before.metadata.uid);
+    expect(after.status?.podIP).toBe(before.status?.podIP);
+  }, 180_000);
+
   it('ends Stalled on a new image that crash-loops', async () => {
     await applyManifest(pod('crash'));
     await settled(OPTED_IN, 'crash', 90_000);

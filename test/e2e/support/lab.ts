@@ -1,14 +1,23 @@
 // The real nodes of the test cluster (test/cluster/lab.sh): what `cluster.sh up`
 // wrote about them, their images, and live traffic from inside the lab.
 
+import { execFile } from 'node:child_process';
 import { readFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { readFile } from 'node:fs/promises';
+import { join, resolve } from 'node:path';
+import { promisify } from 'node:util';
 import { context } from './kube.ts';
+import { buildImage, ensureCommands, type Built } from './image.ts';
 import { spawnTraffic, type Request, type Traffic } from './traffic.ts';
+
+const repo = resolve(import.meta.dirname, '../../..');
 
 export interface Lab {
   netns: string;
   realNodes: number;
+  registry: string;
+  /** The host routes the lab's pod and node IPs (CLUSTER_LAB_ROUTED in lab.sh): the apiserver reaches pods. */
+  routed: boolean;
   /** Image reference (registry/repo:tag) to its manifest digest. */
   digests: Map<string, string>;
   image(tag: string): string;
@@ -36,7 +45,7 @@ export function lab(): Lab {
     const [ref, digest] = line.split(' ');
     if (ref && digest) digests.set(ref, digest);
   }
-  return { netns, realNodes, digests, image: (tag: string) => `${registry}/lab/app:${tag}` };
+  return { netns, realNodes, registry, routed: value('CLUSTER_LAB_ROUTED') === '1', digests, image: (tag: string) => `${registry}/lab/app:${tag}` };
 }
 
 /** Pod spec parts that put a pod on a real node. */
@@ -79,4 +88,31 @@ export async function retag(from: string, tag: string): Promise<string> {
   const manifest = await run(['-H', `Accept: ${type}`, `http://${registry}/v2/${repo}/manifests/${oldTag}`]);
   await run(['-X', 'PUT', '-H', `Content-Type: ${type}`, '--data-binary', manifest, `http://${registry}/v2/${repo}/manifests/${tag}`]);
   return `${registry}/${repo}:${tag}`;
+}
+
+/** The process of a container on a real node and its memory cgroup (v1 here), found by the container's ID. */
+export async function containerProcess(containerId: string): Promise<{ pid: string; memoryCgroup: string }> {
+  const id = containerId.replace(/^containerd:\/\//, '');
+  const { stdout: found } = await promisify(execFile)('find', ['/sys/fs/cgroup/memory', '-type', 'd', '-name', id]);
+  const memoryCgroup = found.split('\n')[0] ?? '';
+  if (memoryCgroup === '') throw new Error(`no memory cgroup of container ${id} (cgroup v1 expected)`);
+  // the entrypoint is the container's only process
+  const pid = (await readFile(join(memoryCgroup, 'cgroup.procs'), 'utf8')).split('\n')[0] ?? '';
+  if (pid === '') throw new Error(`no process in ${memoryCgroup}`);
+  return { pid, memoryCgroup };
+}
+
+/**
+ * As README.md says: `npm run image` (the layout in .image), then its `skopeo copy` line, to the
+ * lab's registry (plain HTTP, inside the lab's network namespace). Returns the pushed reference, by tag.
+ */
+export async function pushProductImage(L: Lab): Promise<{ image: Built; pushed: string }> {
+  const image = await buildImage(join(repo, '.image'));
+  await ensureCommands({ skopeo: 'skopeo' });
+  const readme = await readFile(join(repo, 'README.md'), 'utf8');
+  const line = /^skopeo copy (oci:\S+) docker:\/\/registry\.example\.com\/(\S+)$/m.exec(readme);
+  if (!line) throw new Error('README.md has no `skopeo copy oci:... docker://registry.example.com/...` line');
+  const pushed = `${L.registry}/${line[2]!}`;
+  await promisify(execFile)('nsenter', [`--net=/run/netns/${L.netns}`, '--', 'skopeo', 'copy', '--dest-tls-verify=false', line[1]!, `docker://${pushed}`], { cwd: repo });
+  return { image, pushed };
 }
