@@ -25,7 +25,29 @@ export interface BenchCluster {
   writes: () => Promise<number>;
   /** Every write the apiserver audited between two instants (ms): who wrote what (empty if the cluster runs without the audit log). */
   audited: (fromMs: number, toMs: number) => Promise<AuditedWrite[]>;
+  /** The apiserver's /metrics text. */
+  apiserverMetrics: () => Promise<string>;
+  /** Apply or delete the product's webhook configurations (applied at start). */
+  registerWebhooks: (on: boolean) => Promise<void>;
+  /** Pids of the webhook process and of kube-apiserver, for CPU accounting. */
+  pids: { webhook: number; apiserver: number };
+  clusterDir: string;
   stop: () => Promise<void>;
+}
+
+export interface BenchClusterOptions {
+  /** Real (containerd) nodes; unset: cluster.sh's default. */
+  realNodes?: number;
+  /** Start the watcher (default true). */
+  watcher?: boolean;
+  /** The webhook's --log-level (default warn). */
+  webhookLogLevel?: string;
+  /** Extra environment of the webhook process (e.g. the shipped container's NODE_OPTIONS). */
+  webhookEnv?: Record<string, string>;
+  /** The cluster's state dir when BENCH_CLUSTER_DIR is unset (default .cluster-bench). */
+  clusterDir?: string;
+  /** Audit every write (default true). */
+  audit?: boolean;
 }
 
 /** One write as the apiserver's audit log records it. */
@@ -54,11 +76,15 @@ export function clientOf(username: string): string {
   return username.replace(/^system:serviceaccount:kube-system:/, '');
 }
 
-export async function startBenchCluster(nodes: number, maxPodsPerNode: number): Promise<BenchCluster> {
-  const clusterDir = process.env.BENCH_CLUSTER_DIR ?? join(repo, '.cluster-bench');
+export async function startBenchCluster(nodes: number, maxPodsPerNode: number, opts: BenchClusterOptions = {}): Promise<BenchCluster> {
+  const clusterDir = process.env.BENCH_CLUSTER_DIR ?? join(repo, opts.clusterDir ?? '.cluster-bench');
   // Every write audited (user, verb, resource), so that writes are counted by client, not only in total.
   const auditLog = join(clusterDir, 'logs', 'audit.log');
-  const env = { ...process.env, CLUSTER_DIR: clusterDir, CLUSTER_NODES: String(nodes), CLUSTER_MAX_PODS: String(maxPodsPerNode), CLUSTER_AUDIT_LOG: auditLog };
+  const env = {
+    ...process.env, CLUSTER_DIR: clusterDir, CLUSTER_NODES: String(nodes), CLUSTER_MAX_PODS: String(maxPodsPerNode),
+    ...(opts.audit === false ? {} : { CLUSTER_AUDIT_LOG: auditLog }),
+    ...(opts.realNodes === undefined ? {} : { CLUSTER_REAL_NODES: String(opts.realNodes) }),
+  };
   const sh = (args: string[]) => run('bash', [join(repo, 'test/cluster/cluster.sh'), ...args], { env, maxBuffer: 1 << 24 });
   const kubeconfig = join(clusterDir, 'kubeconfig');
   const kubectl = (args: string[], input?: string) => {
@@ -76,20 +102,27 @@ export async function startBenchCluster(nodes: number, maxPodsPerNode: number): 
   process.once('exit', () => {
     for (const c of children) c.kill('SIGKILL');
   });
-  const spawnLogged = (name: string, args: string[]) => {
+  const spawnLogged = (name: string, args: string[], extraEnv: Record<string, string> = {}) => {
     const fd = openSync(join(clusterDir, 'logs', `${name}.log`), 'w');
-    children.push(spawn(process.execPath, args, { stdio: ['ignore', fd, fd] }));
+    const child = spawn(process.execPath, args, { stdio: ['ignore', fd, fd], env: { ...process.env, ...extraEnv } });
+    children.push(child);
     closeSync(fd); // the child has its own copy
+    return child;
   };
   const certDir = join(clusterDir, 'bench-certs');
-  spawnLogged('bench-webhook', [join(repo, 'src/cli.ts'), 'webhook', '--port', String(WEBHOOK_PORT), '--host', '127.0.0.1', '--cert-dir', certDir, '--log-level', 'warn']);
+  const webhook = spawnLogged('bench-webhook', [join(repo, 'src/cli.ts'), 'webhook', '--port', String(WEBHOOK_PORT), '--host', '127.0.0.1', '--cert-dir', certDir, '--log-level', opts.webhookLogLevel ?? 'warn'], opts.webhookEnv);
   await waitFor('the webhook', () => run('curl', ['-sf', '--cacert', join(certDir, 'ca.crt'), `https://127.0.0.1:${WEBHOOK_PORT}/readyz`]).then(() => true, () => false), 30_000);
   const caBundle = (await readFile(join(certDir, 'ca.crt'))).toString('base64');
   const { mutating, validating } = webhookConfigurations({
     clientConfig: (p) => ({ url: `https://127.0.0.1:${WEBHOOK_PORT}${p}`, caBundle }), scope: 'opt-in', watcherUsers: [DEFAULT_WATCHER_USER],
   });
-  await kubectl(['apply', '--server-side', '--force-conflicts', '-f', '-'], JSON.stringify({ apiVersion: 'v1', kind: 'List', items: [mutating, validating] }));
-  spawnLogged('bench-watcher', [join(repo, 'src/cli.ts'), 'watcher', '--kubeconfig', join(clusterDir, 'kubeconfigs/watcher.kubeconfig'), '--health-port', '0', '--log-level', 'warn', '--concurrency', '32']);
+  const registration = JSON.stringify({ apiVersion: 'v1', kind: 'List', items: [mutating, validating] });
+  const registerWebhooks = async (on: boolean) => {
+    if (on) await kubectl(['apply', '--server-side', '--force-conflicts', '-f', '-'], registration);
+    else await kubectl(['delete', '--ignore-not-found', '-f', '-'], registration);
+  };
+  await registerWebhooks(true);
+  if (opts.watcher !== false) spawnLogged('bench-watcher', [join(repo, 'src/cli.ts'), 'watcher', '--kubeconfig', join(clusterDir, 'kubeconfigs/watcher.kubeconfig'), '--health-port', '0', '--log-level', 'warn', '--concurrency', '32']);
 
   let last = new Map<string, number>();
   const writes = async () => {
@@ -127,11 +160,16 @@ export async function startBenchCluster(nodes: number, maxPodsPerNode: number): 
     return out;
   };
 
+  const apiserverPid = Number(await readFile(join(clusterDir, 'pids', 'kube-apiserver.pid'), 'utf8'));
   return {
     client,
     kubectl,
     writes,
     audited,
+    apiserverMetrics: async () => (await kubectl(['get', '--raw', '/metrics'])).stdout,
+    registerWebhooks,
+    pids: { webhook: webhook.pid ?? 0, apiserver: apiserverPid },
+    clusterDir,
     async stop() {
       for (const c of children) c.kill('SIGTERM');
       client.close();
