@@ -2,10 +2,10 @@
 // with the product's webhooks registered against the same storm with none
 // registered, on one cluster of its own (.cluster-storm) in one run.
 //
-// The cluster has no kubelet at all (CLUSTER_NODES=0, no real nodes): the
-// bench creates STORM_NODES Node objects itself and binds every pod to one of
-// them (spec.nodeName), so pods stay Pending and nothing but the apiserver,
-// etcd, the controllers and the webhook work. The webhook runs as shipped
+// The cluster has one hollow node (cluster.sh's least) and no real nodes; the
+// bench creates STORM_NODES Node objects of its own, with no kubelet, and binds
+// every pod to one of them (spec.nodeName), so pods stay Pending and no kubelet
+// works for them: only the apiserver, etcd, the controllers and the webhook. The webhook runs as shipped
 // (`node src/cli.ts webhook`, log level info, the container's NODE_OPTIONS and
 // MALLOC_ARENA_MAX); the watcher does not run (nothing here is its work).
 //
@@ -189,7 +189,7 @@ async function probe(b: BenchCluster, ns: string, on: boolean): Promise<void> {
 const ms = (s: number) => (s * 1000).toFixed(1);
 
 async function main() {
-  const b = await startBenchCluster(0, 110, {
+  const b = await startBenchCluster(1, 110, {
     realNodes: 0, watcher: false, webhookLogLevel: 'info', clusterDir: '.cluster-storm', audit: false,
     webhookEnv: { NODE_OPTIONS: '--max-old-space-size=64', MALLOC_ARENA_MAX: '2' },
   });
