@@ -14,7 +14,8 @@ import { webhookConfigurations } from '../src/kube/webhook-configurations.ts';
 
 const run = promisify(execFile);
 const repo = resolve(import.meta.dirname, '..');
-const WEBHOOK_PORT = 9543;
+// BENCH_WEBHOOK_PORT: another port when 9543 is taken (another checkout's bench on the same machine).
+const WEBHOOK_PORT = Number(process.env.BENCH_WEBHOOK_PORT ?? 9543);
 
 export const IMAGES = ['registry.k8s.io/pause:3.10', 'registry.k8s.io/pause:3.10.1'] as const;
 
@@ -29,6 +30,8 @@ export interface BenchCluster {
   apiserverMetrics: () => Promise<string>;
   /** Apply or delete the product's webhook configurations (applied at start). */
   registerWebhooks: (on: boolean) => Promise<void>;
+  /** The webhook's base URL (https://127.0.0.1:port). */
+  webhookUrl: string;
   /** Pids of the webhook process and of kube-apiserver, for CPU accounting. */
   pids: { webhook: number; apiserver: number };
   clusterDir: string;
@@ -168,6 +171,7 @@ export async function startBenchCluster(nodes: number, maxPodsPerNode: number, o
     audited,
     apiserverMetrics: async () => (await kubectl(['get', '--raw', '/metrics'])).stdout,
     registerWebhooks,
+    webhookUrl: `https://127.0.0.1:${WEBHOOK_PORT}`,
     pids: { webhook: webhook.pid ?? 0, apiserver: apiserverPid },
     clusterDir,
     async stop() {

@@ -113,7 +113,7 @@ async function cpuSeconds(pid: number): Promise<number> {
 }
 
 async function webhookMetrics(b: BenchCluster): Promise<string> {
-  const { stdout } = await run('curl', ['-sf', '--cacert', join(b.clusterDir, 'bench-certs', 'ca.crt'), 'https://127.0.0.1:9543/metrics']);
+  const { stdout } = await run('curl', ['-sf', '--cacert', join(b.clusterDir, 'bench-certs', 'ca.crt'), `${b.webhookUrl}/metrics`]);
   return stdout;
 }
 
