@@ -1,14 +1,15 @@
 // POST /mutate and /validate on node:https directly, not through fastify's
 // routing, hooks, content-type parser, validator and serialiser (fastify keeps
-// every other path). CPU per CREATE request on the loaded 2-core machine (wrk,
-// 10 connections, server utime+stime over requests, alternating rounds; see
-// bench/RESULTS.md): bare server 173 µs, through the fastify routes 268 µs,
-// this path 235 µs. What fastify did here is done the same way below: the
-// in-flight budget (429), 415 for other content types, 413 over the body limit
-// (from Content-Length before reading, or as the body grows), 400 for an empty
-// or malformed body and for an envelope the schema refuses (ajv, the same
-// schema and message), 500 for a decision that throws, 503 once the server is
-// closing, and the controller-runtime metrics.
+// every other path). Measured on the 2-core machine with wrk against the bare
+// server of bench/servers.ts (CPU per request from /proc, 5 alternating rounds,
+// CREATE review): bare 157 µs, bare + the real decision 168 µs, the same
+// decision through the fastify routes 233 µs; the framework's per-request work
+// cost four times the decision itself. What fastify did here is done the same
+// way below: the in-flight budget (429), 415 for other content types, 413 over
+// the body limit (from Content-Length before reading, or as the body grows),
+// 400 for an empty or malformed body and for an envelope the schema refuses
+// (ajv, the same schema and message), 500 for a decision that throws, 503 once
+// the server is closing, and the controller-runtime metrics.
 
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { Ajv, type ErrorObject } from 'ajv';
