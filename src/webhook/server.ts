@@ -1,7 +1,6 @@
-// The webhook's HTTPS server: POST /mutate and /validate go straight to the
-// admission routes (admission-route.ts, the only code that sees AdmissionReviews),
-// everything else (health, readiness, metrics, 404s) to fastify. The decisions
-// themselves are the pure functions of src/core.
+// The webhook's HTTPS server: one fastify plugin per concern (admission,
+// health, metrics). Only the admission plugin sees AdmissionReviews; the
+// decisions themselves are the pure functions of src/core.
 
 import fastify, { LogController, type FastifyHttpsOptions, type FastifyInstance } from 'fastify';
 import type { IncomingMessage, ServerResponse } from 'node:http';
