@@ -1,10 +1,10 @@
-// The AdmissionReview v1 boundary: the envelope's schema (checked with ajv
-// before any decision runs) and the one completion step that turns a Decision
+// The AdmissionReview v1 boundary: the envelope's schema (checked by fastify
+// before any handler runs) and the one completion step that turns a Decision
 // into an AdmissionResponse: uid echoed, patch derived by diffing, warnings cut short.
 
+import jsonpatch from 'fast-json-patch';
 import type { Decision } from '../core/admission/decision.ts';
 import type { AdmissionRequest } from '../core/admission/request.ts';
-import { diff } from './patch.ts';
 
 export const ADMISSION_API_VERSION = 'admission.k8s.io/v1';
 
@@ -69,6 +69,34 @@ export const admissionReviewSchema = {
   },
 } as const;
 
+/** Serialised by fast-json-stringify: only these fields ever leave the server. */
+export const admissionReviewResponseSchema = {
+  type: 'object',
+  properties: {
+    apiVersion: { type: 'string' },
+    kind: { type: 'string' },
+    response: {
+      type: 'object',
+      properties: {
+        uid: { type: 'string' },
+        allowed: { type: 'boolean' },
+        patch: { type: 'string' },
+        patchType: { type: 'string' },
+        warnings: { type: 'array', items: { type: 'string' } },
+        status: {
+          type: 'object',
+          properties: {
+            status: { type: 'string' },
+            code: { type: 'integer' },
+            reason: { type: 'string' },
+            message: { type: 'string' },
+          },
+        },
+      },
+    },
+  },
+} as const;
+
 // The apiserver truncates longer warnings; keep ours whole and readable.
 const MAX_WARNING_LENGTH = 256;
 
@@ -90,7 +118,7 @@ export function completeResponse(uid: string, decision: Decision, original: unkn
         status: { status: 'Failure', code: decision.code, reason: STATUS_REASONS[decision.code] ?? 'Forbidden', message: decision.message },
       };
     case 'patch': {
-      const ops = diff(original, decision.mutated);
+      const ops = jsonpatch.compare(original as object, decision.mutated as object);
       if (ops.length === 0) return base;
       return { ...base, patchType: 'JSONPatch', patch: Buffer.from(JSON.stringify(ops)).toString('base64') };
     }
