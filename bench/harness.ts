@@ -14,7 +14,7 @@ import { webhookConfigurations } from '../src/kube/webhook-configurations.ts';
 
 const run = promisify(execFile);
 const repo = resolve(import.meta.dirname, '..');
-const WEBHOOK_PORT = 9543;
+const WEBHOOK_PORT = Number(process.env.BENCH_WEBHOOK_PORT ?? 9543);
 
 export const IMAGES = ['registry.k8s.io/pause:3.10', 'registry.k8s.io/pause:3.10.1'] as const;
 
@@ -33,6 +33,14 @@ export interface BenchCluster {
   dir: string;
   clusterDir: string;
   env: Record<string, string>;
+  /** The apiserver's /metrics text. */
+  apiserverMetrics: () => Promise<string>;
+  /** Apply or delete the product's webhook configurations (applied at start). */
+  registerWebhooks: (on: boolean) => Promise<void>;
+  /** The webhook's base URL (https://127.0.0.1:port). */
+  webhookUrl: string;
+  /** Pids of the webhook process and of kube-apiserver, for CPU accounting. */
+  pids: { webhook: number; apiserver: number };
   stop: () => Promise<void>;
 }
 
@@ -45,6 +53,10 @@ export interface BenchClusterOptions {
   watcherArgs?: string[];
   /** Start the shipped watcher at once (default true); false: the bench starts its own with startWatcher. */
   watcher?: boolean;
+  /** The webhook's --log-level (default warn). */
+  webhookLogLevel?: string;
+  /** Extra environment of the webhook process (e.g. the shipped container's NODE_OPTIONS). */
+  webhookEnv?: Record<string, string>;
   /** Audit every write (default true); off for benches that only count, since it costs the apiserver. */
   audit?: boolean;
 }
@@ -92,101 +104,118 @@ export async function startBenchCluster(nodes: number, maxPodsPerNode: number, o
   };
   console.error(`bench: cluster in ${clusterDir} with ${nodes} hollow nodes, ${options.realNodes ?? 0} real`);
   await sh(['up']);
-  const client = await KubeClient.create(loadKubeConfig(kubeconfig), 'inplace-gate-bench');
-  await kubectl(['apply', '--server-side', '--force-conflicts', '-f', join(repo, 'manifests/base/namespace.yaml'), '-f', join(repo, 'manifests/base/watcher-rbac.yaml')]);
-
   const children: ChildProcess[] = [];
-  // However this process ends, the webhook and watcher it started end with it.
-  process.once('exit', () => {
+  // A failure while starting (the webhook's port taken, say) must not leave the cluster running.
+  try {
+    const client = await KubeClient.create(loadKubeConfig(kubeconfig), 'inplace-gate-bench');
+    await kubectl(['apply', '--server-side', '--force-conflicts', '-f', join(repo, 'manifests/base/namespace.yaml'), '-f', join(repo, 'manifests/base/watcher-rbac.yaml')]);
+
+    // However this process ends, the webhook and watcher it started end with it.
+    process.once('exit', () => {
+      for (const c of children) c.kill('SIGKILL');
+    });
+    const spawnLogged = (name: string, args: string[], extraEnv: Record<string, string> = {}) => {
+      const fd = openSync(join(clusterDir, 'logs', `${name}.log`), 'a');
+      const child = spawn(process.execPath, args, { stdio: ['ignore', fd, fd], env: { ...process.env, ...extraEnv } });
+      children.push(child);
+      closeSync(fd); // the child has its own copy
+      return child;
+    };
+    const certDir = join(clusterDir, 'bench-certs');
+    const webhook = spawnLogged('bench-webhook', [join(repo, 'src/cli.ts'), 'webhook', '--port', String(WEBHOOK_PORT), '--host', '127.0.0.1', '--cert-dir', certDir, '--log-level', options.webhookLogLevel ?? 'warn'], options.webhookEnv);
+    await waitFor('the webhook', () => run('curl', ['-sf', '--cacert', join(certDir, 'ca.crt'), `https://127.0.0.1:${WEBHOOK_PORT}/readyz`]).then(() => true, () => false), 30_000);
+    const caBundle = (await readFile(join(certDir, 'ca.crt'))).toString('base64');
+    const { mutating, validating } = webhookConfigurations({
+      clientConfig: (p) => ({ url: `https://127.0.0.1:${WEBHOOK_PORT}${p}`, caBundle }), scope: 'opt-in', watcherUsers: [DEFAULT_WATCHER_USER],
+    });
+    const registration = JSON.stringify({ apiVersion: 'v1', kind: 'List', items: [mutating, validating] });
+    const registerWebhooks = async (on: boolean) => {
+      if (on) await kubectl(['apply', '--server-side', '--force-conflicts', '-f', '-'], registration);
+      else await kubectl(['delete', '--ignore-not-found', '-f', '-'], registration);
+    };
+    await registerWebhooks(true);
+    const watcherArgs = [join(repo, 'src/cli.ts'), 'watcher', '--kubeconfig', join(clusterDir, 'kubeconfigs/watcher.kubeconfig')];
+    const startShippedWatcher = (extra: string[]) => spawnLogged('bench-watcher', [...watcherArgs, '--health-port', '0', '--log-level', 'warn', '--concurrency', '32', ...extra]);
+    let watcher = options.watcher === false ? undefined : startShippedWatcher(options.watcherArgs ?? []);
+    const restartWatcher = async (extra: string[]) => {
+      if (watcher && watcher.exitCode === null && watcher.signalCode === null) {
+        const exited = new Promise((ok) => watcher?.once('exit', ok));
+        watcher.kill('SIGTERM');
+        await exited;
+      }
+      const started = startShippedWatcher(extra);
+      watcher = started;
+      // Its identity is hostname_pid: wait until it holds the Lease.
+      const pid = `_${String(started.pid)}`;
+      await waitFor('the new watcher to lead', () => client.get<{ spec?: { holderIdentity?: string } }>('/apis/coordination.k8s.io/v1/namespaces/inplace-gate/leases/inplace-gate-watcher')
+        .then((l) => l.spec?.holderIdentity?.endsWith(pid) === true, () => false), 60_000);
+    };
+    const envText = await readFile(join(clusterDir, 'env'), 'utf8');
+    // printf %q's output; the values read here never need unquoting
+    const envValues = Object.fromEntries([...envText.matchAll(/^export (\w+)=(.*)$/gm)].map((m) => [m[1] ?? '', m[2] ?? '']));
+
+    let last = new Map<string, number>();
+    const writes = async () => {
+      const { stdout } = await kubectl(['get', '--raw', '/metrics']);
+      let total = 0;
+      const breakdown = new Map<string, number>();
+      for (const line of stdout.split('\n')) {
+        if (!line.startsWith('apiserver_request_total{')) continue;
+        const verb = /verb="(POST|PUT|PATCH|DELETE|APPLY)"/.exec(line)?.[1];
+        if (!verb) continue;
+        const value = Number(line.slice(line.lastIndexOf(' ') + 1));
+        total += value;
+        const key = `${verb} ${/resource="([^"]*)"/.exec(line)?.[1] ?? ''}/${/subresource="([^"]*)"/.exec(line)?.[1] ?? ''}`;
+        breakdown.set(key, (breakdown.get(key) ?? 0) + value);
+      }
+      if (process.env.BENCH_DETAIL === '1') {
+        const grew = [...breakdown].map(([k, v]) => [k, v - (last.get(k) ?? 0)] as const).filter(([, d]) => d > 0).sort((a, b) => b[1] - a[1]);
+        console.error(grew.map(([k, d]) => `${k}: ${d}`).join(', '));
+      }
+      last = breakdown;
+      return total;
+    };
+
+    const audited = async (fromMs: number, toMs: number): Promise<AuditedWrite[]> => {
+      const text = await readFile(auditLog, 'utf8').catch(() => '');
+      const out: AuditedWrite[] = [];
+      for (const line of text.split('\n')) {
+        if (line === '') continue;
+        const e = JSON.parse(line) as AuditEvent;
+        const at = Date.parse(e.requestReceivedTimestamp ?? '');
+        if (!(at >= fromMs && at <= toMs)) continue;
+        const ref = e.objectRef ?? {};
+        out.push({ client: clientOf(e.user?.username ?? ''), resource: `${ref.resource ?? ''}${ref.subresource ? `/${ref.subresource}` : ''}`, namespace: ref.namespace, name: ref.name, code: e.responseStatus?.code ?? 0 });
+      }
+      return out;
+    };
+
+    const apiserverPid = Number(await readFile(join(clusterDir, 'pids', 'kube-apiserver.pid'), 'utf8'));
+    return {
+      client,
+      kubectl,
+      writes,
+      audited,
+      restartWatcher,
+      startWatcher: (name, args) => spawnLogged(name, [...watcherArgs, ...args]),
+      dir: clusterDir,
+      clusterDir,
+      env: envValues,
+      apiserverMetrics: async () => (await kubectl(['get', '--raw', '/metrics'])).stdout,
+      registerWebhooks,
+      webhookUrl: `https://127.0.0.1:${WEBHOOK_PORT}`,
+      pids: { webhook: webhook.pid ?? 0, apiserver: apiserverPid },
+      async stop() {
+        for (const c of children) c.kill('SIGTERM');
+        client.close();
+        if (process.env.BENCH_KEEP_CLUSTER !== '1') await sh(['down']);
+      },
+    };
+  } catch (err) {
     for (const c of children) c.kill('SIGKILL');
-  });
-  const spawnLogged = (name: string, args: string[]) => {
-    const fd = openSync(join(clusterDir, 'logs', `${name}.log`), 'a');
-    const child = spawn(process.execPath, args, { stdio: ['ignore', fd, fd] });
-    children.push(child);
-    closeSync(fd); // the child has its own copy
-    return child;
-  };
-  const certDir = join(clusterDir, 'bench-certs');
-  spawnLogged('bench-webhook', [join(repo, 'src/cli.ts'), 'webhook', '--port', String(WEBHOOK_PORT), '--host', '127.0.0.1', '--cert-dir', certDir, '--log-level', 'warn']);
-  await waitFor('the webhook', () => run('curl', ['-sf', '--cacert', join(certDir, 'ca.crt'), `https://127.0.0.1:${WEBHOOK_PORT}/readyz`]).then(() => true, () => false), 30_000);
-  const caBundle = (await readFile(join(certDir, 'ca.crt'))).toString('base64');
-  const { mutating, validating } = webhookConfigurations({
-    clientConfig: (p) => ({ url: `https://127.0.0.1:${WEBHOOK_PORT}${p}`, caBundle }), scope: 'opt-in', watcherUsers: [DEFAULT_WATCHER_USER],
-  });
-  await kubectl(['apply', '--server-side', '--force-conflicts', '-f', '-'], JSON.stringify({ apiVersion: 'v1', kind: 'List', items: [mutating, validating] }));
-  const watcherArgs = [join(repo, 'src/cli.ts'), 'watcher', '--kubeconfig', join(clusterDir, 'kubeconfigs/watcher.kubeconfig')];
-  const startShippedWatcher = (extra: string[]) => spawnLogged('bench-watcher', [...watcherArgs, '--health-port', '0', '--log-level', 'warn', '--concurrency', '32', ...extra]);
-  let watcher = options.watcher === false ? undefined : startShippedWatcher(options.watcherArgs ?? []);
-  const restartWatcher = async (extra: string[]) => {
-    if (watcher && watcher.exitCode === null && watcher.signalCode === null) {
-      const exited = new Promise((ok) => watcher?.once('exit', ok));
-      watcher.kill('SIGTERM');
-      await exited;
-    }
-    const started = startShippedWatcher(extra);
-    watcher = started;
-    // Its identity is hostname_pid: wait until it holds the Lease.
-    const pid = `_${String(started.pid)}`;
-    await waitFor('the new watcher to lead', () => client.get<{ spec?: { holderIdentity?: string } }>('/apis/coordination.k8s.io/v1/namespaces/inplace-gate/leases/inplace-gate-watcher')
-      .then((l) => l.spec?.holderIdentity?.endsWith(pid) === true, () => false), 60_000);
-  };
-  const envText = await readFile(join(clusterDir, 'env'), 'utf8');
-  // printf %q's output; the values read here never need unquoting
-  const envValues = Object.fromEntries([...envText.matchAll(/^export (\w+)=(.*)$/gm)].map((m) => [m[1] ?? '', m[2] ?? '']));
-
-  let last = new Map<string, number>();
-  const writes = async () => {
-    const { stdout } = await kubectl(['get', '--raw', '/metrics']);
-    let total = 0;
-    const breakdown = new Map<string, number>();
-    for (const line of stdout.split('\n')) {
-      if (!line.startsWith('apiserver_request_total{')) continue;
-      const verb = /verb="(POST|PUT|PATCH|DELETE|APPLY)"/.exec(line)?.[1];
-      if (!verb) continue;
-      const value = Number(line.slice(line.lastIndexOf(' ') + 1));
-      total += value;
-      const key = `${verb} ${/resource="([^"]*)"/.exec(line)?.[1] ?? ''}/${/subresource="([^"]*)"/.exec(line)?.[1] ?? ''}`;
-      breakdown.set(key, (breakdown.get(key) ?? 0) + value);
-    }
-    if (process.env.BENCH_DETAIL === '1') {
-      const grew = [...breakdown].map(([k, v]) => [k, v - (last.get(k) ?? 0)] as const).filter(([, d]) => d > 0).sort((a, b) => b[1] - a[1]);
-      console.error(grew.map(([k, d]) => `${k}: ${d}`).join(', '));
-    }
-    last = breakdown;
-    return total;
-  };
-
-  const audited = async (fromMs: number, toMs: number): Promise<AuditedWrite[]> => {
-    const text = await readFile(auditLog, 'utf8').catch(() => '');
-    const out: AuditedWrite[] = [];
-    for (const line of text.split('\n')) {
-      if (line === '') continue;
-      const e = JSON.parse(line) as AuditEvent;
-      const at = Date.parse(e.requestReceivedTimestamp ?? '');
-      if (!(at >= fromMs && at <= toMs)) continue;
-      const ref = e.objectRef ?? {};
-      out.push({ client: clientOf(e.user?.username ?? ''), resource: `${ref.resource ?? ''}${ref.subresource ? `/${ref.subresource}` : ''}`, namespace: ref.namespace, name: ref.name, code: e.responseStatus?.code ?? 0 });
-    }
-    return out;
-  };
-
-  return {
-    client,
-    kubectl,
-    writes,
-    audited,
-    restartWatcher,
-    startWatcher: (name, args) => spawnLogged(name, [...watcherArgs, ...args]),
-    dir: clusterDir,
-    clusterDir,
-    env: envValues,
-    async stop() {
-      for (const c of children) c.kill('SIGTERM');
-      client.close();
-      if (process.env.BENCH_KEEP_CLUSTER !== '1') await sh(['down']);
-    },
-  };
+    if (process.env.BENCH_KEEP_CLUSTER !== '1') await sh(['down']).catch(() => undefined);
+    throw err;
+  }
 }
 
 /** How many of `items` fall under each key, most first. */
