@@ -184,6 +184,9 @@ describe('the Helm chart', () => {
       expect(lint.output, JSON.stringify(set)).toMatch(message);
       await expect(helmTemplate(NS, set), JSON.stringify(set)).rejects.toThrow(message);
     }
+    // A namespace shared with others is never relabelled restricted and out of scope.
+    await expect(helmTemplate('default')).rejects.toThrow(/namespace\.create would label the namespace "default" restricted/);
+    expect(objects(await helmTemplate('default', { 'namespace.create': false })).some((o) => o.kind === 'Namespace')).toBe(false);
     // What the schema cannot say, the template does (helm lint only logs a template's fail; template and install stop).
     await expect(helmTemplate(NS, { 'resourceQuota.pods': 3 })).rejects.toThrow(/resourceQuota\.pods \(3\) is below .* = 6/);
     await expect(helmTemplate(NS, { 'resourceQuota.pods': 6, 'webhook.replicas': 3 })).rejects.toThrow(/\(6\) is below .* = 7/);
