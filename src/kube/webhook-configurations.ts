@@ -21,6 +21,8 @@ export interface RegistrationOptions {
    * ServiceAccount skip every webhook.
    */
   watcherUsers: string[];
+  /** Namespaces left out by name besides the system ones: the product's own, where it is known when this is built (Helm). */
+  excludedNamespaces?: string[];
   timeoutSeconds?: number;
 }
 
@@ -39,7 +41,7 @@ const celImagesDiffer = (spec: (obj: string) => string) =>
   `${celImages(spec('object'), 'initContainers')} != ${celImages(spec('oldObject'), 'initContainers')}`;
 
 export function webhookConfigurations(opts: RegistrationOptions) {
-  const notExcluded = { key: 'kubernetes.io/metadata.name', operator: 'NotIn', values: [...SYSTEM_NAMESPACES] };
+  const notExcluded = { key: 'kubernetes.io/metadata.name', operator: 'NotIn', values: [...SYSTEM_NAMESPACES, ...(opts.excludedNamespaces ?? [])] };
   // inplace-gate's own namespace, by its label: the name moves with kustomize's namespace transform.
   const notOwn = { key: SYSTEM_NAMESPACE_LABEL, operator: 'NotIn', values: ['true'] };
   const createNamespaceSelector =
