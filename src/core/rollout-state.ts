@@ -2,6 +2,7 @@
 // workload's `inplace-gate.dev/rollout-state` annotation.
 
 import type { ImageMap } from './containers.ts';
+import { encodeVersioned, readVersioned } from './state-schema.ts';
 
 export interface RolloutState {
   /** The images the rollout moves the pods to (the template's, by container name). */
@@ -23,8 +24,12 @@ export interface RolloutState {
 export function parseRolloutState(raw: string | undefined): { ok: true; state: RolloutState | undefined } | { ok: false; error: string } {
   if (raw === undefined || raw === '') return { ok: true, state: undefined };
   try {
-    const value = JSON.parse(raw) as Partial<RolloutState> | null;
-    if (typeof value !== 'object' || value === null || typeof value.images !== 'object' || typeof value.startedAt !== 'string') {
+    const parsed = JSON.parse(raw) as unknown;
+    if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) return { ok: false, error: 'needs images and startedAt' };
+    const read = readVersioned(parsed as Record<string, unknown>);
+    if ('error' in read) return { ok: false, error: read.error };
+    const value = read.record as Partial<RolloutState>;
+    if (typeof value.images !== 'object' || typeof value.startedAt !== 'string') {
       return { ok: false, error: 'needs images and startedAt' };
     }
     return { ok: true, state: value as RolloutState };
@@ -33,6 +38,7 @@ export function parseRolloutState(raw: string | undefined): { ok: true; state: R
   }
 }
 
+/** The annotation's value, with the schema version (state-schema.ts). */
 export function encodeRolloutState(state: RolloutState): string {
-  return JSON.stringify(state);
+  return encodeVersioned(state);
 }

@@ -4,6 +4,7 @@
 
 import { restartsInPlace, specImages, type ImageMap } from './containers.ts';
 import type { ContainerStatus, Pod } from './kube-types.ts';
+import { encodeVersioned, readVersioned } from './state-schema.ts';
 
 export type UpdatePhase = 'Pending' | 'Draining' | 'Updating' | 'Stalled';
 
@@ -79,12 +80,16 @@ export function parseUpdateState(raw: string | undefined): ParseResult {
   } catch (err) {
     return { ok: false, error: `not JSON: ${(err as Error).message}` };
   }
-  const problem = checkState(value);
-  return problem === undefined ? { ok: true, state: value as UpdateState } : { ok: false, error: problem };
+  if (!isRecord(value)) return { ok: false, error: 'not a JSON object' };
+  const read = readVersioned(value);
+  if ('error' in read) return { ok: false, error: read.error };
+  const problem = checkState(read.record);
+  return problem === undefined ? { ok: true, state: read.record as unknown as UpdateState } : { ok: false, error: problem };
 }
 
+/** The annotation's value, with the schema version (state-schema.ts). */
 export function encodeUpdateState(state: UpdateState): string {
-  return JSON.stringify(state);
+  return encodeVersioned(state);
 }
 
 function isRecord(value: unknown): value is Record<string, unknown> {

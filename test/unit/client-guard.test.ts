@@ -1,7 +1,7 @@
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { KubeConfig } from '@kubernetes/client-node';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { ApiError, KubeClient } from '../../src/kube/client.ts';
 
 // A real HTTP server on loopback standing in for the apiserver: it answers GETs,
@@ -41,8 +41,8 @@ describe('KubeClient.guarded: writes stop when leadership is lost', () => {
     const term = new AbortController();
     const work = base.guarded(() => term.signal);
     const hung = work.patch('/api/v1/namespaces/shop/pods/web', { metadata: {} }, 'strategic', 'inplace-gate');
-    await new Promise((r) => setTimeout(r, 50));
-    expect(received).toContain('PATCH /api/v1/namespaces/shop/pods/web?fieldManager=inplace-gate');
+    // In flight once the server has it (a fixed wait was too short on a loaded machine).
+    await vi.waitFor(() => { expect(received).toContain('PATCH /api/v1/namespaces/shop/pods/web?fieldManager=inplace-gate'); }, { timeout: 10_000, interval: 10 });
     term.abort(new Error('no longer leading'));
     const err = await hung.then(() => undefined, (e: unknown) => e);
     expect(err).toBeInstanceOf(ApiError);
